@@ -1,0 +1,267 @@
+//! Criterion benches of the RocksDB message store (DESIGN.md "Performance targets"): storing
+//! 1 KiB messages from one and from two threads, and a paged retrieve (the 10 messages after a
+//! `last_hash` cursor of one account) with 10 000 and with 1 000 000 messages stored.
+//!
+//! After the criterion groups, a fixed-work pass measures *process CPU time* per operation
+//! (RocksDB's background flush/compaction threads included), which is stable on a shared VM
+//! where wall-clock rates are not; it prints to stderr. Results, the machine and the method
+//! are in BENCHMARKS.md, section "Store". Databases live under `/var/tmp` (a real disk, not
+//! tmpfs) and are removed at the end.
+
+use criterion::{BatchSize, Criterion, Throughput};
+use snode::message::{AccountId, Message, Namespace, message_hash};
+use snode::store::{Store, StoreOptions};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// A fixed "now"; every message expires a day later, so nothing expires during the run.
+const NOW: i64 = 1_700_000_000_000;
+const DAY: i64 = 86_400_000;
+/// Body size of every message.
+const BODY: usize = 1024;
+/// Messages per account in the retrieve datasets; the cursor sits at message 89, so a
+/// retrieve with `max_count` 10 returns messages 90..99 (the 10 newest).
+const PER_ACCOUNT: u32 = 100;
+const CURSOR_AT: u32 = 89;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("snode-bench-store")
+        .tempdir_in("/var/tmp")
+        .or_else(|_| tempfile::tempdir())
+        .expect("temp dir")
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(
+        dir.path(),
+        StoreOptions {
+            max_bytes: 100 << 30,
+        },
+    )
+    .expect("open store")
+}
+
+/// Account `i`: key bytes spread so that accounts land on different lock stripes.
+fn account(i: u32) -> AccountId {
+    let mut key = [0u8; 32];
+    let mixed = i.wrapping_mul(0x9e37_79b9).to_be_bytes();
+    key[..4].copy_from_slice(&mixed);
+    key[28..].copy_from_slice(&i.to_be_bytes());
+    key[31] ^= mixed[0];
+    AccountId { kind: 0x05, key }
+}
+
+/// Message `n` of `acc`: a 1 KiB body unique to (account, n), with its real hash.
+fn message(acc: &AccountId, n: u64) -> Message {
+    let mut data = vec![0x5au8; BODY];
+    data[..8].copy_from_slice(&n.to_be_bytes());
+    data[8..40].copy_from_slice(&acc.key);
+    Message {
+        account: *acc,
+        namespace: Namespace::DEFAULT,
+        hash: message_hash(acc, Namespace::DEFAULT, &data),
+        timestamp_ms: NOW,
+        expiry_ms: NOW + DAY,
+        data,
+    }
+}
+
+/// Process CPU time (user + system, all threads) from `/proc/self/stat`, in 10 ms ticks
+/// (USER_HZ is 100 on Linux); the fixed-work passes run for seconds, so that is precise
+/// to well under 1 %.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<u64> = after_comm
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// A store holding `accounts × PER_ACCOUNT` messages, written with `bulk_store` and flushed
+/// to SST files (so reads go through the block cache and files like on a long-running node);
+/// returns it with each account's cursor hash.
+fn dataset(accounts: u32) -> (tempfile::TempDir, Store, Vec<(AccountId, String)>) {
+    let dir = tempdir();
+    let store = open(&dir);
+    let started = Instant::now();
+    let mut cursors = Vec::with_capacity(accounts as usize);
+    let mut chunk = Vec::with_capacity(10_000);
+    for a in 0..accounts {
+        let acc = account(a);
+        for n in 0..PER_ACCOUNT {
+            let m = message(&acc, u64::from(n));
+            if n == CURSOR_AT {
+                cursors.push((acc, m.hash.clone()));
+            }
+            chunk.push(m);
+        }
+        if chunk.len() >= 10_000 {
+            store.bulk_store(&chunk, NOW).expect("bulk store");
+            chunk.clear();
+        }
+    }
+    store.bulk_store(&chunk, NOW).expect("bulk store");
+    store.flush().expect("flush");
+    eprintln!(
+        "dataset: {} messages of {BODY} B in {} accounts built in {:.1} s",
+        store.stats().messages,
+        accounts,
+        started.elapsed().as_secs_f64()
+    );
+    (dir, store, cursors)
+}
+
+/// Retrieves the 10 messages after the cursor of account `i % len`.
+fn retrieve_one(store: &Store, cursors: &[(AccountId, String)], i: usize) -> usize {
+    let (acc, cursor) = &cursors[i % cursors.len()];
+    let r = store
+        .retrieve(acc, Namespace::DEFAULT, Some(cursor), 10, 7_800_000, NOW)
+        .expect("retrieve");
+    debug_assert_eq!(r.messages.len(), 10);
+    r.messages.len()
+}
+
+/// Spreads consecutive iterations over accounts in a scattered (not sequential) order.
+fn scatter(i: usize) -> usize {
+    i.wrapping_mul(2_654_435_761) >> 7
+}
+
+fn bench_store(c: &mut Criterion) {
+    let dir = tempdir();
+    let store = open(&dir);
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    group.bench_function("1KiB_new_1thread", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                message(&account((n % 1000) as u32), n)
+            },
+            |m| store.store(black_box(&m), NOW).expect("store"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("1KiB_new_2threads", |b| {
+        b.iter_custom(|iters| {
+            let base = n;
+            n += iters;
+            let per = iters.div_ceil(2);
+            let work: Vec<Vec<Message>> = (0..2u64)
+                .map(|t| {
+                    (0..per)
+                        .map(|k| {
+                            let id = base + t * per + k + 1;
+                            message(&account((id % 1000) as u32 + 1000 * t as u32), id)
+                        })
+                        .collect()
+                })
+                .collect();
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for msgs in &work {
+                    let st = store.clone();
+                    s.spawn(move || {
+                        for m in msgs {
+                            st.store(m, NOW).expect("store");
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn bench_retrieve(c: &mut Criterion, label: &str, data: &(tempfile::TempDir, Store, Vec<(AccountId, String)>)) {
+    let (_, store, cursors) = data;
+    let mut group = c.benchmark_group("retrieve");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function(format!("10_after_cursor_{label}"), |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(retrieve_one(store, cursors, scatter(i)))
+        })
+    });
+    group.finish();
+}
+
+/// Fixed work, measured in process CPU time and wall time.
+fn cpu_pass(label: &str, ops: u64, threads: u64, f: impl Fn(u64, u64) + Sync) {
+    let cpu0 = cpu_time();
+    let wall0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let f = &f;
+            s.spawn(move || {
+                for k in 0..ops / threads {
+                    f(t, k);
+                }
+            });
+        }
+    });
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
+    eprintln!(
+        "cpu-pass {label}: {ops} ops, {threads} thread(s): {:.0} ops/s wall, {:.2} µs CPU/op \
+         (= {:.0} ops/s per core)",
+        ops as f64 / wall,
+        cpu * 1e6 / ops as f64,
+        ops as f64 / cpu
+    );
+}
+
+fn cpu_passes_store() {
+    for threads in [1u64, 2] {
+        let dir = tempdir();
+        let store = open(&dir);
+        let ops = 200_000u64;
+        // Bodies and hashes are made before the clock starts.
+        let msgs: Vec<Vec<Message>> = (0..threads)
+            .map(|t| {
+                (0..ops / threads)
+                    .map(|k| message(&account((k % 1000) as u32 + 1000 * t as u32), k))
+                    .collect()
+            })
+            .collect();
+        cpu_pass("store 1KiB", ops, threads, |t, k| {
+            store
+                .store(&msgs[t as usize][k as usize], NOW)
+                .expect("store");
+        });
+    }
+}
+
+fn cpu_pass_retrieve(label: &str, data: &(tempfile::TempDir, Store, Vec<(AccountId, String)>)) {
+    let (_, store, cursors) = data;
+    for threads in [1u64, 2] {
+        cpu_pass(&format!("retrieve 10 after cursor, {label}"), 200_000, threads, |t, k| {
+            retrieve_one(store, cursors, scatter((t * 1_000_000 + k) as usize));
+        });
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    bench_store(&mut c);
+    cpu_passes_store();
+    let small = dataset(10_000 / PER_ACCOUNT);
+    bench_retrieve(&mut c, "10k", &small);
+    cpu_pass_retrieve("10k stored", &small);
+    drop(small);
+    let big = dataset(1_000_000 / PER_ACCOUNT);
+    bench_retrieve(&mut c, "1M", &big);
+    cpu_pass_retrieve("1M stored", &big);
+    drop(big);
+    c.final_summary();
+}

@@ -1,0 +1,38 @@
+//! The admin router: `/metrics` (Prometheus text), `/health` (alive), `/ready`.
+//!
+//! Owns only these three read-only endpoints. It is plain HTTP on a loopback address by
+//! default, because metrics describe the node's load and must not be public by accident.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+use super::response::text;
+
+/// Routes of the admin listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { text(200, "ok\n") }))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut r = state.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.not_ready_reason() {
+        None => text(200, "ready\n"),
+        Some(why) => text(503, format!("not ready: {why}\n")),
+    }
+}

@@ -1,0 +1,167 @@
+//! The public listener: TCP with TLS (or plain TCP for loopback development), as an
+//! `axum::serve::Listener`.
+//!
+//! Owns accepting connections and TLS handshakes. Handshakes run in their own tasks, so one
+//! slow or malicious client cannot stall accepting others; finished streams reach `accept`
+//! through a bounded channel. Must not know about routes or requests.
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Duration;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// A client that has not finished its handshake in this time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshaken connections waiting for the server loop; beyond this, accepting slows down.
+const READY_QUEUE: usize = 256;
+
+/// A public connection: TLS, or plain TCP when TLS is off.
+pub enum PublicIo {
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Plain TCP (loopback development only).
+    Plain(TcpStream),
+}
+
+impl AsyncRead for PublicIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PublicIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            PublicIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PublicIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PublicIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            PublicIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PublicIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            PublicIo::Plain(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PublicIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            PublicIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The listener handed to `axum::serve`.
+pub struct PublicListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(PublicIo, SocketAddr)>,
+}
+
+/// The remote address of a public connection, for handlers (`ConnectInfo<RemoteAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, PublicListener>> for RemoteAddr {
+    fn connect_info(stream: IncomingStream<'_, PublicListener>) -> Self {
+        RemoteAddr(*stream.remote_addr())
+    }
+}
+
+impl PublicListener {
+    /// Starts accepting on `tcp`; handshakes with `tls` when given. The accept task stops when
+    /// `cancel` fires.
+    pub fn start(
+        tcp: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        cancel: CancellationToken,
+    ) -> std::io::Result<PublicListener> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(READY_QUEUE);
+        let acceptor = tls.map(TlsAcceptor::from);
+        tokio::spawn(accept_loop(tcp, acceptor, tx, cancel));
+        Ok(PublicListener { local, ready: rx })
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    tx: mpsc::Sender<(PublicIo, SocketAddr)>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            r = tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        match &acceptor {
+            None => {
+                if tx.send((PublicIo::Plain(stream), addr)).await.is_err() {
+                    return;
+                }
+            }
+            Some(acc) => {
+                let acc = acc.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((PublicIo::Tls(Box::new(tls)), addr)).await;
+                        }
+                        // Failed handshakes are routine on a public port (scanners); debug only.
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Listener for PublicListener {
+    type Io = PublicIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(x) => x,
+            // The accept loop stopped (shutdown): park forever; graceful shutdown ends serving.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

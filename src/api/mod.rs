@@ -1,0 +1,52 @@
+//! HTTP edge: the axum routers (public, admin), the listener, rate limiting and the one
+//! mapping from RPC responses to HTTP responses.
+//!
+//! Owns status codes, headers and body framing at the edge. Must not hold business logic:
+//! every request is handed to `rpc` (or `onion`) and the answer is only framed here.
+
+pub mod admin;
+pub mod listener;
+pub mod public;
+pub mod rate_limit;
+pub mod response;
+
+use std::sync::Arc;
+
+use crate::keys::NodeKeys;
+use crate::metrics::Metrics;
+use crate::rpc::RpcContext;
+use rate_limit::RateLimiter;
+
+/// Largest request body accepted on the public listener (the original's 10 MiB).
+pub const MAX_REQUEST_BODY: usize = 10 * 1024 * 1024;
+
+/// Version string in the `Server` header: the protocol version clients know, then ours.
+pub const SERVER_HEADER: &str = concat!(
+    "Oxen Storage Server/2.8.0 snode/",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Everything a handler needs; cheap to clone (all shared).
+#[derive(Clone)]
+pub struct AppState {
+    /// The RPC context (store, keys, membership, forwarder, clock).
+    pub rpc: RpcContext,
+    /// Per-IP client limiter.
+    pub limiter: Arc<RateLimiter>,
+    /// This node's metrics.
+    pub metrics: Metrics,
+    /// This node's keys.
+    pub keys: Arc<NodeKeys>,
+}
+
+impl AppState {
+    /// Why the node cannot serve clients yet, or `None` when it can (keys are loaded and the
+    /// store is open by construction; what remains is knowing our swarm).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let membership = self.rpc.membership.borrow().clone();
+        match membership.swarm_of(&self.keys.pubkey_ed25519()) {
+            Some(id) if id != crate::swarm::SwarmId::UNASSIGNED => None,
+            _ => Some("not in any swarm".to_string()),
+        }
+    }
+}

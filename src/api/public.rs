@@ -1,0 +1,115 @@
+//! The public router: client RPC, reachability ping, stats, and the original's 404 text.
+//!
+//! Owns the edge checks of storage-server.md 1.1 in their order (ready → rate limit →
+//! long-poll refusal → body size) and per-request metrics. Must not interpret RPC bodies.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::IgnoredAny;
+use tokio::time::Instant;
+
+use super::listener::RemoteAddr;
+use super::response::{read_body, rpc, text};
+use super::{AppState, MAX_REQUEST_BODY, SERVER_HEADER};
+use crate::message::b64;
+use crate::rpc::{Origin, handle_request, method_label};
+
+/// Routes of the public listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/storage_rpc/v1", post(storage_rpc))
+        .route("/ping_test/v1", post(ping_test))
+        .route("/get_stats/v1", get(get_stats))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(server_header))
+        .with_state(state)
+}
+
+async fn server_header(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static(SERVER_HEADER));
+    resp
+}
+
+/// Just the method name of an RPC envelope, for metrics labels; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct MethodOnly<'a> {
+    #[serde(borrow)]
+    method: Option<&'a str>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: Option<IgnoredAny>,
+}
+
+async fn storage_rpc(
+    State(state): State<AppState>,
+    ConnectInfo(RemoteAddr(remote)): ConnectInfo<RemoteAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    if let Some(why) = state.not_ready_reason() {
+        return text(503, format!("Service node is not ready: {why}\n"));
+    }
+    if !state.limiter.allow(remote.ip(), started) {
+        state.metrics.rate_limited_total.inc();
+        return text(429, "Too Many Requests\n");
+    }
+    if headers.contains_key("x-loki-long-poll") {
+        return text(
+            410,
+            "long polling is no longer supported, client upgrade required",
+        );
+    }
+    let bytes = match read_body(body, MAX_REQUEST_BODY).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let label = serde_json::from_slice::<MethodOnly<'_>>(&bytes)
+        .ok()
+        .and_then(|m| m.method)
+        .map(method_label)
+        .unwrap_or("invalid");
+    let resp = handle_request(&state.rpc, &bytes, Origin::Client).await;
+    let status = resp.status.to_string();
+    state
+        .metrics
+        .requests_total
+        .with_label_values(&[label, &status])
+        .inc();
+    state
+        .metrics
+        .request_duration_seconds
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    rpc(resp)
+}
+
+/// Reachability ping: 200, empty, with our pubkey so the pinger knows it reached us.
+async fn ping_test(State(state): State<AppState>) -> Response {
+    let mut r = ().into_response();
+    if let Ok(v) = HeaderValue::from_str(&b64(&state.keys.pubkey_ed25519())) {
+        r.headers_mut().insert("x-oxen-snode-pubkey", v);
+    }
+    r
+}
+
+/// Deprecated in the original; kept because old tooling still calls it.
+async fn get_stats() -> Response {
+    let mut r = r#"{"version":"2.8.0"}"#.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn not_found(method: Method, uri: Uri, _req: Request) -> Response {
+    // The request target as the client wrote it (HTTP/2 requests carry the authority too).
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    text(404, format!("{method} {target} Not Found"))
+}

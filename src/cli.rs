@@ -1,0 +1,268 @@
+//! The command line: clap definitions and what each command does.
+//!
+//! Owns argument parsing, flag/env/file precedence (flag > `SNODE_*` env > file > default),
+//! logging set-up and process-level behaviour (signals, exit codes). Errors are `anyhow` here
+//! and only here; the library below returns typed errors.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use crate::keys::NodeKeys;
+use crate::node::{KEY_FILE, Node, NodeOptions};
+
+/// snode: a service node for a Session-style private messenger network.
+#[derive(Debug, Parser)]
+#[command(name = "snode", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node's keys, TLS certificate and node.toml in a data directory.
+    Init(InitArgs),
+    /// Run a node.
+    Run(RunArgs),
+    /// Inspect the node's keys.
+    Keys {
+        /// What to do with the keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `snode init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Data directory to create or fill.
+    #[arg(long, env = "SNODE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Overwrite existing keys, certificate and node.toml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `snode run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Data directory made by `snode init`.
+    #[arg(long, env = "SNODE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Configuration file [default: DATA_DIR/node.toml when it exists].
+    #[arg(long, env = "SNODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the public HTTPS listener (overrides network.bind_ip).
+    #[arg(long, env = "SNODE_BIND_IP")]
+    pub bind_ip: Option<IpAddr>,
+    /// Port of the public HTTPS listener (overrides network.https_port).
+    #[arg(long, env = "SNODE_HTTPS_PORT")]
+    pub https_port: Option<u16>,
+    /// Address of the admin listener (overrides admin.listen).
+    #[arg(long, env = "SNODE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// URL of the network's directory (overrides network.directory).
+    #[arg(long, env = "SNODE_DIRECTORY")]
+    pub directory: Option<String>,
+    /// Log format (overrides log.format).
+    #[arg(long, env = "SNODE_LOG_FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `snode keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the node's public keys.
+    Show {
+        /// Data directory holding `key_ed25519`.
+        #[arg(long, env = "SNODE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("unknown log format {other:?} (text or json)")),
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => init(&args),
+        Command::Run(args) => run_node(args),
+        Command::Keys {
+            command: KeysCommand::Show { data_dir, json },
+        } => show_keys(&data_dir, json),
+    }
+}
+
+fn print_pubkeys(keys: &NodeKeys, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({
+            "pubkey_ed25519": hex::encode(keys.pubkey_ed25519()),
+            "pubkey_x25519": hex::encode(keys.pubkey_x25519()),
+            "address": keys.snode_address(),
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "pubkey_ed25519: {}", hex::encode(keys.pubkey_ed25519()))?;
+        writeln!(out, "pubkey_x25519:  {}", hex::encode(keys.pubkey_x25519()))?;
+        writeln!(out, "address:        {}", keys.snode_address())?;
+    }
+    Ok(())
+}
+
+fn init(args: &InitArgs) -> anyhow::Result<()> {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    restrict_dir(dir)?;
+    let keys = NodeKeys::generate();
+    keys.write(&dir.join(KEY_FILE), args.force)?;
+    crate::tls::ensure_certificate(dir, &keys, args.force)?;
+    let toml_path = dir.join("node.toml");
+    if args.force || !toml_path.exists() {
+        std::fs::write(&toml_path, crate::config::EXAMPLE_TOML)
+            .with_context(|| format!("cannot write {}", toml_path.display()))?;
+    }
+    print_pubkeys(&keys, false)
+}
+
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn show_keys(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let keys = NodeKeys::load(&dir.join(KEY_FILE))?;
+    print_pubkeys(&keys, json)
+}
+
+/// File, then flags: the effective configuration of `snode run`.
+pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
+    let default_path = args.data_dir.join("node.toml");
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None if default_path.exists() => Config::load(&default_path)?,
+        None => Config::default(),
+    };
+    if let Some(ip) = args.bind_ip {
+        cfg.network.bind_ip = ip;
+    }
+    if let Some(port) = args.https_port {
+        cfg.network.https_port = port;
+    }
+    if let Some(addr) = args.admin_listen {
+        cfg.admin.listen = addr;
+    }
+    if let Some(url) = &args.directory {
+        cfg.network.directory = url.clone();
+    }
+    if let Some(f) = args.log_format {
+        cfg.log.format = f;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling run twice) is harmless: keep the first.
+    let _ = match cfg.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run_node(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = effective_config(&args)?;
+    if !cfg.network.directory.is_empty() {
+        bail!(
+            "network.directory is set ({}), but this build runs one-node networks only",
+            cfg.network.directory
+        );
+    }
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("snode")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let node = Node::spawn(NodeOptions {
+            data_dir: args.data_dir.clone(),
+            config: cfg,
+            clock: None,
+        })
+        .await?;
+        write_run_file(&args.data_dir, &node)?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Name of the file `snode run` writes once it listens: pid and bound ports, for scripts,
+/// `snode testnet` and tests that start nodes on port 0.
+pub const RUN_FILE: &str = "snode.run.json";
+
+fn write_run_file(dir: &Path, node: &crate::node::NodeHandle) -> anyhow::Result<()> {
+    let v = serde_json::json!({
+        "pid": std::process::id(),
+        "https_port": node.https_addr().port(),
+        "admin_port": node.admin_addr().port(),
+        "pubkey_ed25519": hex::encode(node.pubkey_ed25519()),
+    });
+    // Written then renamed, so a reader never sees half a file.
+    let tmp = dir.join(format!("{RUN_FILE}.tmp"));
+    std::fs::write(&tmp, v.to_string()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(RUN_FILE))
+        .with_context(|| format!("cannot write {}", dir.join(RUN_FILE).display()))
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+    }
+}

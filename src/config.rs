@@ -1,0 +1,369 @@
+//! The node's configuration: serde + TOML with defaults, unknown keys refused, validated.
+//!
+//! Owns every tunable and its default (the `DEFAULT_*` constants, one place, each with its
+//! reason). Must not hold secrets: keys live in key files in the data directory.
+//! `node.example.toml` at the repository root lists every key, commented out, at its default;
+//! a test keeps the two equal.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The example configuration shipped with the code, also written by `snode init`.
+pub const EXAMPLE_TOML: &str = include_str!("../node.example.toml");
+
+/// HTTPS port of the original storage server.
+pub const DEFAULT_HTTPS_PORT: u16 = 22021;
+/// Admin (metrics/health) listener: loopback only, so metrics are not public by default.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 22029);
+/// Size cap of the store, as upstream PR #512: 10 GiB.
+pub const DEFAULT_MAX_STORE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// Expired messages must be gone within 10 s of expiry; sweeping every 5 s leaves margin.
+pub const DEFAULT_EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Token bucket of the original (section 1.10): 600 requests burst.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 600;
+/// Token bucket of the original: refilled at 300 requests per second.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 300;
+/// Clients tracked by the rate limiter before it purges full buckets (bounded memory).
+pub const DEFAULT_RATE_LIMIT_MAX_CLIENTS: usize = 10_000;
+/// How long shutdown waits for in-flight requests before closing connections.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and addresses.
+    pub network: NetworkConfig,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// The message store.
+    pub storage: StorageConfig,
+    /// Per-IP client rate limiting.
+    pub rate_limit: RateLimitConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Address the public HTTPS listener binds. Default `0.0.0.0`.
+    pub bind_ip: IpAddr,
+    /// Port of the public HTTPS listener (0 = any free port). Default 22021.
+    pub https_port: u16,
+    /// IPv4 address announced to the network; empty = the bind address, or 127.0.0.1 when
+    /// binding all interfaces. Default empty.
+    pub public_ip: String,
+    /// URL of the network's directory; empty = a one-node network owning every account.
+    pub directory: String,
+    /// Local test network: accept 64-hex pubkeys as `05` accounts. Default false.
+    pub testnet: bool,
+    /// How long shutdown waits for in-flight requests. Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the plain-HTTP admin listener (`/metrics`, `/health`, `/ready`).
+    /// Default `127.0.0.1:22029`.
+    pub listen: SocketAddr,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Refuse stores once the database occupies this many bytes. Default 10 GiB.
+    pub max_bytes: u64,
+    /// How often expired messages are deleted. Default "5s".
+    #[serde(with = "humantime_serde")]
+    pub expiry_sweep_interval: Duration,
+}
+
+/// `[rate_limit]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Rate-limit client RPC per IP. Default true.
+    pub enabled: bool,
+    /// Bucket size: requests a client may burst. Default 600.
+    pub burst: u32,
+    /// Refill rate in requests per second. Default 300.
+    pub per_second: u32,
+    /// Clients tracked at most. Default 10000.
+    pub max_clients: usize,
+    /// Do not limit loopback clients (local networks, where every client is 127.0.0.1).
+    /// Default false.
+    pub exempt_loopback: bool,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`. Default "text".
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `snode=debug`, …); `RUST_LOG` overrides it. Default "info".
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            https_port: DEFAULT_HTTPS_PORT,
+            public_ip: String::new(),
+            directory: String::new(),
+            testnet: false,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: DEFAULT_ADMIN_LISTEN,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            max_bytes: DEFAULT_MAX_STORE_BYTES,
+            expiry_sweep_interval: DEFAULT_EXPIRY_SWEEP_INTERVAL,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            burst: DEFAULT_RATE_LIMIT_BURST,
+            per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+            max_clients: DEFAULT_RATE_LIMIT_MAX_CLIENTS,
+            exempt_loopback: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, flattened to one line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config value {key}: {why}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Config {
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            // toml's messages span several lines with a source excerpt; operators get one line.
+            message: e.message().replace('\n', " "),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.network.public_ip.is_empty()
+            && self.network.public_ip.parse::<Ipv4Addr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "network.public_ip",
+                why: format!("{:?} is not an IPv4 address", self.network.public_ip),
+            });
+        }
+        if !self.network.directory.is_empty()
+            && !(self.network.directory.starts_with("http://")
+                || self.network.directory.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "network.directory",
+                why: "must be an http:// or https:// URL".into(),
+            });
+        }
+        if self.storage.max_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "storage.max_bytes",
+                why: "must be at least 1 MiB".into(),
+            });
+        }
+        if self.storage.expiry_sweep_interval.is_zero()
+            || self.storage.expiry_sweep_interval > Duration::from_secs(10)
+        {
+            return Err(ConfigError::Invalid {
+                key: "storage.expiry_sweep_interval",
+                why: "must be between 1ms and 10s (expired messages go within 10 s)".into(),
+            });
+        }
+        if self.rate_limit.burst == 0 || self.rate_limit.per_second == 0 {
+            return Err(ConfigError::Invalid {
+                key: "rate_limit",
+                why: "burst and per_second must be positive".into(),
+            });
+        }
+        if self.rate_limit.max_clients == 0 {
+            return Err(ConfigError::Invalid {
+                key: "rate_limit.max_clients",
+                why: "must be positive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The IPv4 address announced to clients and peers.
+    pub fn public_ipv4(&self) -> Ipv4Addr {
+        if let Ok(ip) = self.network.public_ip.parse::<Ipv4Addr>() {
+            return ip;
+        }
+        match self.network.bind_ip {
+            IpAddr::V4(ip) if !ip.is_unspecified() => ip,
+            _ => Ipv4Addr::LOCALHOST,
+        }
+    }
+
+    /// Renders a complete file with every key set (used for test-network nodes).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `node.example.toml` with every `# key = value` line uncommented must equal the defaults.
+    #[test]
+    fn example_lists_every_key_at_its_default() {
+        let uncommented: String = EXAMPLE_TOML
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                match t.strip_prefix("# ") {
+                    Some(rest) if rest.contains(" = ") || rest.starts_with('[') => rest,
+                    _ => l,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed = Config::from_toml(&uncommented, Path::new("node.example.toml"))
+            .expect("example parses");
+        assert_eq!(parsed, Config::default());
+        // Every key of the defaults appears in the example, so nothing is undocumented.
+        let full = Config::default().to_toml();
+        for line in full.lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    uncommented
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{key} = "))),
+                    "node.example.toml lacks {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("[network]\nhttps_prot = 1\n", Path::new("x.toml"))
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("https_prot"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn malformed_files_are_refused() {
+        assert!(Config::from_toml("[network\n", Path::new("x.toml")).is_err());
+        assert!(
+            Config::from_toml("[storage]\nmax_bytes = \"lots\"\n", Path::new("x.toml")).is_err()
+        );
+        assert!(
+            Config::from_toml("[network]\npublic_ip = \"nope\"\n", Path::new("x.toml")).is_err()
+        );
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = Config::default();
+        c.network.https_port = 0;
+        c.network.testnet = true;
+        c.rate_limit.exempt_loopback = true;
+        let text = c.to_toml();
+        assert_eq!(Config::from_toml(&text, Path::new("x")).expect("parse"), c);
+    }
+
+    #[test]
+    fn public_ip_falls_back_sensibly() {
+        let mut c = Config::default();
+        assert_eq!(c.public_ipv4(), Ipv4Addr::LOCALHOST);
+        c.network.bind_ip = "10.1.2.3".parse().expect("ip");
+        assert_eq!(c.public_ipv4(), Ipv4Addr::new(10, 1, 2, 3));
+        c.network.public_ip = "1.2.3.4".into();
+        assert_eq!(c.public_ipv4(), Ipv4Addr::new(1, 2, 3, 4));
+    }
+}

@@ -1,0 +1,381 @@
+//! The directory service over HTTP: `serve(config) -> DirectoryHandle`.
+//!
+//! Owns the listener, the routes (`POST /json_rpc`, `POST /register`, `POST /report`), the
+//! decommission timer, and the order "apply to a copy → save → install", so the state on disk
+//! is never behind what a client was told. Must not hold business rules (they are in `state`,
+//! `announce` and `rpc`).
+//!
+//! Concurrency: the registry sits behind a std `Mutex`, taken only inside `spawn_blocking`
+//! (mutations save to disk while holding it, which serialises them in one order on disk and in
+//! memory). Reads never wait for the disk: they clone an `Arc<Membership>` from a separate
+//! lock, replaced after each saved change.
+
+use super::persist::{PersistError, load, save, state_path};
+use super::state::{Admission, Effect, Policy, RegisterError, Registry, ReportError};
+use super::{announce, rpc};
+use crate::swarm::Membership;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest request body accepted; announcements and reports are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a node may fail every reachability test before it is decommissioned
+/// (oxend: "unreachable after >1 h of failures, may decommission"; two hours is lenient
+/// enough for a restart or an upgrade). Local test networks use seconds.
+pub const DEFAULT_DECOMMISSION_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// A request still running after this gets 408, so shutdown is bounded.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds of the decommission timer's period (a quarter of `decommission_after`).
+const MIN_TICK: Duration = Duration::from_millis(100);
+/// See `MIN_TICK`.
+const MAX_TICK: Duration = Duration::from_secs(30);
+
+/// How to run a directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// Where `directory.json` lives (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; see `DirectoryHandle::addr`).
+    pub listen: SocketAddr,
+    /// Who may register.
+    pub admission: Admission,
+    /// How long a node may fail every reachability report before it is decommissioned.
+    pub decommission_after: Duration,
+}
+
+/// Errors of starting the directory. Each says what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The data directory could not be created.
+    #[error("cannot create directory data dir {}: {source}", path.display())]
+    DataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The saved state could not be read.
+    #[error("cannot load the directory state: {0}")]
+    Load(#[source] PersistError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running directory. Dropping it stops the service (without waiting);
+/// `shutdown` stops it and waits.
+#[derive(Debug)]
+pub struct DirectoryHandle {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl DirectoryHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`: the URL nodes and clients use.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits until every task has ended.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for DirectoryHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The shared state of the handlers.
+struct Shared {
+    /// The registry; taken only on blocking threads (it is held while saving).
+    registry: Mutex<Registry>,
+    /// What `/json_rpc` serves; replaced after each saved change.
+    snapshot: RwLock<Arc<Membership>>,
+    /// `directory.json`.
+    path: PathBuf,
+}
+
+/// Why a mutation did not happen.
+enum MutateError<E> {
+    /// The registry refused it.
+    Refused(E),
+    /// Saving failed; nothing changed.
+    Persist(PersistError),
+    /// A lock was poisoned or the blocking task died: a bug elsewhere.
+    Internal,
+}
+
+impl Shared {
+    /// Applies `f` to a copy of the registry; if it succeeds, saves the copy when it is dirty
+    /// and installs it. Runs on the calling (blocking) thread.
+    fn mutate<T, E>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<(Effect, T), E>,
+    ) -> Result<T, MutateError<E>> {
+        let mut reg = self.registry.lock().map_err(|_| MutateError::Internal)?;
+        let mut next = reg.clone();
+        let (effect, out) = f(&mut next).map_err(MutateError::Refused)?;
+        if effect.dirty || effect.new_block {
+            save(&self.path, &next).map_err(MutateError::Persist)?;
+        }
+        if effect.new_block {
+            let snapshot = Arc::new(next.membership());
+            *self.snapshot.write().map_err(|_| MutateError::Internal)? = snapshot;
+        }
+        *reg = next;
+        Ok(out)
+    }
+
+    /// The current listing.
+    fn snapshot(&self) -> Option<Arc<Membership>> {
+        self.snapshot.read().ok().map(|s| Arc::clone(&s))
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the directory's one clock.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Starts the directory: loads (or creates) its state, binds, serves, and runs the
+/// decommission timer until the handle is shut down or dropped.
+pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DirectoryError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let policy = Policy {
+        admission: cfg.admission.clone(),
+        decommission_after_ms: i64::try_from(cfg.decommission_after.as_millis())
+            .unwrap_or(i64::MAX),
+    };
+    let path = state_path(&cfg.data_dir);
+    let registry = load(&path, policy.clone())
+        .map_err(DirectoryError::Load)?
+        .unwrap_or_else(|| Registry::new(policy));
+    tracing::info!(
+        height = registry.height(),
+        nodes = registry.nodes().count(),
+        "directory state loaded"
+    );
+    let shared = Arc::new(Shared {
+        snapshot: RwLock::new(Arc::new(registry.membership())),
+        registry: Mutex::new(registry),
+        path,
+    });
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| DirectoryError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DirectoryError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let app = router(Arc::clone(&shared));
+    let stop = cancel.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "directory server failed");
+        }
+    });
+    let tick = (cfg.decommission_after / 4).clamp(MIN_TICK, MAX_TICK);
+    tasks.spawn(decommission_timer(shared, tick, cancel.clone()));
+    tracing::info!(%addr, "directory listening");
+    Ok(DirectoryHandle {
+        addr,
+        cancel,
+        tasks,
+    })
+}
+
+/// Every `period`, decommissions the nodes whose failing period is over.
+async fn decommission_timer(shared: Arc<Shared>, period: Duration, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let s = Arc::clone(&shared);
+        let done = tokio::task::spawn_blocking(move || {
+            s.mutate(|r| {
+                let n = r.tick(now_ms());
+                let effect = Effect {
+                    new_block: n > 0,
+                    dirty: n > 0,
+                };
+                Ok::<_, ()>((effect, n))
+            })
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(count = n, "decommissioned unreachable nodes"),
+            Ok(Err(MutateError::Persist(e))) => {
+                tracing::error!(error = %e, "cannot save the directory state")
+            }
+            _ => tracing::error!("decommission timer failed"),
+        }
+    }
+}
+
+/// The routes, with the body limit and the request timeout.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/json_rpc", post(json_rpc))
+        .route("/register", post(register))
+        .route("/report", post(report))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(shared)
+}
+
+/// A JSON response.
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// A JSON error response `{"status":"error","error":…}`.
+fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
+    reply(status, json!({"status": "error", "error": why.to_string()}))
+}
+
+/// Maps a failed mutation to a response (refusals by `status_of`).
+fn mutate_error<E: std::fmt::Display>(e: MutateError<E>, status_of: impl Fn(&E) -> StatusCode) -> Response {
+    match e {
+        MutateError::Refused(e) => refuse(status_of(&e), e),
+        MutateError::Persist(e) => {
+            tracing::error!(error = %e, "cannot save the directory state");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the directory state")
+        }
+        MutateError::Internal => refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
+}
+
+/// `POST /json_rpc`: oxend's JSON-RPC (`rpc`).
+async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Some(snapshot) = shared.snapshot() else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    reply(StatusCode::OK, rpc::handle(&body, &snapshot, &mut rand::thread_rng()))
+}
+
+/// `POST /register`: a signed announcement. 200 with the node's swarm; 400 for a bad or
+/// stale announcement; 403 when the allow-list does not admit the node.
+async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let signed: announce::SignedAnnouncement = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid announcement: {e}")),
+    };
+    let a = match announce::verify_announcement(&signed, now_ms()) {
+        Ok(a) => a,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let key = a.pubkey_ed25519;
+    let done = tokio::task::spawn_blocking(move || {
+        shared.mutate(|r| {
+            let effect = r.register(&a, now_ms())?;
+            let swarm = r.node(&key).map(|n| n.swarm_id.0);
+            Ok::<_, RegisterError>((effect, (r.height(), r.block_hash_hex(), swarm, effect)))
+        })
+    })
+    .await
+    .unwrap_or(Err(MutateError::Internal));
+    match done {
+        Ok((height, block_hash, swarm_id, effect)) => {
+            if effect.new_block {
+                tracing::debug!(node = %hex::encode(&key[..4]), height, "node registered or updated");
+            }
+            reply(
+                StatusCode::OK,
+                json!({"status": "OK", "height": height, "block_hash": block_hash, "swarm_id": swarm_id}),
+            )
+        }
+        Err(e) => mutate_error(e, |e| match e {
+            RegisterError::NotAdmitted => StatusCode::FORBIDDEN,
+            RegisterError::Stale => StatusCode::BAD_REQUEST,
+        }),
+    }
+}
+
+/// `POST /report`: a signed reachability report. 200; 400 for a bad report or an unknown
+/// target; 403 when the reporter is not an active listed node.
+async fn report(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let signed: announce::SignedReport = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid report: {e}")),
+    };
+    let r = match announce::verify_report(&signed, now_ms()) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        shared.mutate(|reg| {
+            let effect = reg.report(&r, now_ms())?;
+            Ok::<_, ReportError>((effect, (reg.height(), reg.block_hash_hex())))
+        })
+    })
+    .await
+    .unwrap_or(Err(MutateError::Internal));
+    match done {
+        Ok((height, block_hash)) => reply(
+            StatusCode::OK,
+            json!({"status": "OK", "height": height, "block_hash": block_hash}),
+        ),
+        Err(e) => mutate_error(e, |e| match e {
+            ReportError::ReporterNotActive => StatusCode::FORBIDDEN,
+            ReportError::UnknownTarget => StatusCode::BAD_REQUEST,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

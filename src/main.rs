@@ -1,0 +1,16 @@
+//! The `snode` binary: parse the command line, run it, print one line on failure.
+
+use clap::Parser as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = snode::cli::Cli::parse();
+    match snode::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the problem and its causes, for operators and scripts.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! A node's life in a network: registering with the directory, following membership, and
+//! testing and reporting the reachability of peers.
+//!
+//! Owns the loops that keep `Membership` current (published through a `watch` channel the
+//! rest of the node reads) and the reachability tests of storage-server.md 3.6 in snode's form:
+//! `POST /ping_test/v1` (must answer 200 with the peer's pubkey) and the signed peer ping.
+//! Must not touch the store or decide ownership: `swarm` does that from the snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::directory::client::DirectoryClient;
+use crate::keys::NodeKeys;
+use crate::message::b64;
+use crate::peer::PATH_PING;
+use crate::peer::client::PeerClient;
+use crate::swarm::{Membership, NodeInfo, SwarmId};
+
+/// Timing of the network loops.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkTiming {
+    /// How often membership is polled (`poll_block_hash` makes unchanged polls cheap).
+    pub poll_interval: Duration,
+    /// How often the node re-announces itself (the directory keeps the newest announcement).
+    pub announce_interval: Duration,
+    /// How often one peer's reachability is tested.
+    pub ping_interval: Duration,
+}
+
+/// Registers `me` with the directory, then keeps `tx` current until cancelled.
+pub async fn follow_directory(
+    client: DirectoryClient,
+    keys: Arc<NodeKeys>,
+    me: NodeInfo,
+    tx: watch::Sender<Arc<Membership>>,
+    timing: NetworkTiming,
+    cancel: CancellationToken,
+) {
+    let mut last_hash: Option<String> = None;
+    let mut next_announce = tokio::time::Instant::now();
+    let mut poll = tokio::time::interval(timing.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = poll.tick() => {}
+        }
+        if tokio::time::Instant::now() >= next_announce {
+            match client.register(&keys, &me).await {
+                Ok(_) => next_announce = tokio::time::Instant::now() + timing.announce_interval,
+                Err(e) => {
+                    // Retry at the next poll: a directory restart must not strand the node.
+                    tracing::warn!(error = %e, "registration with the directory failed");
+                    continue;
+                }
+            }
+        }
+        match client.get_service_nodes(last_hash.as_deref()).await {
+            Ok(Some(m)) => {
+                let changed = tx.borrow().block_hash != m.block_hash;
+                if changed {
+                    let swarm = m.swarm_of(&me.pubkey_ed25519);
+                    tracing::info!(
+                        height = m.height,
+                        nodes = m.nodes.len(),
+                        swarm = ?swarm.map(|s| format!("{:016x}", s.0)),
+                        "membership changed"
+                    );
+                    last_hash = Some(m.block_hash.clone());
+                    tx.send_replace(Arc::new(m));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "membership poll failed"),
+        }
+    }
+}
+
+/// Whether a peer passes both reachability tests.
+async fn test_peer(http: &reqwest::Client, peers: &PeerClient, peer: &NodeInfo) -> bool {
+    let url = format!("https://{}:{}/ping_test/v1", peer.ip, peer.https_port);
+    let expected = b64(&peer.pubkey_ed25519);
+    let https_ok = match http.post(url).send().await {
+        Ok(r) => {
+            r.status().as_u16() == 200
+                && r.headers()
+                    .get("x-oxen-snode-pubkey")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(expected.as_str())
+        }
+        Err(_) => false,
+    };
+    if !https_ok {
+        return false;
+    }
+    match peers
+        .post(peer, PATH_PING, Vec::new(), Duration::from_secs(5))
+        .await
+    {
+        Ok(r) => r.status == 200 && &r.body[..] == b"pong",
+        Err(_) => false,
+    }
+}
+
+/// Tests one random active peer every `ping_interval` and reports the result.
+pub async fn test_reachability(
+    client: DirectoryClient,
+    keys: Arc<NodeKeys>,
+    peers: PeerClient,
+    membership: watch::Receiver<Arc<Membership>>,
+    timing: NetworkTiming,
+    cancel: CancellationToken,
+) {
+    let http = match reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the reachability client");
+            return;
+        }
+    };
+    let me = keys.pubkey_ed25519();
+    let mut order: Vec<NodeInfo> = Vec::new();
+    let mut tick = tokio::time::interval(timing.ping_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if order.is_empty() {
+            // A shuffled round over every listed node (decommissioned ones too, so they can
+            // come back), as the original's random test order.
+            let m = membership.borrow().clone();
+            order = m
+                .nodes
+                .iter()
+                .filter(|n| n.pubkey_ed25519 != me)
+                .cloned()
+                .collect();
+            order.shuffle(&mut rand::thread_rng());
+        }
+        let Some(peer) = order.pop() else { continue };
+        let passed = test_peer(&http, &peers, &peer).await;
+        if !passed {
+            tracing::debug!(peer = %&hex::encode(peer.pubkey_ed25519)[..8], "peer unreachable");
+        }
+        if let Err(e) = client.report(&keys, &peer.pubkey_ed25519, passed).await {
+            tracing::debug!(error = %e, "reachability report failed");
+        }
+    }
+}
+
+/// Whether `me` is in a swarm in `m` (the node is ready only then).
+pub fn in_swarm(m: &Membership, me: &[u8; 32]) -> bool {
+    matches!(m.swarm_of(me), Some(id) if id != SwarmId::UNASSIGNED)
+}

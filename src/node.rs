@@ -1,0 +1,362 @@
+//! A node as a value: `Node::spawn(options) -> NodeHandle`, owning every task it starts.
+//!
+//! Owns start-up order (keys → TLS → store → listeners → tasks), the background loops and
+//! shutdown. Nothing is process-global, so tests run many nodes in one process.
+//!
+//! Teardown order: cancel the token → listeners stop accepting and in-flight requests drain
+//! (bounded by `network.shutdown_grace`) → background loops exit at their next select → the
+//! store flushes its memtables and WAL → `shutdown()` returns.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::listener::{PublicListener, RemoteAddr};
+use crate::api::rate_limit::RateLimiter;
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::keys::NodeKeys;
+use crate::metrics::Metrics;
+use crate::rpc::{Clock, RpcContext};
+use crate::store::{Store, StoreOptions};
+use crate::swarm::{Membership, NodeInfo, SwarmId};
+
+/// File name of the node's Ed25519 key in the data directory (oxend's format).
+pub const KEY_FILE: &str = "key_ed25519";
+/// File name of the TLS certificate in the data directory.
+pub const TLS_CERT_FILE: &str = "tls_cert.pem";
+/// File name of the TLS private key in the data directory.
+pub const TLS_KEY_FILE: &str = "tls_key.pem";
+/// Directory of the message store inside the data directory.
+pub const STORE_DIR: &str = "storage";
+/// How often store gauges (messages, bytes, accounts, disk) are refreshed.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The protocol version snode reports as its `version` in directory listings.
+pub const PROTOCOL_VERSION: [u16; 3] = [2, 8, 0];
+
+/// Wall-clock milliseconds since the Unix epoch: the one clock persisted expiries use.
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What a node needs to start.
+pub struct NodeOptions {
+    /// Data directory: keys, TLS files, store.
+    pub data_dir: PathBuf,
+    /// Effective configuration (file + flags).
+    pub config: Config,
+    /// Clock for TTL and signature windows; `None` = the wall clock.
+    pub clock: Option<Clock>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The key file is missing or unreadable.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    /// The TLS certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The store could not be opened.
+    #[error("cannot open the message store in {path}: {source}")]
+    Store {
+        /// The store directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// A listener could not bind (port busy, no permission, bad address).
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running node. Dropping it without `shutdown()` cancels its tasks abruptly.
+pub struct NodeHandle {
+    https_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    keys: Arc<NodeKeys>,
+    store: Store,
+    metrics: Metrics,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+/// Entry point: `Node::spawn`.
+pub struct Node;
+
+/// A forwarder for a one-node network: there are no peers to forward to.
+struct NoPeers;
+
+impl crate::rpc::SwarmForwarder for NoPeers {
+    fn forward<'a>(
+        &'a self,
+        _peers: Vec<NodeInfo>,
+        _method: &'a str,
+        _params: &'a serde_json::Value,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Vec<([u8; 32], crate::rpc::PeerReply)>> + Send + 'a>,
+    > {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+impl Node {
+    /// Loads keys, opens the store, binds both listeners and starts every task. Fails before
+    /// serving anything if any of these fails.
+    pub async fn spawn(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
+        let cfg = opts.config;
+        let dir = opts.data_dir;
+        let keys = Arc::new(NodeKeys::load(&dir.join(KEY_FILE))?);
+        let tls = crate::tls::server_config(&dir.join(TLS_CERT_FILE), &dir.join(TLS_KEY_FILE))?;
+        let store_path = dir.join(STORE_DIR);
+        let store = Store::open(
+            &store_path,
+            StoreOptions {
+                max_bytes: cfg.storage.max_bytes,
+            },
+        )
+        .map_err(|source| NodeError::Store {
+            path: store_path.clone(),
+            source,
+        })?;
+
+        let public_addr = SocketAddr::new(cfg.network.bind_ip, cfg.network.https_port);
+        let public_tcp = bind("public HTTPS", public_addr).await?;
+        let admin_tcp = bind("admin", cfg.admin.listen).await?;
+        let https_addr = public_tcp.local_addr().map_err(|source| NodeError::Bind {
+            what: "public HTTPS",
+            addr: public_addr,
+            source,
+        })?;
+        let admin_addr = admin_tcp.local_addr().map_err(|source| NodeError::Bind {
+            what: "admin",
+            addr: cfg.admin.listen,
+            source,
+        })?;
+
+        let me = NodeInfo {
+            pubkey_ed25519: keys.pubkey_ed25519(),
+            pubkey_x25519: keys.pubkey_x25519(),
+            ip: cfg.public_ipv4(),
+            https_port: https_addr.port(),
+            omq_port: 0,
+            swarm_id: SwarmId(0),
+            version: PROTOCOL_VERSION,
+        };
+        let (_membership_tx, membership_rx) = watch::channel(Arc::new(Membership::single(me)));
+
+        let metrics = Metrics::new();
+        metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
+        let clock: Clock = opts.clock.unwrap_or_else(|| Arc::new(wall_clock_ms));
+        let rpc = RpcContext {
+            store: store.clone(),
+            keys: keys.clone(),
+            membership: membership_rx,
+            forwarder: Arc::new(NoPeers),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            testnet: cfg.network.testnet,
+        };
+        let state = AppState {
+            rpc,
+            limiter: Arc::new(RateLimiter::new(
+                cfg.rate_limit.clone(),
+                tokio::time::Instant::now(),
+            )),
+            metrics: metrics.clone(),
+            keys: keys.clone(),
+        };
+
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let listener = PublicListener::start(public_tcp, Some(tls), cancel.child_token())
+            .map_err(|source| NodeError::Bind {
+                what: "public HTTPS",
+                addr: public_addr,
+                source,
+            })?;
+        let public_app = api::public::router(state.clone())
+            .into_make_service_with_connect_info::<RemoteAddr>();
+        let c = cancel.clone();
+        tracker.spawn(async move {
+            if let Err(e) = axum::serve(listener, public_app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "public listener failed");
+            }
+        });
+        let admin_app = api::admin::router(state.clone());
+        let c = cancel.clone();
+        tracker.spawn(async move {
+            if let Err(e) = axum::serve(admin_tcp, admin_app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        tracker.spawn(sweep_expired(
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+            cfg.storage.expiry_sweep_interval,
+            cancel.clone(),
+        ));
+        tracker.spawn(refresh_stats(store.clone(), metrics.clone(), cancel.clone()));
+        tracker.close();
+
+        tracing::info!(
+            https = %https_addr,
+            admin = %admin_addr,
+            pubkey = %hex::encode(keys.pubkey_ed25519()),
+            "node started"
+        );
+        Ok(NodeHandle {
+            https_addr,
+            admin_addr,
+            keys,
+            store,
+            metrics,
+            cancel,
+            tracker,
+            grace: cfg.network.shutdown_grace,
+        })
+    }
+}
+
+/// Deletes expired messages every `every`; expired messages are already invisible to reads,
+/// this reclaims their space within the protocol's 10 s.
+async fn sweep_expired(
+    store: Store,
+    metrics: Metrics,
+    clock: Clock,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let store = store.clone();
+        let now = clock();
+        // RocksDB deletes are blocking I/O: keep them off the async workers.
+        match tokio::task::spawn_blocking(move || store.sweep_expired(now)).await {
+            Ok(Ok(n)) => metrics.messages_expired_total.inc_by(n),
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep task panicked"),
+        }
+    }
+}
+
+/// Copies store counters into gauges.
+async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let s = store.stats();
+        metrics.messages_held.set(s.messages as i64);
+        metrics.data_bytes_held.set(s.data_bytes as i64);
+        metrics.accounts_held.set(s.accounts as i64);
+        metrics.store_disk_bytes.set(s.disk_bytes as i64);
+    }
+}
+
+impl NodeHandle {
+    /// The bound public (HTTPS) address.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The node's Ed25519 pubkey.
+    pub fn pubkey_ed25519(&self) -> [u8; 32] {
+        self.keys.pubkey_ed25519()
+    }
+
+    /// The node's X25519 pubkey.
+    pub fn pubkey_x25519(&self) -> [u8; 32] {
+        self.keys.pubkey_x25519()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded), stops every task, flushes the
+    /// store. Resolves when all of it is done.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?self.grace,
+                "in-flight requests did not finish within the grace period"
+            );
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "store flush at shutdown failed");
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        // Without shutdown(), at least stop the tasks: nothing may outlive its node.
+        self.cancel.cancel();
+    }
+}
+
+/// The paths `snode init` writes and `snode run` reads, for messages and tests.
+pub fn data_paths(dir: &Path) -> [PathBuf; 3] {
+    [
+        dir.join(KEY_FILE),
+        dir.join(TLS_CERT_FILE),
+        dir.join(TLS_KEY_FILE),
+    ]
+}

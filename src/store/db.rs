@@ -1,0 +1,434 @@
+//! Opening the RocksDB database, its tuning, and the store-wide machinery every operation
+//! shares: column-family handles, per-account lock stripes, the sequence allocator, the size
+//! cap and the stats counters.
+//!
+//! Must not hold message semantics (that is `txn.rs` and the operation files) and must not
+//! take a store-wide write lock: concurrency comes from RocksDB plus the account stripes.
+//!
+//! Durability choice: every write goes through the WAL with `sync = false`. RocksDB has
+//! handed the WAL record to the kernel (a `write(2)`) before `write()` returns, so an
+//! acknowledged store survives `kill -9` of the process; it is not fsynced, so a power loss
+//! may lose the last moments (the C++ server's SQLite `synchronous=NORMAL` in WAL mode makes
+//! the same trade). `flush()` syncs everything on shutdown.
+
+use super::keys::{self, AccountCounts};
+use super::{StoreError, StoreOptions, StoreStats};
+use crate::message::AccountId;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    FlushOptions, Options, WriteBatch, WriteOptions,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Column family of messages (account ‖ ns ‖ seq → record).
+pub(super) const CF_MESSAGES: &str = "messages";
+/// Column family of the hash index (hash → message key).
+pub(super) const CF_HASHES: &str = "hashes";
+/// Column family of the expiry index (expiry ‖ seq → message key).
+pub(super) const CF_EXPIRIES: &str = "expiries";
+/// Column family of revoked subaccount tokens (account ‖ token → revoked-at).
+pub(super) const CF_REVOCATIONS: &str = "revocations";
+/// Column family of per-account counters (account → count ‖ bytes).
+pub(super) const CF_ACCOUNTS: &str = "accounts";
+/// Column family of store-wide records (format version, sequence reservation).
+pub(super) const CF_META: &str = "meta";
+const ALL_CFS: [&str; 6] = [
+    CF_MESSAGES,
+    CF_HASHES,
+    CF_EXPIRIES,
+    CF_REVOCATIONS,
+    CF_ACCOUNTS,
+    CF_META,
+];
+
+/// Meta key of the on-disk format version.
+const META_FORMAT: &[u8] = b"format";
+/// The format this code writes and reads.
+const FORMAT_VERSION: u64 = 1;
+/// Meta key of the sequence reservation: every seq ever handed out is below it.
+const META_SEQ_RESERVED: &[u8] = b"seq_reserved";
+/// Sequence numbers reserved per meta write. A restart skips at most this many (u64 never
+/// runs out), in exchange for one tiny synchronous write per 65 536 inserts.
+const SEQ_BLOCK: u64 = 1 << 16;
+/// Lock stripes: enough that two busy accounts rarely share one on a many-core box.
+const LOCK_STRIPES: usize = 256;
+/// The size figure is re-read from RocksDB at most this often.
+const SIZE_CACHE_MS: i64 = 1_000;
+/// Shared block cache for every column family.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
+/// The message store. Cheap to clone (one `Arc`); `Send + Sync`; every method is
+/// synchronous and short, so async callers may run it on a blocking thread or inline.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// State shared by all clones of a [`Store`].
+pub(super) struct Inner {
+    pub(super) db: DB,
+    /// Serialises check-then-write on one account; different stripes write concurrently.
+    locks: Box<[Mutex<()>]>,
+    seq_next: AtomicU64,
+    seq_reserved: AtomicU64,
+    seq_reserve_lock: Mutex<()>,
+    pub(super) messages: AtomicU64,
+    pub(super) data_bytes: AtomicU64,
+    pub(super) accounts: AtomicU64,
+    size_checked_at: AtomicI64,
+    size_bytes: AtomicU64,
+    max_bytes: u64,
+    write_opts: WriteOptions,
+}
+
+/// Options of one column family: no compression (bodies are ciphertext, so it would burn CPU
+/// for nothing), the shared block cache, and a bloom filter where point lookups dominate.
+fn cf_options(cache: &Cache, bloom: bool, tombstone_heavy: bool) -> Options {
+    let mut block = BlockBasedOptions::default();
+    block.set_block_cache(cache);
+    if bloom {
+        block.set_bloom_filter(10.0, false);
+        block.set_whole_key_filtering(true);
+    }
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::None);
+    o.set_block_based_table_factory(&block);
+    if tombstone_heavy {
+        // Sweeps and deletes leave runs of tombstones at the head of the expiry index and
+        // inside accounts; compacting such files early keeps seeks over them cheap.
+        o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
+    }
+    o
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`, recovering the sequence counter and
+    /// the stats counters from disk.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_compression_type(DBCompressionType::None);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_db_write_buffer_size(256 << 20);
+        // Concurrent writers of different accounts overlap their WAL and memtable phases.
+        db_opts.set_enable_pipelined_write(true);
+        let descriptors = ALL_CFS.iter().map(|&name| {
+            let o = match name {
+                CF_HASHES | CF_ACCOUNTS | CF_REVOCATIONS => cf_options(&cache, true, false),
+                CF_MESSAGES | CF_EXPIRIES => cf_options(&cache, false, true),
+                _ => cf_options(&cache, false, false),
+            };
+            ColumnFamilyDescriptor::new(name, o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, descriptors)
+            .map_err(|source| StoreError::Db { op: "open", source })?;
+
+        let mut inner = Inner {
+            db,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            seq_next: AtomicU64::new(0),
+            seq_reserved: AtomicU64::new(0),
+            seq_reserve_lock: Mutex::new(()),
+            messages: AtomicU64::new(0),
+            data_bytes: AtomicU64::new(0),
+            accounts: AtomicU64::new(0),
+            size_checked_at: AtomicI64::new(i64::MIN),
+            size_bytes: AtomicU64::new(0),
+            max_bytes: opts.max_bytes,
+            write_opts: WriteOptions::default(),
+        };
+        inner.check_format()?;
+        let reserved = match inner.get(CF_META, META_SEQ_RESERVED, "read seq")? {
+            Some(v) => keys::decode_u64(&v, "sequence reservation")?,
+            None => 0,
+        };
+        *inner.seq_next.get_mut() = reserved;
+        *inner.seq_reserved.get_mut() = reserved;
+        inner.load_counters()?;
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Store-wide counters and the on-disk size.
+    pub fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        StoreStats {
+            messages: i.messages.load(Ordering::Relaxed),
+            data_bytes: i.data_bytes.load(Ordering::Relaxed),
+            accounts: i.accounts.load(Ordering::Relaxed),
+            // A stats read is rare (metrics scrape), so read the live figure, not the cache.
+            disk_bytes: i.disk_bytes().unwrap_or(i.size_bytes.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Flushes every memtable to SST files and syncs the WAL (call on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| i.cf(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        i.db.flush_cfs_opt(&cfs, &fo)
+            .map_err(|source| StoreError::Db { op: "flush", source })?;
+        i.db.flush_wal(true)
+            .map_err(|source| StoreError::Db { op: "flush wal", source })
+    }
+}
+
+impl Inner {
+    /// The handle of a column family opened in [`Store::open`].
+    pub(super) fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or(StoreError::Corrupt { what: name })
+    }
+
+    /// Point read of one key.
+    pub(super) fn get(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        op: &'static str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(cf)?, key)
+            .map_err(|source| StoreError::Db { op, source })
+    }
+
+    /// Writes a batch atomically through the WAL (see the header for the durability choice).
+    pub(super) fn write(&self, batch: WriteBatch, op: &'static str) -> Result<(), StoreError> {
+        self.db
+            .write_opt(batch, &self.write_opts)
+            .map_err(|source| StoreError::Db { op, source })
+    }
+
+    /// Locks the stripe of `account`. The mutex guards no data, so a poisoned one (a panic
+    /// elsewhere while holding it) is still a valid lock.
+    pub(super) fn lock(&self, account: &AccountId) -> MutexGuard<'_, ()> {
+        // Account keys are public keys (uniformly random), so two bytes spread evenly.
+        let idx = (usize::from(account.key[0]) << 8 | usize::from(account.key[31])) % self.locks.len();
+        self.locks[idx]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next insertion sequence number. Numbers are persisted as reserved blocks before
+    /// use, so a number is never handed out twice, even across a crash.
+    pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
+        let s = self.seq_next.fetch_add(1, Ordering::SeqCst);
+        if s < self.seq_reserved.load(Ordering::Acquire) {
+            return Ok(s);
+        }
+        let _g = self
+            .seq_reserve_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let reserved = self.seq_reserved.load(Ordering::Acquire);
+        if s >= reserved {
+            let new_reserved = (s / SEQ_BLOCK + 1) * SEQ_BLOCK;
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(CF_META)?, META_SEQ_RESERVED, new_reserved.to_be_bytes());
+            self.write(batch, "reserve seq")?;
+            self.seq_reserved.store(new_reserved, Ordering::Release);
+        }
+        Ok(s)
+    }
+
+    /// Refuses a store when the database has reached the cap. The figure is cached for at
+    /// most [`SIZE_CACHE_MS`] of caller time, so the property reads cost nothing per store.
+    pub(super) fn check_capacity(&self, now_ms: i64) -> Result<(), StoreError> {
+        let at = self.size_checked_at.load(Ordering::Relaxed);
+        let fresh = matches!(now_ms.checked_sub(at), Some(d) if (0..SIZE_CACHE_MS).contains(&d));
+        let used = if fresh {
+            self.size_bytes.load(Ordering::Relaxed)
+        } else {
+            let used = self.disk_bytes()?;
+            self.size_bytes.store(used, Ordering::Relaxed);
+            self.size_checked_at.store(now_ms, Ordering::Relaxed);
+            used
+        };
+        if used >= self.max_bytes {
+            return Err(StoreError::Full {
+                used,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// SST files plus memtables of every column family, as RocksDB reports them.
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            for prop in [
+                rocksdb::properties::LIVE_SST_FILES_SIZE,
+                rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES,
+            ] {
+                let v = self
+                    .db
+                    .property_int_value_cf(cf, prop)
+                    .map_err(|source| StoreError::Db {
+                        op: "size property",
+                        source,
+                    })?;
+                total = total.saturating_add(v.unwrap_or(0));
+            }
+        }
+        Ok(total)
+    }
+
+    /// Writes the format version into a new database, refuses one from the future.
+    fn check_format(&self) -> Result<(), StoreError> {
+        match self.get(CF_META, META_FORMAT, "read format")? {
+            Some(v) => {
+                if keys::decode_u64(&v, "format version")? != FORMAT_VERSION {
+                    return Err(StoreError::Corrupt {
+                        what: "unsupported store format version",
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(CF_META)?, META_FORMAT, FORMAT_VERSION.to_be_bytes());
+                self.write(batch, "write format")
+            }
+        }
+    }
+
+    /// Sums the per-account counters (one small record per account, not a message scan).
+    fn load_counters(&mut self) -> Result<(), StoreError> {
+        let (mut messages, mut bytes, mut accounts) = (0u64, 0u64, 0u64);
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_ACCOUNTS)?);
+        it.seek_to_first();
+        while let Some(v) = it.value() {
+            let c = AccountCounts::decode(v)?;
+            messages += c.messages;
+            bytes += c.data_bytes;
+            accounts += 1;
+            it.next();
+        }
+        it.status().map_err(|source| StoreError::Db {
+            op: "load counters",
+            source,
+        })?;
+        drop(it);
+        *self.messages.get_mut() = messages;
+        *self.data_bytes.get_mut() = bytes;
+        *self.accounts.get_mut() = accounts;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn store_is_send_sync_clone() {
+        fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+        assert_traits::<Store>();
+    }
+
+    #[test]
+    fn sequence_survives_reopen_without_reuse() {
+        let dir = tempdir();
+        let first = {
+            let s = open(&dir);
+            let a = s.inner.next_seq().expect("seq");
+            let b = s.inner.next_seq().expect("seq");
+            assert!(b > a);
+            b
+        };
+        let s = open(&dir);
+        assert!(s.inner.next_seq().expect("seq") > first);
+    }
+
+    #[test]
+    fn flush_and_stats_on_empty_store() {
+        let dir = tempdir();
+        let s = open(&dir);
+        s.flush().expect("flush");
+        let st = s.stats();
+        assert_eq!((st.messages, st.data_bytes, st.accounts), (0, 0, 0));
+    }
+
+    #[test]
+    fn size_cap_refuses_stores_not_deletes() {
+        let dir = tempdir();
+        let cap = 4 << 20;
+        let s = Store::open(dir.path(), StoreOptions { max_bytes: cap }).expect("open");
+        let a = account(1);
+        let mut stored = Vec::new();
+        let mut now = NOW;
+        let full = loop {
+            now += SIZE_CACHE_MS;
+            let m = msg(&a, 0, &[stored.len() as u8; 60_000], now, now + HOUR);
+            match s.store(&m, now) {
+                Ok(_) => stored.push(m),
+                Err(e) => break e,
+            }
+            assert!(stored.len() < 200, "cap never reached");
+        };
+        match full {
+            StoreError::Full { used, max } => {
+                assert_eq!(max, cap);
+                assert!(used >= cap);
+            }
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert!(stored.len() >= 10, "cap hit too early: {}", stored.len());
+        assert!(s.stats().disk_bytes >= cap);
+        // Bulk imports are refused too, but deletes still work.
+        assert!(matches!(
+            s.bulk_store(&[msg(&a, 0, b"more", now, now + HOUR)], now),
+            Err(StoreError::Full { .. })
+        ));
+        let gone = s.delete_hashes(&a, &[stored[0].hash.clone()]).expect("delete");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(s.stats().messages as usize, stored.len() - 1);
+    }
+
+    #[test]
+    fn size_figure_is_cached_for_a_second() {
+        let dir = tempdir();
+        let s = Store::open(dir.path(), StoreOptions { max_bytes: 2 << 20 }).expect("open");
+        let a = account(2);
+        // Within one second of the first check, the cached (small) figure lets stores pass.
+        for i in 0..60u32 {
+            let mut body = vec![0u8; 50_000];
+            body[..4].copy_from_slice(&i.to_be_bytes());
+            s.store(&msg(&a, 0, &body, NOW, NOW + HOUR), NOW + 999)
+                .expect("cached figure admits the store");
+        }
+        assert!(s.stats().disk_bytes >= 2 << 20);
+        assert!(matches!(
+            s.store(&msg(&a, 0, b"x", NOW, NOW + HOUR), NOW + 999 + SIZE_CACHE_MS),
+            Err(StoreError::Full { .. })
+        ));
+    }
+
+    #[test]
+    fn future_format_is_refused() {
+        let dir = tempdir();
+        {
+            let s = open(&dir);
+            let mut b = WriteBatch::default();
+            b.put_cf(s.inner.cf(CF_META).expect("cf"), META_FORMAT, 99u64.to_be_bytes());
+            s.inner.write(b, "test").expect("write");
+        }
+        assert!(matches!(
+            Store::open(dir.path(), options()),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

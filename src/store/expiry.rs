@@ -1,0 +1,296 @@
+//! Expiry: client updates (`expire_all`, `update_expiry`), reads (`get_expiries`) and the
+//! periodic sweep that deletes what has expired.
+//!
+//! The sweep walks only the head of the expiry index (keys ordered by expiry), so its cost is
+//! the number of expired messages, never the live data. Reads elsewhere already hide expired
+//! messages, so the sweep only reclaims space. Must not lengthen a message's life except
+//! where the caller's mode says so.
+
+use super::db::{CF_EXPIRIES, CF_MESSAGES, Store};
+use super::delete::selection_prefix;
+use super::keys::{self, Record};
+use super::{ExpireMode, ExpiryUpdate, StoreError};
+use crate::message::{AccountId, Namespace, NamespaceSel};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Expiry-index entries read per sweep round (each round locks one account at a time).
+const SWEEP_CHUNK: usize = 1_024;
+
+impl Store {
+    /// Shortens only: every live message of `sel` whose expiry is later than `new_expiry_ms`
+    /// gets `new_expiry_ms`. Returns the updated ones as (namespace, hash) sorted.
+    pub fn expire_all(
+        &self,
+        account: &AccountId,
+        sel: NamespaceSel,
+        new_expiry_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(Namespace, String)>, StoreError> {
+        let prefix = selection_prefix(account, sel);
+        let mut txn = self.inner.begin(account);
+        let mut updated = Vec::new();
+        self.inner
+            .iterate(CF_MESSAGES, &prefix, keys::prefix_end(&prefix), |k, v| {
+                let rec = Record::decode(v)?;
+                if !rec.is_expired(now_ms) && rec.expiry_ms > new_expiry_ms {
+                    txn.set_expiry(k, &rec, new_expiry_ms)?;
+                    updated.push((keys::parse_message_key(k)?.namespace, rec.hash.to_string()));
+                    txn.maybe_flush()?;
+                }
+                Ok(true)
+            })?;
+        txn.commit()?;
+        updated.sort();
+        Ok(updated)
+    }
+
+    /// Sets the expiry of those of `hashes` that are live messages of `account`, as `mode`
+    /// allows: `updated` gets the changed ones (with the new expiry), `unchanged` the ones the
+    /// mode left alone (with their current expiry). Unknown hashes appear in neither. The
+    /// caller caps `new_expiry_ms` (the protocol's now + 30 d).
+    pub fn update_expiry(
+        &self,
+        account: &AccountId,
+        hashes: &[String],
+        new_expiry_ms: i64,
+        mode: ExpireMode,
+        now_ms: i64,
+    ) -> Result<ExpiryUpdate, StoreError> {
+        let wanted: BTreeSet<&str> = hashes.iter().map(String::as_str).collect();
+        let mut txn = self.inner.begin(account);
+        let mut out = ExpiryUpdate::default();
+        for h in wanted {
+            let Some((key, value)) = txn.lookup_owned(h)? else {
+                continue;
+            };
+            let rec = Record::decode(&value)?;
+            if rec.is_expired(now_ms) {
+                continue;
+            }
+            let allowed = match mode {
+                ExpireMode::Set => true,
+                ExpireMode::ShortenOnly => rec.expiry_ms > new_expiry_ms,
+                ExpireMode::ExtendOnly => rec.expiry_ms < new_expiry_ms,
+            };
+            if !allowed {
+                out.unchanged.insert(h.to_string(), rec.expiry_ms);
+                continue;
+            }
+            // `Set` to the current value still counts as updated (SS's UPDATE matches it).
+            if rec.expiry_ms != new_expiry_ms {
+                txn.set_expiry(&key, &rec, new_expiry_ms)?;
+                txn.maybe_flush()?;
+            }
+            out.updated.insert(h.to_string(), new_expiry_ms);
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// The current expiry of each of `hashes` that is a live message of `account`.
+    pub fn get_expiries(
+        &self,
+        account: &AccountId,
+        hashes: &[String],
+        now_ms: i64,
+    ) -> Result<BTreeMap<String, i64>, StoreError> {
+        let owner = account.to_bytes();
+        let mut out = BTreeMap::new();
+        for h in hashes {
+            if let Some((key, value)) = self.inner.find_hash(h)?
+                && key.starts_with(&owner)
+            {
+                let rec = Record::decode(&value)?;
+                if !rec.is_expired(now_ms) {
+                    out.insert(h.clone(), rec.expiry_ms);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every message whose expiry is `<= now_ms`; returns how many. Reads the expiry
+    /// index from its head and stops at `now_ms`, so live data is never scanned. Safe to run
+    /// while clients write: each message is re-checked under its account's lock.
+    pub fn sweep_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let Some(upper) = now_ms.checked_add(1).map(|t| keys::expiry_key(t, 0).to_vec()) else {
+            return Ok(0);
+        };
+        let mut lower: Vec<u8> = Vec::new();
+        let mut removed = 0u64;
+        loop {
+            let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(SWEEP_CHUNK);
+            self.inner
+                .iterate(CF_EXPIRIES, &lower, Some(upper.clone()), |k, v| {
+                    chunk.push((k.to_vec(), v.to_vec()));
+                    Ok(chunk.len() < SWEEP_CHUNK)
+                })?;
+            let Some((last, _)) = chunk.last() else {
+                return Ok(removed);
+            };
+            lower = [last.as_slice(), &[0u8]].concat();
+            removed += self.sweep_chunk(chunk, now_ms)?;
+        }
+    }
+
+    /// Deletes the expired messages an expiry-index chunk points at, one account at a time.
+    fn sweep_chunk(
+        &self,
+        chunk: Vec<(Vec<u8>, Vec<u8>)>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut by_account: BTreeMap<AccountId, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+        for (ek, mk) in chunk {
+            let account = keys::parse_message_key(&mk)?.account;
+            by_account.entry(account).or_default().push((ek, mk));
+        }
+        let mut removed = 0;
+        for (account, entries) in by_account {
+            let mut txn = self.inner.begin(&account);
+            for (ek, mk) in entries {
+                // Re-read under the lock: the message may have been extended or deleted
+                // since the index was read.
+                match self.inner.get(CF_MESSAGES, &mk, "sweep read")? {
+                    Some(value) => {
+                        let rec = Record::decode(&value)?;
+                        let seq = keys::parse_message_key(&mk)?.seq;
+                        if rec.is_expired(now_ms) {
+                            txn.delete(&mk, &rec)?;
+                            removed += 1;
+                        }
+                        if keys::expiry_key(rec.expiry_ms, seq).as_slice() != ek.as_slice() {
+                            txn.delete_expiry_entry(&ek)?;
+                        }
+                    }
+                    None => txn.delete_expiry_entry(&ek)?,
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::{ExpireMode, Store};
+    use crate::message::{Message, Namespace, NamespaceSel};
+
+    fn three(s: &Store) -> Vec<Message> {
+        let a = account(1);
+        let ms: Vec<_> = [(0i16, HOUR), (0, 3 * HOUR), (7, 2 * HOUR)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(ns, ttl))| msg(&a, ns, &[i as u8], NOW, NOW + ttl))
+            .collect();
+        for m in &ms {
+            s.store(m, NOW).expect("store");
+        }
+        ms
+    }
+
+    #[test]
+    fn expire_all_only_shortens() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let ms = three(&s);
+        let a = account(1);
+        let t = NOW + 2 * HOUR;
+        let got = s
+            .expire_all(&a, NamespaceSel::One(Namespace(0)), t, NOW)
+            .expect("expire_all");
+        assert_eq!(got, vec![(Namespace(0), ms[1].hash.clone())]);
+        let got = s.expire_all(&a, NamespaceSel::All, t, NOW).expect("expire_all");
+        assert!(got.is_empty(), "ms[2] already at t, ms[0] earlier");
+        let hashes: Vec<_> = ms.iter().map(|m| m.hash.clone()).collect();
+        let exp = s.get_expiries(&a, &hashes, NOW).expect("get");
+        assert_eq!(exp[&ms[0].hash], NOW + HOUR);
+        assert_eq!(exp[&ms[1].hash], t);
+        assert_eq!(exp[&ms[2].hash], t);
+        let mut want: Vec<_> = ms.iter().map(|m| (m.namespace, m.hash.clone())).collect();
+        want.sort();
+        assert_eq!(s.expire_all(&a, NamespaceSel::All, NOW + 1, NOW).expect("e"), want);
+        // Shortened into the past of the sweep: everything goes.
+        assert_eq!(s.sweep_expired(NOW + 1).expect("sweep"), 3);
+    }
+
+    #[test]
+    fn update_expiry_modes() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let ms = three(&s);
+        let a = account(1);
+        let hashes: Vec<_> = ms.iter().map(|m| m.hash.clone()).collect();
+        let mid = NOW + 2 * HOUR;
+
+        let up = s
+            .update_expiry(&a, &hashes, mid, ExpireMode::ExtendOnly, NOW)
+            .expect("extend");
+        assert_eq!(up.updated.keys().collect::<Vec<_>>(), vec![&ms[0].hash]);
+        assert_eq!(up.updated[&ms[0].hash], mid);
+        assert_eq!(up.unchanged[&ms[1].hash], NOW + 3 * HOUR);
+        assert_eq!(up.unchanged[&ms[2].hash], mid);
+
+        let up = s
+            .update_expiry(&a, &hashes, NOW + HOUR, ExpireMode::ShortenOnly, NOW)
+            .expect("shorten");
+        assert_eq!(up.updated.len(), 3);
+        assert!(up.unchanged.is_empty());
+
+        let mut req = hashes.clone();
+        req.push("C".repeat(43));
+        let up = s
+            .update_expiry(&a, &req, NOW + HOUR, ExpireMode::Set, NOW)
+            .expect("set");
+        assert_eq!(up.updated.len(), 3, "set to the same value still counts");
+        let up = s
+            .update_expiry(&a, &hashes[..1], NOW + 5 * HOUR, ExpireMode::Set, NOW)
+            .expect("set");
+        assert_eq!(up.updated[&ms[0].hash], NOW + 5 * HOUR);
+        // Another account cannot touch them; expired ones are not found.
+        let up = s
+            .update_expiry(&account(2), &hashes, NOW, ExpireMode::Set, NOW)
+            .expect("foreign");
+        assert!(up.updated.is_empty() && up.unchanged.is_empty());
+        let up = s
+            .update_expiry(&a, &hashes, NOW + 9 * HOUR, ExpireMode::Set, NOW + 2 * HOUR)
+            .expect("late");
+        assert_eq!(up.updated.keys().collect::<Vec<_>>(), vec![&ms[0].hash]);
+        // The sweep follows the index: the moved message survives its old expiry.
+        assert_eq!(s.sweep_expired(NOW + HOUR).expect("sweep"), 2);
+        assert!(s.get_by_hash(&ms[0].hash, NOW + 8 * HOUR).expect("g").is_some());
+    }
+
+    #[test]
+    fn get_expiries_only_live_and_owned() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let ms = three(&s);
+        let a = account(1);
+        let mut req: Vec<_> = ms.iter().map(|m| m.hash.clone()).collect();
+        req.push("not a hash".to_string());
+        assert_eq!(s.get_expiries(&a, &req, NOW).expect("g").len(), 3);
+        assert_eq!(s.get_expiries(&a, &req, NOW + HOUR).expect("g").len(), 2);
+        assert!(s.get_expiries(&account(2), &req, NOW).expect("g").is_empty());
+    }
+
+    #[test]
+    fn sweep_large_backlog_in_chunks() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let batch: Vec<_> = (0..2_500u32)
+            .map(|i| {
+                let acc = account((i % 7) as u8);
+                msg(&acc, 0, &i.to_be_bytes(), NOW, NOW + 1_000 + i64::from(i % 3))
+            })
+            .collect();
+        assert_eq!(s.bulk_store(&batch, NOW).expect("bulk"), 2_500);
+        let keep = msg(&account(1), 0, b"keep", NOW, NOW + HOUR);
+        s.store(&keep, NOW).expect("store");
+        assert_eq!(s.sweep_expired(NOW + 1_002).expect("sweep"), 2_500);
+        let st = s.stats();
+        assert_eq!((st.messages, st.accounts), (1, 1));
+        assert!(s.get_by_hash(&keep.hash, NOW).expect("g").is_some());
+    }
+}

@@ -1,0 +1,405 @@
+//! Writing messages (`store`, `bulk_store`) and reading them by hash or in bulk (`scan`).
+//!
+//! Owns the dedupe rule (hashes are globally unique: an existing hash has its expiry raised,
+//! never lowered) and the public-outbox rule (one message per account and namespace).
+//! Must not bypass [`AccountTxn`](super::txn::AccountTxn) for any write.
+
+use super::db::{CF_MESSAGES, Store};
+use super::keys::{self, Record};
+use super::txn::AccountTxn;
+use super::{StoreError, StoreOutcome};
+use crate::message::Message;
+use std::collections::BTreeMap;
+
+/// What happens when an incoming message meets another one in its public outbox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OutboxRule {
+    /// A client store: the latest store wins, whatever its timestamp (SS 2.8 behaviour).
+    LatestStore,
+    /// A replicated copy: it loses to an existing message with a newer timestamp, so that
+    /// swarm members converge on the same single message whatever order copies arrive in.
+    NewestTimestamp,
+}
+
+/// Inserts `msg` or raises the expiry of its existing copy, inside `txn`.
+fn insert_or_raise(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutcome, StoreError> {
+    let Some((key, value)) = txn.lookup(&msg.hash)? else {
+        txn.insert(msg)?;
+        return Ok(StoreOutcome::New);
+    };
+    // Hashes cover the owner, so a match under another account can only be forged data;
+    // never touch another account's message (we do not hold its lock either).
+    if !key.starts_with(&txn.account().to_bytes()) {
+        return Ok(StoreOutcome::Exists);
+    }
+    let rec = Record::decode(&value)?;
+    if msg.expiry_ms > rec.expiry_ms {
+        txn.set_expiry(&key, &rec, msg.expiry_ms)?;
+        Ok(StoreOutcome::Extended)
+    } else {
+        Ok(StoreOutcome::Exists)
+    }
+}
+
+/// Applies the public-outbox rule before `msg` is stored: removes the other messages of its
+/// account+namespace, or returns `false` when `msg` must be dropped as obsolete.
+/// `txn` must have no pending writes (the scan reads committed data).
+fn clear_outbox(
+    store: &Store,
+    txn: &mut AccountTxn<'_>,
+    msg: &Message,
+    rule: OutboxRule,
+) -> Result<bool, StoreError> {
+    let prefix = keys::account_ns_prefix(&msg.account, msg.namespace);
+    let others: Vec<(Vec<u8>, Vec<u8>)> = store
+        .inner
+        .collect_prefix(&prefix)?
+        .into_iter()
+        .filter(|(_, v)| Record::decode(v).map(|r| r.hash != msg.hash).unwrap_or(true))
+        .collect();
+    if rule == OutboxRule::NewestTimestamp {
+        for (_, v) in &others {
+            if Record::decode(v)?.timestamp_ms > msg.timestamp_ms {
+                return Ok(false);
+            }
+        }
+    }
+    for (k, v) in &others {
+        txn.delete(k, &Record::decode(v)?)?;
+    }
+    Ok(true)
+}
+
+impl Store {
+    /// Stores one message. Dedupe by hash: an existing hash has its expiry raised when the new
+    /// one is later (`Extended`), else nothing changes (`Exists`). In a public-outbox
+    /// namespace ([`Namespace::is_public_outbox`](crate::message::Namespace::is_public_outbox))
+    /// the account's other messages there are deleted first: the latest store wins, as in
+    /// SS 2.8. Refused with [`StoreError::Full`] once the size cap is reached.
+    pub fn store(&self, msg: &Message, now_ms: i64) -> Result<StoreOutcome, StoreError> {
+        self.inner.check_capacity(now_ms)?;
+        let mut txn = self.inner.begin(&msg.account);
+        if msg.namespace.is_public_outbox() {
+            clear_outbox(self, &mut txn, msg, OutboxRule::LatestStore)?;
+        }
+        let outcome = insert_or_raise(&mut txn, msg)?;
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// Bulk import for replication: inserts missing messages, raises the expiry of existing
+    /// ones (never lowers it), skips messages already expired at `now_ms`. Returns how many
+    /// were new. Writes one batch per account (chunked for very large accounts); in a public
+    /// outbox the copy with the newest timestamp wins, so members converge.
+    pub fn bulk_store(&self, msgs: &[Message], now_ms: i64) -> Result<usize, StoreError> {
+        self.inner.check_capacity(now_ms)?;
+        let mut by_account: BTreeMap<_, Vec<&Message>> = BTreeMap::new();
+        for m in msgs.iter().filter(|m| !m.is_expired(now_ms)) {
+            by_account.entry(m.account).or_default().push(m);
+        }
+        let mut new = 0;
+        for (account, group) in by_account {
+            let mut txn = self.inner.begin(&account);
+            for m in group {
+                if m.namespace.is_public_outbox() {
+                    txn.flush()?;
+                    if !clear_outbox(self, &mut txn, m, OutboxRule::NewestTimestamp)? {
+                        continue;
+                    }
+                    new += usize::from(insert_or_raise(&mut txn, m)? == StoreOutcome::New);
+                    txn.flush()?;
+                } else {
+                    new += usize::from(insert_or_raise(&mut txn, m)? == StoreOutcome::New);
+                    txn.maybe_flush()?;
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(new)
+    }
+
+    /// Looks a live message up by hash, whatever its account.
+    pub fn get_by_hash(&self, hash: &str, now_ms: i64) -> Result<Option<Message>, StoreError> {
+        let Some((key, value)) = self.inner.find_hash(hash)? else {
+            return Ok(None);
+        };
+        let rec = Record::decode(&value)?;
+        if rec.is_expired(now_ms) {
+            return Ok(None);
+        }
+        Ok(Some(rec.to_message(&keys::parse_message_key(&key)?)))
+    }
+
+    /// Visits live messages in key order (account, namespace, insertion), starting after the
+    /// opaque cursor `after` (a message key from a previous call), calling `f` for at most
+    /// `limit` of them. Returns the cursor to resume from, or `None` when nothing follows.
+    pub fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: i64,
+        mut f: impl FnMut(&Message),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // The smallest key after `after` is `after ‖ 0x00`.
+        let lower = after.map(|a| [a, &[0u8]].concat()).unwrap_or_default();
+        let limit = limit.max(1);
+        let mut visited = 0usize;
+        let mut last: Option<Vec<u8>> = None;
+        let mut more = false;
+        self.inner.iterate(CF_MESSAGES, &lower, None, |k, v| {
+            if visited == limit {
+                more = true;
+                return Ok(false);
+            }
+            let rec = Record::decode(v)?;
+            if !rec.is_expired(now_ms) {
+                f(&rec.to_message(&keys::parse_message_key(k)?));
+                visited += 1;
+            }
+            last = Some(k.to_vec());
+            Ok(true)
+        })?;
+        Ok(if more { last } else { None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use crate::message::Namespace;
+
+    #[test]
+    fn persistence_across_reopen_including_namespace() {
+        let dir = tempdir();
+        let a = account(1);
+        let m0 = msg(&a, 0, b"hello", NOW, NOW + HOUR);
+        let m42 = msg(&a, 42, b"hello", NOW, NOW + HOUR);
+        {
+            let s = open(&dir);
+            assert_eq!(s.store(&m0, NOW).expect("store"), StoreOutcome::New);
+            assert_eq!(s.store(&m42, NOW).expect("store"), StoreOutcome::New);
+        }
+        let s = open(&dir);
+        let r0 = s
+            .retrieve(&a, Namespace(0), None, 100, BIG, NOW)
+            .expect("retrieve");
+        assert_eq!(r0.messages, vec![m0.clone()]);
+        let r42 = s
+            .retrieve(&a, Namespace(42), None, 100, BIG, NOW)
+            .expect("retrieve");
+        assert_eq!(r42.messages, vec![m42.clone()]);
+        assert_ne!(m0.hash, m42.hash);
+        let st = s.stats();
+        assert_eq!((st.messages, st.data_bytes, st.accounts), (2, 10, 1));
+        assert_eq!(s.get_by_hash(&m42.hash, NOW).expect("get"), Some(m42));
+    }
+
+    #[test]
+    fn new_extended_exists() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + HOUR);
+        assert_eq!(s.store(&m, NOW).expect("store"), StoreOutcome::New);
+        assert_eq!(s.store(&m, NOW).expect("store"), StoreOutcome::Exists);
+        let later = Message {
+            expiry_ms: NOW + 2 * HOUR,
+            ..m.clone()
+        };
+        assert_eq!(s.store(&later, NOW).expect("store"), StoreOutcome::Extended);
+        let earlier = Message {
+            expiry_ms: NOW + HOUR / 2,
+            ..m.clone()
+        };
+        assert_eq!(s.store(&earlier, NOW).expect("store"), StoreOutcome::Exists);
+        let got = s.get_by_hash(&m.hash, NOW).expect("get").expect("present");
+        assert_eq!(got.expiry_ms, NOW + 2 * HOUR);
+        assert_eq!(s.stats().messages, 1);
+        // The old expiry entry is gone: sweeping at the old expiry keeps the message.
+        assert_eq!(s.sweep_expired(NOW + HOUR).expect("sweep"), 0);
+        assert!(s.get_by_hash(&m.hash, NOW + HOUR).expect("get").is_some());
+    }
+
+    #[test]
+    fn per_account_isolation() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let (a, b) = (account(1), account(2));
+        let ma = msg(&a, 0, b"same body", NOW, NOW + HOUR);
+        let mb = msg(&b, 0, b"same body", NOW, NOW + HOUR);
+        s.store(&ma, NOW).expect("store");
+        s.store(&mb, NOW).expect("store");
+        let ra = s.retrieve(&a, Namespace(0), None, 100, BIG, NOW).expect("r");
+        let rb = s.retrieve(&b, Namespace(0), None, 100, BIG, NOW).expect("r");
+        assert_eq!(ra.messages, vec![ma.clone()]);
+        assert_eq!(rb.messages, vec![mb.clone()]);
+        // b cannot delete or expire a's message.
+        assert!(s.delete_hashes(&b, &[ma.hash.clone()]).expect("d").is_empty());
+        assert!(s.get_expiries(&b, &[ma.hash.clone()], NOW).expect("g").is_empty());
+        assert_eq!(s.stats().accounts, 2);
+    }
+
+    #[test]
+    fn public_outbox_keeps_only_the_latest_store() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let ns = Namespace(-21);
+        let first = msg(&a, ns.0, b"v1", NOW, NOW + HOUR);
+        let second = msg(&a, ns.0, b"v2", NOW + 1, NOW + HOUR);
+        let other_ns = msg(&a, 0, b"v1", NOW, NOW + HOUR);
+        s.store(&first, NOW).expect("store");
+        s.store(&other_ns, NOW).expect("store");
+        assert_eq!(s.store(&second, NOW).expect("store"), StoreOutcome::New);
+        let r = s.retrieve(&a, ns, None, 100, BIG, NOW).expect("r");
+        assert_eq!(r.messages, vec![second.clone()]);
+        assert!(s.get_by_hash(&first.hash, NOW).expect("g").is_none());
+        assert!(s.get_by_hash(&other_ns.hash, NOW).expect("g").is_some());
+        // Re-storing the current message keeps it.
+        assert_eq!(s.store(&second, NOW).expect("store"), StoreOutcome::Exists);
+        assert_eq!(s.stats().messages, 2);
+    }
+
+    #[test]
+    fn bulk_outbox_newest_timestamp_wins() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let newer = msg(&a, -1, b"new", NOW + 5, NOW + HOUR);
+        let older = msg(&a, -1, b"old", NOW, NOW + HOUR);
+        assert_eq!(s.bulk_store(&[newer.clone(), older], NOW).expect("bulk"), 1);
+        let r = s.retrieve(&a, Namespace(-1), None, 10, BIG, NOW).expect("r");
+        assert_eq!(r.messages, vec![newer]);
+    }
+
+    #[test]
+    fn bulk_store_with_overlap() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(3);
+        let ms: Vec<_> = (0..10u8)
+            .map(|i| msg(&a, 0, &[i; 10], NOW, NOW + HOUR))
+            .collect();
+        assert_eq!(s.bulk_store(&ms[..6], NOW).expect("bulk"), 6);
+        // 4..10 overlaps 4 and 5; a duplicate inside the batch counts once; expired skipped.
+        let mut second = ms[4..].to_vec();
+        second.push(ms[9].clone());
+        second.push(msg(&a, 0, b"dead", NOW - 10, NOW));
+        let raised = Message {
+            expiry_ms: NOW + 3 * HOUR,
+            ..ms[0].clone()
+        };
+        let lowered = Message {
+            expiry_ms: NOW + 1,
+            ..ms[1].clone()
+        };
+        second.push(raised);
+        second.push(lowered);
+        assert_eq!(s.bulk_store(&second, NOW).expect("bulk"), 4);
+        let r = s.retrieve(&a, Namespace(0), None, 100, BIG, NOW).expect("r");
+        assert_eq!(r.messages.len(), 10);
+        let exp = s
+            .get_expiries(&a, &[ms[0].hash.clone(), ms[1].hash.clone()], NOW)
+            .expect("exp");
+        assert_eq!(exp[&ms[0].hash], NOW + 3 * HOUR);
+        assert_eq!(exp[&ms[1].hash], NOW + HOUR);
+        assert_eq!(s.stats().messages, 10);
+    }
+
+    #[test]
+    fn scan_visits_everything_in_pages() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let mut all = Vec::new();
+        for acc in 0..5u8 {
+            for i in 0..7u8 {
+                let m = msg(&account(acc), i16::from(i % 3), &[acc, i], NOW, NOW + HOUR);
+                s.store(&m, NOW).expect("store");
+                all.push(m.hash);
+            }
+        }
+        s.store(&msg(&account(9), 0, b"expired", NOW - 20, NOW), NOW)
+            .expect("store");
+        let mut seen = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        let mut pages = 0;
+        loop {
+            let next = s
+                .scan(cursor.as_deref(), 4, NOW, |m| seen.push(m.hash.clone()))
+                .expect("scan");
+            pages += 1;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 9);
+        seen.sort();
+        all.sort();
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn concurrent_stores_from_many_threads() {
+        let dir = tempdir();
+        let s = open(&dir);
+        const THREADS: u8 = 4;
+        const PER_THREAD: u32 = 300;
+        let shared = msg(&account(200), 0, b"everyone stores this", NOW, NOW + HOUR);
+        let outcomes: Vec<Vec<StoreOutcome>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let s = s.clone();
+                    let shared = shared.clone();
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        for i in 0..PER_THREAD {
+                            // Accounts 0..8 are shared between threads; bodies are unique.
+                            let acc = account((i % 8) as u8);
+                            let body = [[t].as_slice(), &i.to_be_bytes()].concat();
+                            let m = msg(&acc, 0, &body, NOW + i64::from(i), NOW + HOUR);
+                            assert_eq!(s.store(&m, NOW).expect("store"), StoreOutcome::New);
+                            out.push(s.store(&shared, NOW).expect("store shared"));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        let news = outcomes
+            .iter()
+            .flatten()
+            .filter(|o| **o == StoreOutcome::New)
+            .count();
+        assert_eq!(news, 1, "the shared message is new exactly once");
+        let total = u64::from(THREADS) * u64::from(PER_THREAD) + 1;
+        let st = s.stats();
+        assert_eq!((st.messages, st.accounts), (total, 9));
+        let mut seen = 0;
+        for a in 0..8u8 {
+            let r = s
+                .retrieve(&account(a), Namespace(0), None, 0, BIG, NOW)
+                .expect("r");
+            // Each thread's messages to one account appear in the order it stored them.
+            for t in 0..THREADS {
+                let own: Vec<i64> = r
+                    .messages
+                    .iter()
+                    .filter(|m| m.data[0] == t)
+                    .map(|m| m.timestamp_ms)
+                    .collect();
+                assert!(own.windows(2).all(|w| w[0] < w[1]));
+            }
+            seen += r.messages.len();
+        }
+        assert_eq!(seen as u64, total - 1);
+        // Counters on disk agree with the live ones after a reopen.
+        drop(s);
+        let st2 = open(&dir).stats();
+        assert_eq!((st2.messages, st2.data_bytes, st2.accounts), (st.messages, st.data_bytes, st.accounts));
+    }
+
+    use super::super::StoreOutcome;
+    use crate::message::Message;
+}

@@ -1,0 +1,114 @@
+//! The message store: the only module that names `rocksdb`.
+//!
+//! Owns the on-disk layout (column families, key encoding), expiry, the size cap and
+//! revocations. Must not know HTTP, JSON or the swarm. Every method takes `now_ms` where
+//! time matters, so tests control the clock.
+//!
+//! Layout: `keys` (byte encodings), `db` (open, tuning, shared machinery, [`Store`]),
+//! `txn` (one account's atomic change), and one file per group of operations: `messages`
+//! (store, bulk_store, get_by_hash, scan), `retrieve`, `delete`, `expiry` (expire, sweep),
+//! `revocations`. The types below are the contract the rest of the crate uses.
+
+mod db;
+mod delete;
+mod expiry;
+mod keys;
+mod messages;
+mod retrieve;
+mod revocations;
+#[cfg(test)]
+mod test_util;
+mod txn;
+
+pub use db::Store;
+
+use crate::message::Message;
+use std::collections::BTreeMap;
+
+/// Tuning of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Refuse stores once the database occupies this many bytes on disk.
+    pub max_bytes: u64,
+}
+
+/// What `store` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// A new message was inserted.
+    New,
+    /// The hash existed; its expiry was raised to the new, later expiry.
+    Extended,
+    /// The hash existed with an equal or later expiry: nothing changed.
+    Exists,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The size cap is reached: stores are refused until messages expire.
+    #[error("store is full ({used} of {max} bytes)")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// RocksDB failed.
+    #[error("database error during {op}: {source}")]
+    Db {
+        /// What we were doing.
+        op: &'static str,
+        /// The RocksDB error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// Data on disk did not decode (corruption or a format from the future).
+    #[error("corrupt record in {what}")]
+    Corrupt {
+        /// Which record kind.
+        what: &'static str,
+    },
+}
+
+/// Result of a retrieve.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retrieved {
+    /// Messages in insertion order.
+    pub messages: Vec<Message>,
+    /// More messages follow (truncated by count or size).
+    pub more: bool,
+}
+
+/// How `update_expiry` may move expiries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireMode {
+    /// Set to the new value in either direction.
+    Set,
+    /// Only lower (`WHERE expiry > new`).
+    ShortenOnly,
+    /// Only raise (`WHERE expiry < new`).
+    ExtendOnly,
+}
+
+/// Result of `update_expiry`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExpiryUpdate {
+    /// Hashes whose expiry was set, with the new expiry.
+    pub updated: BTreeMap<String, i64>,
+    /// Hashes found but not changed (mode forbade it), with their current expiry.
+    pub unchanged: BTreeMap<String, i64>,
+}
+
+/// Counters for metrics and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Live (possibly not yet swept) messages.
+    pub messages: u64,
+    /// Sum of message body bytes.
+    pub data_bytes: u64,
+    /// Accounts holding at least one message.
+    pub accounts: u64,
+    /// Bytes the database occupies on disk (compared with the cap).
+    pub disk_bytes: u64,
+}

@@ -1,0 +1,241 @@
+//! One account's atomic change: the stripe lock, a `WriteBatch`, and the bookkeeping that
+//! keeps the three message column families and the per-account counters in step.
+//!
+//! Every mutation of messages goes through an [`AccountTxn`], so the invariants live here:
+//! a message row, its hash-index entry and its expiry-index entry are written and removed
+//! together in one batch; the account's counters change in that same batch. Must not decide
+//! *which* messages to change (that is the operation files' job).
+
+use super::db::{CF_ACCOUNTS, CF_EXPIRIES, CF_HASHES, CF_MESSAGES, Inner};
+use super::keys::{self, AccountCounts, Record};
+use super::StoreError;
+use crate::message::{AccountId, Message};
+use rocksdb::{ReadOptions, WriteBatch};
+use std::collections::HashMap;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Batch size (operations) past which long loops write what they have so far.
+const FLUSH_EVERY_OPS: usize = 3_000;
+
+/// A stored message found by hash: its key and its encoded record.
+pub(super) type Found = (Vec<u8>, Vec<u8>);
+
+/// An open change to one account, holding the account's lock stripe until dropped.
+pub(super) struct AccountTxn<'a> {
+    inner: &'a Inner,
+    account: AccountId,
+    _guard: MutexGuard<'a, ()>,
+    batch: WriteBatch,
+    delta_messages: i64,
+    delta_bytes: i64,
+    /// Hashes this txn wrote or removed, so later steps of the same txn see them before the
+    /// batch reaches RocksDB (bulk imports may carry the same hash twice).
+    overlay: HashMap<String, Option<Found>>,
+}
+
+impl Inner {
+    /// Starts a change to `account` (blocks while another change to its stripe runs).
+    pub(super) fn begin(&self, account: &AccountId) -> AccountTxn<'_> {
+        AccountTxn {
+            inner: self,
+            account: *account,
+            _guard: self.lock(account),
+            batch: WriteBatch::default(),
+            delta_messages: 0,
+            delta_bytes: 0,
+            overlay: HashMap::new(),
+        }
+    }
+
+    /// Looks `hash` up in committed data: its message key and record bytes.
+    pub(super) fn find_hash(&self, hash: &str) -> Result<Option<Found>, StoreError> {
+        let Some(key) = self.get(CF_HASHES, hash.as_bytes(), "read hash index")? else {
+            return Ok(None);
+        };
+        // A dangling index entry cannot be produced by our batches; treat it as absent
+        // rather than failing every later lookup of that hash.
+        Ok(self
+            .get(CF_MESSAGES, &key, "read message")?
+            .map(|value| (key, value)))
+    }
+
+    /// Calls `f(key, value)` for the keys of `cf` in `[lower, upper)` in order, until `f`
+    /// returns `false`. Reads an implicit snapshot taken when the iterator opens.
+    pub(super) fn iterate(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut ro = ReadOptions::default();
+        if let Some(u) = upper {
+            ro.set_iterate_upper_bound(u);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek(lower);
+        while let Some((k, v)) = it.item() {
+            if !f(k, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(|source| StoreError::Db {
+            op: "iterate",
+            source,
+        })
+    }
+
+    /// Every message in the key range starting with `prefix`, as (key, record bytes).
+    pub(super) fn collect_prefix(&self, prefix: &[u8]) -> Result<Vec<Found>, StoreError> {
+        let mut out = Vec::new();
+        self.iterate(CF_MESSAGES, prefix, keys::prefix_end(prefix), |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+}
+
+/// Adds a signed delta to a counter without wrapping below zero.
+fn add_signed(counter: &AtomicU64, delta: i64) {
+    // fetch_update only fails when the closure returns None, which it never does.
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_add_signed(delta))
+    });
+}
+
+impl AccountTxn<'_> {
+    /// The account this txn changes.
+    pub(super) fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// Looks `hash` up, seeing this txn's own pending writes first.
+    pub(super) fn lookup(&self, hash: &str) -> Result<Option<Found>, StoreError> {
+        match self.overlay.get(hash) {
+            Some(state) => Ok(state.clone()),
+            None => self.inner.find_hash(hash),
+        }
+    }
+
+    /// Like [`AccountTxn::lookup`], but only a message owned by this txn's account.
+    pub(super) fn lookup_owned(&self, hash: &str) -> Result<Option<Found>, StoreError> {
+        let account = self.account.to_bytes();
+        Ok(self
+            .lookup(hash)?
+            .filter(|(key, _)| key.starts_with(&account)))
+    }
+
+    /// Inserts `msg` (which must belong to this account) under a fresh sequence number.
+    pub(super) fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
+        let seq = self.inner.next_seq()?;
+        let key = keys::message_key(&msg.account, msg.namespace, seq);
+        let value = Record::of(msg).encode()?;
+        self.batch.put_cf(self.inner.cf(CF_MESSAGES)?, key, &value);
+        self.batch.put_cf(self.inner.cf(CF_HASHES)?, msg.hash.as_bytes(), key);
+        self.batch.put_cf(
+            self.inner.cf(CF_EXPIRIES)?,
+            keys::expiry_key(msg.expiry_ms, seq),
+            key,
+        );
+        self.delta_messages += 1;
+        self.delta_bytes += msg.data.len() as i64;
+        self.overlay
+            .insert(msg.hash.clone(), Some((key.to_vec(), value)));
+        Ok(())
+    }
+
+    /// Removes the message at `key` (its row and both index entries).
+    pub(super) fn delete(&mut self, key: &[u8], rec: &Record<'_>) -> Result<(), StoreError> {
+        let seq = keys::parse_message_key(key)?.seq;
+        self.batch.delete_cf(self.inner.cf(CF_MESSAGES)?, key);
+        self.batch
+            .delete_cf(self.inner.cf(CF_HASHES)?, rec.hash.as_bytes());
+        self.batch.delete_cf(
+            self.inner.cf(CF_EXPIRIES)?,
+            keys::expiry_key(rec.expiry_ms, seq),
+        );
+        self.delta_messages -= 1;
+        self.delta_bytes -= rec.data.len() as i64;
+        self.overlay.insert(rec.hash.to_string(), None);
+        Ok(())
+    }
+
+    /// Moves the message at `key` to a new expiry (row rewritten, expiry index re-keyed).
+    pub(super) fn set_expiry(
+        &mut self,
+        key: &[u8],
+        rec: &Record<'_>,
+        expiry_ms: i64,
+    ) -> Result<(), StoreError> {
+        let seq = keys::parse_message_key(key)?.seq;
+        let new_value = rec.with_expiry(expiry_ms).encode()?;
+        let expiries = self.inner.cf(CF_EXPIRIES)?;
+        self.batch
+            .delete_cf(expiries, keys::expiry_key(rec.expiry_ms, seq));
+        self.batch
+            .put_cf(expiries, keys::expiry_key(expiry_ms, seq), key);
+        self.batch
+            .put_cf(self.inner.cf(CF_MESSAGES)?, key, &new_value);
+        self.overlay
+            .insert(rec.hash.to_string(), Some((key.to_vec(), new_value)));
+        Ok(())
+    }
+
+    /// Deletes an expiry-index entry that no longer matches its message (sweep clean-up).
+    pub(super) fn delete_expiry_entry(&mut self, expiry_key: &[u8]) -> Result<(), StoreError> {
+        self.batch.delete_cf(self.inner.cf(CF_EXPIRIES)?, expiry_key);
+        Ok(())
+    }
+
+    /// Flushes once the batch holds many operations, bounding its memory in long loops.
+    /// Each message's keys are always in one batch, so atomicity per message holds.
+    pub(super) fn maybe_flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.len() >= FLUSH_EVERY_OPS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending (with the account counters) and keeps the lock for more.
+    pub(super) fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut became = 0i64;
+        if self.delta_messages != 0 || self.delta_bytes != 0 {
+            let acct_key = self.account.to_bytes();
+            let old = match self.inner.get(CF_ACCOUNTS, &acct_key, "read account")? {
+                Some(v) => AccountCounts::decode(&v)?,
+                None => AccountCounts::default(),
+            };
+            let new = AccountCounts {
+                messages: old.messages.saturating_add_signed(self.delta_messages),
+                data_bytes: old.data_bytes.saturating_add_signed(self.delta_bytes),
+            };
+            let cf = self.inner.cf(CF_ACCOUNTS)?;
+            if new.messages == 0 {
+                self.batch.delete_cf(cf, acct_key);
+            } else {
+                self.batch.put_cf(cf, acct_key, new.encode());
+            }
+            became = i64::from(new.messages > 0) - i64::from(old.messages > 0);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.inner.write(batch, "write account batch")?;
+        add_signed(&self.inner.messages, self.delta_messages);
+        add_signed(&self.inner.data_bytes, self.delta_bytes);
+        add_signed(&self.inner.accounts, became);
+        self.delta_messages = 0;
+        self.delta_bytes = 0;
+        self.overlay.clear();
+        Ok(())
+    }
+
+    /// Writes what is pending and releases the lock.
+    pub(super) fn commit(mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+}

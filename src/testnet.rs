@@ -1,0 +1,231 @@
+//! `snode testnet`: a directory plus N node processes on 127.0.0.1, in one command.
+//!
+//! Owns laying out the test network's directories (each node gets its own data dir with keys,
+//! certificate and a complete `node.toml`, so `snode run --data-dir <dir>` restarts one node
+//! alone), starting and stopping the processes, and the `testnet.json` manifest. It is a
+//! command-level orchestrator: errors are `anyhow`, like `cli`.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::directory::server::{DirectoryConfig, DirectoryHandle, serve};
+use crate::directory::state::Admission;
+use crate::keys::NodeKeys;
+use crate::node::KEY_FILE;
+
+/// How long the testnet waits for every node to register and be ready.
+const START_DEADLINE: Duration = Duration::from_secs(180);
+/// A node of a test network whose peers cannot reach it for this long is decommissioned:
+/// short, so failure handling is visible in minutes, not hours.
+pub const TESTNET_DECOMMISSION_AFTER: Duration = Duration::from_secs(30);
+/// How long stopping nodes may take before they are killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What `snode testnet` was asked for.
+pub struct TestnetOptions {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Directory holding everything.
+    pub dir: PathBuf,
+    /// The `snode` binary to start nodes with (normally the running one).
+    pub bin: PathBuf,
+}
+
+/// A started test network.
+pub struct Testnet {
+    directory: DirectoryHandle,
+    children: Vec<Child>,
+    manifest: serde_json::Value,
+}
+
+/// A free TCP port on loopback (bound then released: a small race, acceptable for a dev tool).
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The configuration of one test-network node: loopback, short intervals, no rate limit for
+/// loopback clients (every client of a local network is 127.0.0.1).
+pub fn node_config(directory_url: &str, https_port: u16, admin_port: u16) -> Config {
+    let mut c = Config::default();
+    c.network.bind_ip = Ipv4Addr::LOCALHOST.into();
+    c.network.https_port = https_port;
+    c.network.directory = directory_url.to_string();
+    c.network.testnet = true;
+    c.admin.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
+    c.rate_limit.exempt_loopback = true;
+    c.storage.max_bytes = 1024 * 1024 * 1024;
+    c
+}
+
+/// Creates `dir` with keys and certificate when it is new; returns the node's keys.
+fn prepare_node_dir(dir: &Path) -> anyhow::Result<NodeKeys> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key_path = dir.join(KEY_FILE);
+    if key_path.exists() {
+        return Ok(NodeKeys::load(&key_path)?);
+    }
+    let keys = NodeKeys::generate();
+    keys.write(&key_path, false)?;
+    crate::tls::ensure_certificate(dir, &keys, false)?;
+    Ok(keys)
+}
+
+impl Testnet {
+    /// Starts the directory and the nodes, and waits until every node is registered and ready.
+    pub async fn start(opts: &TestnetOptions) -> anyhow::Result<Testnet> {
+        if opts.nodes == 0 {
+            bail!("a test network needs at least one node");
+        }
+        std::fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+        let directory = serve(DirectoryConfig {
+            data_dir: opts.dir.join("directory"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            admission: Admission::Open,
+            decommission_after: TESTNET_DECOMMISSION_AFTER,
+        })
+        .await
+        .context("cannot start the directory")?;
+        let url = format!("http://{}", directory.addr());
+
+        let mut children = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..opts.nodes {
+            let dir = opts.dir.join(format!("node-{i}"));
+            let keys = prepare_node_dir(&dir)?;
+            let (https_port, admin_port) = (free_port()?, free_port()?);
+            let cfg = node_config(&url, https_port, admin_port);
+            std::fs::write(dir.join("node.toml"), cfg.to_toml())
+                .with_context(|| format!("cannot write {}", dir.join("node.toml").display()))?;
+            let log = std::fs::File::create(dir.join("snode.log"))
+                .with_context(|| format!("cannot create {}", dir.join("snode.log").display()))?;
+            let child = Command::new(&opts.bin)
+                .arg("run")
+                .arg("--data-dir")
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {}", opts.bin.display()))?;
+            nodes.push(json!({
+                "pubkey_ed25519": hex::encode(keys.pubkey_ed25519()),
+                "pubkey_x25519": hex::encode(keys.pubkey_x25519()),
+                "https_port": https_port,
+                "admin_port": admin_port,
+                "data_dir": dir,
+                "pid": child.id(),
+            }));
+            children.push(child);
+        }
+        let manifest = json!({"directory_url": url, "nodes": nodes});
+        let mut net = Testnet {
+            directory,
+            children,
+            manifest,
+        };
+        if let Err(e) = net.wait_ready().await {
+            net.stop().await;
+            return Err(e);
+        }
+        let path = opts.dir.join("testnet.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&net.manifest)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(net)
+    }
+
+    /// The manifest written to `testnet.json`.
+    pub fn manifest(&self) -> &serde_json::Value {
+        &self.manifest
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        let nodes = self.manifest["nodes"].as_array().cloned().unwrap_or_default();
+        loop {
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("node-{i} exited during start-up ({status}); see its snode.log");
+                }
+            }
+            let registered = self.directory.membership().nodes.len();
+            let mut ready = 0;
+            for n in &nodes {
+                let url = format!("http://127.0.0.1:{}/ready", n["admin_port"]);
+                if let Ok(r) = http.get(url).send().await
+                    && r.status().is_success()
+                {
+                    ready += 1;
+                }
+            }
+            if registered == nodes.len() && ready == nodes.len() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "test network not ready after {START_DEADLINE:?}: {registered} of {} registered, {ready} ready",
+                    nodes.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A short human summary: directory, swarms and members, how to use it.
+    pub fn summary(&self) -> String {
+        let m = self.directory.membership();
+        let mut s = format!(
+            "snode testnet: {} nodes\n  directory: {}\n",
+            m.nodes.len(),
+            self.manifest["directory_url"].as_str().unwrap_or_default()
+        );
+        for (id, members) in m.swarms() {
+            s.push_str(&format!("  swarm {:016x}:", id.0));
+            for n in members {
+                s.push_str(&format!(" {}…@{}", &hex::encode(n.pubkey_ed25519)[..8], n.https_port));
+            }
+            s.push('\n');
+        }
+        s.push_str(
+            "  clients: point them at the directory (get_n_service_nodes) or any node's\n  \
+             https://127.0.0.1:<port>/storage_rpc/v1 (self-signed certificate);\n  \
+             the manifest is testnet.json. Ctrl-C stops every node.\n",
+        );
+        s
+    }
+
+    /// Sends SIGTERM to every node, waits for them (killing stragglers), stops the directory.
+    pub async fn stop(mut self) {
+        for child in &self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if tokio::time::Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        self.directory.shutdown().await;
+    }
+}
