@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
@@ -31,6 +31,10 @@ pub enum Command {
     Init(InitArgs),
     /// Run a node.
     Run(RunArgs),
+    /// Run a network's directory (the stand-in for oxend's service-node list).
+    Directory(DirectoryArgs),
+    /// Run a local test network: a directory and N node processes on 127.0.0.1.
+    Testnet(TestnetArgs),
     /// Inspect the node's keys.
     Keys {
         /// What to do with the keys.
@@ -76,6 +80,35 @@ pub struct RunArgs {
     pub log_format: Option<LogFormat>,
 }
 
+/// `snode directory`
+#[derive(Debug, Args)]
+pub struct DirectoryArgs {
+    /// Directory for the registry's state file.
+    #[arg(long, env = "SNODE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to serve `/json_rpc`, `/register` and `/report` on.
+    #[arg(long, env = "SNODE_DIRECTORY_LISTEN", default_value = "0.0.0.0:22030")]
+    pub listen: SocketAddr,
+    /// Admit only these node Ed25519 pubkeys (hex; repeat the flag). Without it, admission is
+    /// open (local networks).
+    #[arg(long = "allow", env = "SNODE_DIRECTORY_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Decommission a node its peers cannot reach for this long.
+    #[arg(long, env = "SNODE_DECOMMISSION_AFTER", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub decommission_after: std::time::Duration,
+}
+
+/// `snode testnet`
+#[derive(Debug, Args)]
+pub struct TestnetArgs {
+    /// Number of nodes.
+    #[arg(long, short = 'n', default_value_t = 5)]
+    pub nodes: usize,
+    /// Directory for the network (node data dirs, directory state, testnet.json).
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
 /// `snode keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -103,6 +136,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init(&args),
         Command::Run(args) => run_node(args),
+        Command::Directory(args) => run_directory(args),
+        Command::Testnet(args) => run_testnet(args),
         Command::Keys {
             command: KeysCommand::Show { data_dir, json },
         } => show_keys(&data_dir, json),
@@ -203,19 +238,8 @@ fn init_logging(cfg: &Config) {
 
 fn run_node(args: RunArgs) -> anyhow::Result<()> {
     let cfg = effective_config(&args)?;
-    if !cfg.network.directory.is_empty() {
-        bail!(
-            "network.directory is set ({}), but this build runs one-node networks only",
-            cfg.network.directory
-        );
-    }
     init_logging(&cfg);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("snode")
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    runtime()?.block_on(async move {
         let node = Node::spawn(NodeOptions {
             data_dir: args.data_dir.clone(),
             config: cfg,
@@ -226,6 +250,68 @@ fn run_node(args: RunArgs) -> anyhow::Result<()> {
         wait_for_signal().await?;
         tracing::info!("shutting down");
         node.shutdown().await;
+        Ok(())
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("snode")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_directory(args: DirectoryArgs) -> anyhow::Result<()> {
+    use crate::directory::server::{DirectoryConfig, serve};
+    use crate::directory::state::Admission;
+    init_logging(&Config::default());
+    let admission = if args.allow.is_empty() {
+        Admission::Open
+    } else {
+        let mut keys = std::collections::BTreeSet::new();
+        for k in &args.allow {
+            let mut pk = [0u8; 32];
+            hex::decode_to_slice(k.trim(), &mut pk)
+                .with_context(|| format!("--allow {k:?} is not a 64-hex Ed25519 pubkey"))?;
+            keys.insert(pk);
+        }
+        Admission::AllowList(keys)
+    };
+    runtime()?.block_on(async move {
+        let handle = serve(DirectoryConfig {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            admission,
+            decommission_after: args.decommission_after,
+        })
+        .await?;
+        tracing::info!(url = %handle.url(), "directory serving");
+        wait_for_signal().await?;
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+fn run_testnet(args: TestnetArgs) -> anyhow::Result<()> {
+    use crate::testnet::{Testnet, TestnetOptions};
+    init_logging(&Config::default());
+    let bin = std::env::current_exe().context("cannot find the snode binary")?;
+    runtime()?.block_on(async move {
+        let net = Testnet::start(&TestnetOptions {
+            nodes: args.nodes,
+            dir: args.dir.clone(),
+            bin,
+        })
+        .await?;
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", net.summary().await)?;
+        writeln!(out, "  manifest: {}", args.dir.join("testnet.json").display())?;
+        out.flush()?;
+        drop(out);
+        wait_for_signal().await?;
+        tracing::info!("stopping the test network");
+        net.stop().await;
         Ok(())
     })
 }

@@ -31,6 +31,13 @@ pub const DEFAULT_RATE_LIMIT_MAX_CLIENTS: usize = 10_000;
 /// How long shutdown waits for in-flight requests before closing connections.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Membership changes reach a node within this long (plus the directory's own delay).
+pub const DEFAULT_MEMBERSHIP_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Re-announcing every minute lets a directory that lost its state recover it quickly.
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
+/// One reachability test every 10 s, as the original's mean inter-test interval.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +65,9 @@ pub struct NetworkConfig {
     /// IPv4 address announced to the network; empty = the bind address, or 127.0.0.1 when
     /// binding all interfaces. Default empty.
     pub public_ip: String,
+    /// HTTPS port announced to clients and peers; 0 = the bound port. Set it when a port
+    /// forward or proxy sits in front of the node. Default 0.
+    pub public_https_port: u16,
     /// URL of the network's directory; empty = a one-node network owning every account.
     pub directory: String,
     /// Local test network: accept 64-hex pubkeys as `05` accounts. Default false.
@@ -65,6 +75,15 @@ pub struct NetworkConfig {
     /// How long shutdown waits for in-flight requests. Default "10s".
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often membership is polled from the directory. Default "5s".
+    #[serde(with = "humantime_serde")]
+    pub membership_poll_interval: Duration,
+    /// How often the node re-announces itself to the directory. Default "60s".
+    #[serde(with = "humantime_serde")]
+    pub announce_interval: Duration,
+    /// How often one peer's reachability is tested and reported. Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
 }
 
 /// `[admin]`
@@ -131,9 +150,13 @@ impl Default for NetworkConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             https_port: DEFAULT_HTTPS_PORT,
             public_ip: String::new(),
+            public_https_port: 0,
             directory: String::new(),
             testnet: false,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            membership_poll_interval: DEFAULT_MEMBERSHIP_POLL_INTERVAL,
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
+            ping_interval: DEFAULT_PING_INTERVAL,
         }
     }
 }
@@ -245,6 +268,18 @@ impl Config {
                 key: "network.directory",
                 why: "must be an http:// or https:// URL".into(),
             });
+        }
+        for (key, d) in [
+            ("network.membership_poll_interval", self.network.membership_poll_interval),
+            ("network.announce_interval", self.network.announce_interval),
+            ("network.ping_interval", self.network.ping_interval),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 100ms".into(),
+                });
+            }
         }
         if self.storage.max_bytes < 1024 * 1024 {
             return Err(ConfigError::Invalid {

@@ -18,6 +18,7 @@ use crate::keys::NodeKeys;
 use crate::message::b64;
 use crate::peer::PATH_PING;
 use crate::peer::client::PeerClient;
+use crate::rpc::Clock;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
 
 /// Timing of the network loops.
@@ -38,6 +39,7 @@ pub async fn follow_directory(
     me: NodeInfo,
     tx: watch::Sender<Arc<Membership>>,
     timing: NetworkTiming,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
     let mut last_hash: Option<String> = None;
@@ -51,7 +53,7 @@ pub async fn follow_directory(
             _ = poll.tick() => {}
         }
         if tokio::time::Instant::now() >= next_announce {
-            match client.register(&keys, &me).await {
+            match client.register_at(&keys, &me, clock()).await {
                 Ok(_) => next_announce = tokio::time::Instant::now() + timing.announce_interval,
                 Err(e) => {
                     // Retry at the next poll: a directory restart must not strand the node.
@@ -114,6 +116,7 @@ pub async fn test_reachability(
     peers: PeerClient,
     membership: watch::Receiver<Arc<Membership>>,
     timing: NetworkTiming,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
     let http = match reqwest::Client::builder()
@@ -154,7 +157,7 @@ pub async fn test_reachability(
         if !passed {
             tracing::debug!(peer = %&hex::encode(peer.pubkey_ed25519)[..8], "peer unreachable");
         }
-        if let Err(e) = client.report(&keys, &peer.pubkey_ed25519, passed).await {
+        if let Err(e) = client.report_at(&keys, &peer.pubkey_ed25519, passed, clock()).await {
             tracing::debug!(error = %e, "reachability report failed");
         }
     }

@@ -23,7 +23,10 @@ use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::keys::NodeKeys;
+use crate::directory::client::DirectoryClient;
 use crate::metrics::Metrics;
+use crate::network::{self, NetworkTiming};
+use crate::peer::client::PeerClient;
 use crate::rpc::{Clock, RpcContext};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId};
@@ -78,6 +81,12 @@ pub enum NodeError {
         #[source]
         source: crate::store::StoreError,
     },
+    /// The HTTP client for peers could not be built (TLS back-end failure).
+    #[error("cannot build the peer HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The directory URL is unusable.
+    #[error("invalid directory: {0}")]
+    Directory(String),
     /// A listener could not bind (port busy, no permission, bad address).
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -93,6 +102,7 @@ pub enum NodeError {
 
 /// A running node. Dropping it without `shutdown()` cancels its tasks abruptly.
 pub struct NodeHandle {
+    membership: watch::Receiver<Arc<Membership>>,
     https_addr: SocketAddr,
     admin_addr: SocketAddr,
     keys: Arc<NodeKeys>,
@@ -120,6 +130,13 @@ impl crate::rpc::SwarmForwarder for NoPeers {
     > {
         Box::pin(async { Vec::new() })
     }
+}
+
+/// Peer traffic leaves from the bind address when it is a specific one, so a multi-homed host
+/// (or a test network on several loopback addresses) uses the address peers know it by.
+fn outgoing_address(cfg: &Config) -> Option<std::net::IpAddr> {
+    let ip = cfg.network.bind_ip;
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
@@ -166,20 +183,41 @@ impl Node {
             pubkey_ed25519: keys.pubkey_ed25519(),
             pubkey_x25519: keys.pubkey_x25519(),
             ip: cfg.public_ipv4(),
-            https_port: https_addr.port(),
+            https_port: match cfg.network.public_https_port {
+                0 => https_addr.port(),
+                p => p,
+            },
             omq_port: 0,
             swarm_id: SwarmId(0),
             version: PROTOCOL_VERSION,
         };
-        let (_membership_tx, membership_rx) = watch::channel(Arc::new(Membership::single(me)));
+        // Without a directory the node is a one-node network owning every account; with one,
+        // it owns nothing (and is not ready) until the directory places it in a swarm.
+        let networked = !cfg.network.directory.is_empty();
+        let initial = if networked {
+            Membership::default()
+        } else {
+            Membership::single(me.clone())
+        };
+        let (membership_tx, membership_rx) = watch::channel(Arc::new(initial));
 
         let metrics = Metrics::new();
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
         let clock: Clock = opts.clock.unwrap_or_else(|| Arc::new(wall_clock_ms));
+        let peer_client =
+            PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg)).map_err(NodeError::HttpClient)?;
+        let directory = if networked {
+            Some(
+                DirectoryClient::new(&cfg.network.directory)
+                    .map_err(|e| NodeError::Directory(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let rpc = RpcContext {
             store: store.clone(),
             keys: keys.clone(),
-            membership: membership_rx,
+            membership: membership_rx.clone(),
             forwarder: Arc::new(NoPeers),
             metrics: metrics.clone(),
             clock: clock.clone(),
@@ -233,6 +271,31 @@ impl Node {
             cancel.clone(),
         ));
         tracker.spawn(refresh_stats(store.clone(), metrics.clone(), cancel.clone()));
+        if let Some(dir_client) = directory {
+            let timing = NetworkTiming {
+                poll_interval: cfg.network.membership_poll_interval,
+                announce_interval: cfg.network.announce_interval,
+                ping_interval: cfg.network.ping_interval,
+            };
+            tracker.spawn(network::follow_directory(
+                dir_client.clone(),
+                keys.clone(),
+                me,
+                membership_tx,
+                timing,
+                clock.clone(),
+                cancel.clone(),
+            ));
+            tracker.spawn(network::test_reachability(
+                dir_client,
+                keys.clone(),
+                peer_client.clone(),
+                membership_rx.clone(),
+                timing,
+                clock.clone(),
+                cancel.clone(),
+            ));
+        }
         tracker.close();
 
         tracing::info!(
@@ -242,6 +305,7 @@ impl Node {
             "node started"
         );
         Ok(NodeHandle {
+            membership: membership_rx,
             https_addr,
             admin_addr,
             keys,
@@ -318,6 +382,16 @@ impl NodeHandle {
     /// The node's X25519 pubkey.
     pub fn pubkey_x25519(&self) -> [u8; 32] {
         self.keys.pubkey_x25519()
+    }
+
+    /// The membership snapshot the node currently acts on.
+    pub fn membership(&self) -> Arc<Membership> {
+        self.membership.borrow().clone()
+    }
+
+    /// The store's counters (messages, bytes, accounts, disk use).
+    pub fn stats(&self) -> crate::store::StoreStats {
+        self.store.stats()
     }
 
     /// The node's metrics.

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::directory::client::DirectoryClient;
 use crate::directory::server::{DirectoryConfig, DirectoryHandle, serve};
 use crate::directory::state::Admission;
 use crate::keys::NodeKeys;
@@ -40,6 +41,7 @@ pub struct TestnetOptions {
 /// A started test network.
 pub struct Testnet {
     directory: DirectoryHandle,
+    directory_client: Option<DirectoryClient>,
     children: Vec<Child>,
     manifest: serde_json::Value,
 }
@@ -61,7 +63,16 @@ pub fn node_config(directory_url: &str, https_port: u16, admin_port: u16) -> Con
     c.admin.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
     c.rate_limit.exempt_loopback = true;
     c.storage.max_bytes = 1024 * 1024 * 1024;
+    c.network.membership_poll_interval = Duration::from_millis(500);
+    c.network.announce_interval = Duration::from_secs(10);
+    c.network.ping_interval = Duration::from_secs(1);
+    tune_for_testnet(&mut c);
     c
+}
+
+/// Replication timing of a local network: failures show and heal in seconds.
+pub fn tune_for_testnet(c: &mut Config) {
+    let _ = c;
 }
 
 /// Creates `dir` with keys and certificate when it is new; returns the node's keys.
@@ -127,6 +138,7 @@ impl Testnet {
         }
         let manifest = json!({"directory_url": url, "nodes": nodes});
         let mut net = Testnet {
+            directory_client: DirectoryClient::new(&url).ok(),
             directory,
             children,
             manifest,
@@ -158,7 +170,13 @@ impl Testnet {
                     bail!("node-{i} exited during start-up ({status}); see its snode.log");
                 }
             }
-            let registered = self.directory.membership().nodes.len();
+            let registered = match &self.directory_client {
+                Some(dc) => match dc.get_service_nodes(None).await {
+                    Ok(Some(m)) => m.nodes.len(),
+                    _ => 0,
+                },
+                None => 0,
+            };
             let mut ready = 0;
             for n in &nodes {
                 let url = format!("http://127.0.0.1:{}/ready", n["admin_port"]);
@@ -182,8 +200,11 @@ impl Testnet {
     }
 
     /// A short human summary: directory, swarms and members, how to use it.
-    pub fn summary(&self) -> String {
-        let m = self.directory.membership();
+    pub async fn summary(&self) -> String {
+        let m = match &self.directory_client {
+            Some(dc) => dc.get_service_nodes(None).await.ok().flatten().unwrap_or_default(),
+            None => Default::default(),
+        };
         let mut s = format!(
             "snode testnet: {} nodes\n  directory: {}\n",
             m.nodes.len(),

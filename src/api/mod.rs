@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod listener;
+pub mod peer;
 pub mod public;
 pub mod rate_limit;
 pub mod response;

@@ -24,9 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/storage_rpc/v1", post(storage_rpc))
         .route("/ping_test/v1", post(ping_test))
         .route("/get_stats/v1", get(get_stats))
+        .with_state(state.clone())
+        .merge(super::peer::router(state))
         .fallback(not_found)
         .layer(axum::middleware::map_response(server_header))
-        .with_state(state)
 }
 
 async fn server_header(mut resp: Response) -> Response {

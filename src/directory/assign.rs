@@ -71,7 +71,10 @@ type Swarms = BTreeMap<u64, Vec<NodeKey>>;
 /// Assigns every node of `current` to a swarm with oxend's rules (module doc), drawing from
 /// `mt19937_64(seed)`. Nodes mapped to `UNASSIGNED` are placed; the others keep their swarm
 /// unless balancing moves them. The output has exactly the keys of `current`.
-pub fn assign_swarms(current: &BTreeMap<NodeKey, SwarmId>, seed: u64) -> BTreeMap<NodeKey, SwarmId> {
+pub fn assign_swarms(
+    current: &BTreeMap<NodeKey, SwarmId>,
+    seed: u64,
+) -> BTreeMap<NodeKey, SwarmId> {
     if current.is_empty() {
         return BTreeMap::new();
     }
@@ -134,14 +137,21 @@ pub fn new_swarm_id(existing: &BTreeMap<u64, Vec<NodeKey>>) -> u64 {
     let (gap, start) = best;
     let half = gap / 2;
     let room = MAX_ID.saturating_sub(start);
-    if half > room { half - room } else { start + half }
+    if half > room {
+        half - room
+    } else {
+        start + half
+    }
 }
 
 /// The `p`-th percentile of the swarm sizes: index `p·(n−1)/100` of the ascending sizes.
 fn percentile(swarms: &Swarms, p: usize) -> usize {
     let mut sizes: Vec<usize> = swarms.values().map(Vec::len).collect();
     sizes.sort_unstable();
-    sizes.get(p * sizes.len().saturating_sub(1) / 100).copied().unwrap_or(0)
+    sizes
+        .get(p * sizes.len().saturating_sub(1) / 100)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Ids of the swarms whose size is at most the `p`-th percentile, ascending.

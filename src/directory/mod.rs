@@ -12,10 +12,14 @@
 
 pub mod announce;
 pub mod assign;
+pub mod client;
 pub mod persist;
 pub mod rng;
 pub mod rpc;
+pub mod server;
 pub mod state;
 
 pub use announce::{SignedAnnouncement, SignedReport, sign_announcement, sign_report};
-pub use state::{Admission, Policy, Registry};
+pub use client::{DirectoryClient, DirectoryClientError, Registration};
+pub use server::{DirectoryConfig, DirectoryError, DirectoryHandle, serve};
+pub use state::{Admission, BadAllowList, Policy, Registry};

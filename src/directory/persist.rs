@@ -172,7 +172,9 @@ pub fn load(path: &Path, policy: Policy) -> Result<Option<Registry>, PersistErro
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::directory::announce::{sign_announcement, sign_report, verify_announcement, verify_report};
+    use crate::directory::announce::{
+        sign_announcement, sign_report, verify_announcement, verify_report,
+    };
     use crate::directory::state::Admission;
     use crate::keys::NodeKeys;
     use crate::swarm::NodeInfo;
@@ -207,8 +209,10 @@ mod tests {
             verify_report(&sign_report(by, &t.pubkey_ed25519(), false, ts), ts).unwrap()
         };
         r.report(&rep(&keys[0], &keys[1], NOW), NOW).unwrap();
-        r.report(&rep(&keys[0], &keys[1], NOW + 1000), NOW + 1000).unwrap();
-        r.report(&rep(&keys[0], &keys[2], NOW + 1000), NOW + 1000).unwrap();
+        r.report(&rep(&keys[0], &keys[1], NOW + 1000), NOW + 1000)
+            .unwrap();
+        r.report(&rep(&keys[0], &keys[2], NOW + 1000), NOW + 1000)
+            .unwrap();
         assert!(r.nodes().any(|n| n.decommissioned));
         r
     }

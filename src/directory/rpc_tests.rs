@@ -28,7 +28,11 @@ fn membership() -> Membership {
 }
 
 fn call(body: &str) -> Value {
-    handle(body.as_bytes(), &membership(), &mut StdRng::seed_from_u64(1))
+    handle(
+        body.as_bytes(),
+        &membership(),
+        &mut StdRng::seed_from_u64(1),
+    )
 }
 
 fn states(v: &Value) -> &Vec<Value> {
@@ -139,13 +143,17 @@ fn poll_block_hash_reports_unchanged() {
 #[test]
 fn limit_picks_a_random_subset() {
     let m = membership();
-    let body = br#"{"method":"get_n_service_nodes","params":{"limit":3,"fields":["pubkey_ed25519"]}}"#;
+    let body =
+        br#"{"method":"get_n_service_nodes","params":{"limit":3,"fields":["pubkey_ed25519"]}}"#;
     let mut seen = BTreeSet::new();
     for seed in 0..20 {
         let v = handle(body, &m, &mut StdRng::seed_from_u64(seed));
         let s = states(&v);
         assert_eq!(s.len(), 3);
-        let keys: BTreeSet<String> = s.iter().map(|e| e["pubkey_ed25519"].as_str().unwrap().to_string()).collect();
+        let keys: BTreeSet<String> = s
+            .iter()
+            .map(|e| e["pubkey_ed25519"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(keys.len(), 3, "distinct nodes");
         seen.extend(keys);
     }

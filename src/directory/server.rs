@@ -203,10 +203,12 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
             addr: cfg.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| DirectoryError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DirectoryError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -288,12 +290,18 @@ fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
 }
 
 /// Maps a failed mutation to a response (refusals by `status_of`).
-fn mutate_error<E: std::fmt::Display>(e: MutateError<E>, status_of: impl Fn(&E) -> StatusCode) -> Response {
+fn mutate_error<E: std::fmt::Display>(
+    e: MutateError<E>,
+    status_of: impl Fn(&E) -> StatusCode,
+) -> Response {
     match e {
         MutateError::Refused(e) => refuse(status_of(&e), e),
         MutateError::Persist(e) => {
             tracing::error!(error = %e, "cannot save the directory state");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the directory state")
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot save the directory state",
+            )
         }
         MutateError::Internal => refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
     }
@@ -304,7 +312,10 @@ async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Some(snapshot) = shared.snapshot() else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    reply(StatusCode::OK, rpc::handle(&body, &snapshot, &mut rand::thread_rng()))
+    reply(
+        StatusCode::OK,
+        rpc::handle(&body, &snapshot, &mut rand::thread_rng()),
+    )
 }
 
 /// `POST /register`: a signed announcement. 200 with the node's swarm; 400 for a bad or
@@ -312,7 +323,12 @@ async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let signed: announce::SignedAnnouncement = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid announcement: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("invalid announcement: {e}"),
+            );
+        }
     };
     let a = match announce::verify_announcement(&signed, now_ms()) {
         Ok(a) => a,

@@ -38,6 +38,22 @@ pub enum Admission {
 }
 
 impl Admission {
+    /// An allow-list from text (e.g. an operator's file): one Ed25519 pubkey in hex per line;
+    /// blank lines and `#` comments are ignored. Errors name the first bad line (1-based).
+    pub fn allow_list_from_text(text: &str) -> Result<Self, BadAllowList> {
+        let mut keys = BTreeSet::new();
+        for (i, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(entry, &mut key).map_err(|_| BadAllowList { line: i + 1 })?;
+            keys.insert(key);
+        }
+        Ok(Admission::AllowList(keys))
+    }
+
     /// Whether `key` may register.
     pub fn admits(&self, key: &[u8; 32]) -> bool {
         match self {
@@ -45,6 +61,14 @@ impl Admission {
             Admission::AllowList(keys) => keys.contains(key),
         }
     }
+}
+
+/// A line of an allow-list that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("allow-list line {line} is not an Ed25519 pubkey in hex")]
+pub struct BadAllowList {
+    /// The offending line, 1-based.
+    pub line: usize,
 }
 
 /// The directory's rules, from its configuration (not persisted: a restart may change them).
@@ -88,8 +112,13 @@ pub struct NodeRecord {
 impl NodeRecord {
     /// Whether the announced contact data differs from what is recorded.
     fn differs_from(&self, a: &Announcement) -> bool {
-        (self.pubkey_x25519, self.ip, self.https_port, self.omq_port, self.version)
-            != (a.pubkey_x25519, a.ip, a.https_port, a.omq_port, a.version)
+        (
+            self.pubkey_x25519,
+            self.ip,
+            self.https_port,
+            self.omq_port,
+            self.version,
+        ) != (a.pubkey_x25519, a.ip, a.https_port, a.omq_port, a.version)
     }
 
     /// The listing of this node.
@@ -320,7 +349,11 @@ impl Registry {
     /// recommissions it if it was decommissioned; a failure starts (or continues) its failing
     /// period, and decommissions it once that period reaches `decommission_after_ms`.
     pub fn report(&mut self, r: &Report, now_ms: i64) -> Result<Effect, ReportError> {
-        if !self.nodes.get(&r.reporter).is_some_and(|n| !n.decommissioned) {
+        let reporter_active = self
+            .nodes
+            .get(&r.reporter)
+            .is_some_and(|n| !n.decommissioned);
+        if !reporter_active {
             return Err(ReportError::ReporterNotActive);
         }
         let rec = self
@@ -364,7 +397,10 @@ impl Registry {
             .nodes
             .values()
             .filter(|n| !n.decommissioned)
-            .filter(|n| n.failing_since_ms.is_some_and(|t| now_ms.saturating_sub(t) >= after))
+            .filter(|n| {
+                n.failing_since_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= after)
+            })
             .map(|n| n.pubkey_ed25519)
             .collect();
         for key in &due {

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use super::*;
-use crate::directory::announce::{sign_announcement, sign_report, verify_announcement, verify_report};
+use crate::directory::announce::{
+    sign_announcement, sign_report, verify_announcement, verify_report,
+};
 use crate::keys::NodeKeys;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -44,7 +46,8 @@ fn rep(by: &NodeKeys, target: &NodeKeys, ok: bool) -> Report {
 fn with_nodes(n: u8) -> Registry {
     let mut r = Registry::new(policy());
     for i in 1..=n {
-        r.register(&ann(&keys(i), 20_000 + u16::from(i), NOW), NOW).unwrap();
+        r.register(&ann(&keys(i), 20_000 + u16::from(i), NOW), NOW)
+            .unwrap();
     }
     r
 }
@@ -64,7 +67,13 @@ fn first_registration_makes_block_one() {
     let k = keys(1);
     let a = ann(&k, 22021, NOW);
     let e = r.register(&a, NOW).unwrap();
-    assert_eq!(e, Effect { new_block: true, dirty: true });
+    assert_eq!(
+        e,
+        Effect {
+            new_block: true,
+            dirty: true
+        }
+    );
     assert_eq!(r.height(), 1);
 
     // block_hash = BLAKE2b-256(prev ‖ height BE ‖ "register" ‖ ed ‖ x ‖ ip ‖ ports ‖ version).
@@ -97,15 +106,25 @@ fn reannouncement_is_idempotent_and_updates_are_blocks() {
     let port = r.node(&k.pubkey_ed25519()).unwrap().https_port;
 
     // Same data, later: no block (only the announcement time is remembered).
-    let e = r.register(&ann(&k, port, NOW + 30_000), NOW + 30_000).unwrap();
-    assert_eq!(e, Effect { new_block: false, dirty: true });
+    let e = r
+        .register(&ann(&k, port, NOW + 30_000), NOW + 30_000)
+        .unwrap();
+    assert_eq!(
+        e,
+        Effect {
+            new_block: false,
+            dirty: true
+        }
+    );
     // Same data, older (a delayed retry): nothing at all.
     let e = r.register(&ann(&k, port, NOW), NOW + 30_000).unwrap();
     assert_eq!(e, Effect::default());
     assert_eq!((r.height(), r.block_hash()), (h, hash));
 
     // New port in a newer announcement: a block.
-    let e = r.register(&ann(&k, 30_000, NOW + 60_000), NOW + 60_000).unwrap();
+    let e = r
+        .register(&ann(&k, 30_000, NOW + 60_000), NOW + 60_000)
+        .unwrap();
     assert!(e.new_block);
     assert_eq!(r.height(), h + 1);
     assert_ne!(r.block_hash(), hash);
@@ -159,7 +178,8 @@ fn same_changes_same_chain() {
     // Order matters to the chain.
     let mut c = Registry::new(policy());
     for i in (1..=9u8).rev() {
-        c.register(&ann(&keys(i), 20_000 + u16::from(i), NOW), NOW).unwrap();
+        c.register(&ann(&keys(i), 20_000 + u16::from(i), NOW), NOW)
+            .unwrap();
     }
     assert_eq!(c.height(), a.height());
     assert_ne!(c.block_hash(), a.block_hash());
@@ -187,10 +207,22 @@ fn unreachable_nodes_are_decommissioned_and_come_back() {
 
     // First failure starts the period; a success ends it.
     let e = r.report(&rep(&a, &target, false), NOW).unwrap();
-    assert_eq!(e, Effect { new_block: false, dirty: true });
+    assert_eq!(
+        e,
+        Effect {
+            new_block: false,
+            dirty: true
+        }
+    );
     assert_eq!(r.node(&t).unwrap().failing_since_ms, Some(NOW));
     let e = r.report(&rep(&b, &target, true), NOW + 5_000).unwrap();
-    assert_eq!(e, Effect { new_block: false, dirty: true });
+    assert_eq!(
+        e,
+        Effect {
+            new_block: false,
+            dirty: true
+        }
+    );
     assert_eq!(r.node(&t).unwrap().failing_since_ms, None);
     assert_eq!(r.node(&t).unwrap().last_reachable_ms, Some(NOW + 5_000));
 
@@ -217,11 +249,20 @@ fn unreachable_nodes_are_decommissioned_and_come_back() {
         r.report(&rep(&target, &a, true), NOW),
         Err(ReportError::ReporterNotActive)
     );
-    assert_eq!(r.report(&rep(&a, &target, false), NOW + 100_000), Ok(Effect::default()));
+    assert_eq!(
+        r.report(&rep(&a, &target, false), NOW + 100_000),
+        Ok(Effect::default())
+    );
 
     // Reachable again: recommissioned into a swarm, with a block.
     let e = r.report(&rep(&b, &target, true), NOW + 200_000).unwrap();
-    assert_eq!(e, Effect { new_block: true, dirty: true });
+    assert_eq!(
+        e,
+        Effect {
+            new_block: true,
+            dirty: true
+        }
+    );
     assert_eq!(r.height(), h0 + 2);
     let rec = r.node(&t).unwrap();
     assert!(!rec.decommissioned && rec.swarm_id != SwarmId::UNASSIGNED);
@@ -235,7 +276,13 @@ fn a_failure_report_past_the_deadline_decommissions_at_once() {
     let (a, target) = (keys(1), keys(6));
     r.report(&rep(&a, &target, false), NOW).unwrap();
     let e = r.report(&rep(&a, &target, false), NOW + AFTER).unwrap();
-    assert_eq!(e, Effect { new_block: true, dirty: true });
+    assert_eq!(
+        e,
+        Effect {
+            new_block: true,
+            dirty: true
+        }
+    );
     assert!(r.node(&target.pubkey_ed25519()).unwrap().decommissioned);
     // Five remain, still one swarm.
     assert_eq!(swarm_sizes(&r).into_values().collect::<Vec<_>>(), vec![5]);
@@ -246,11 +293,34 @@ fn change_bytes() {
     let rec = with_nodes(1).nodes().next().unwrap().clone();
     let mut d = b"decommission".to_vec();
     d.extend(rec.pubkey_ed25519);
-    assert_eq!(Change::Decommissioned(rec.pubkey_ed25519).canonical(&rec), d);
+    assert_eq!(
+        Change::Decommissioned(rec.pubkey_ed25519).canonical(&rec),
+        d
+    );
     let mut rc = b"recommission".to_vec();
     rc.extend(rec.pubkey_ed25519);
-    assert_eq!(Change::Recommissioned(rec.pubkey_ed25519).canonical(&rec), rc);
+    assert_eq!(
+        Change::Recommissioned(rec.pubkey_ed25519).canonical(&rec),
+        rc
+    );
     let u = Change::Updated(rec.pubkey_ed25519).canonical(&rec);
     assert!(u.starts_with(b"update"));
     assert_eq!(u.len(), 6 + 32 + 32 + 4 + 2 + 2 + 6);
+}
+
+#[test]
+fn allow_list_text() {
+    let a = hex::encode([1u8; 32]);
+    let b = hex::encode([2u8; 32]).to_uppercase();
+    let text = format!("# operators\n{a}\n\n  {b}  # bob\n");
+    let adm = Admission::allow_list_from_text(&text).unwrap();
+    assert!(adm.admits(&[1; 32]) && adm.admits(&[2; 32]) && !adm.admits(&[3; 32]));
+    assert_eq!(
+        Admission::allow_list_from_text(&format!("{a}\nnot-a-key\n")),
+        Err(BadAllowList { line: 2 })
+    );
+    assert_eq!(
+        Admission::allow_list_from_text(""),
+        Ok(Admission::AllowList(BTreeSet::new()))
+    );
 }

@@ -201,7 +201,8 @@ pub(crate) mod tests {
             ("3", 3),
             ("-5", 0),
             ("0", 0),
-            ("99999999999999999999", u32::MAX),
+            ("18446744073709551615", u32::MAX),
+            ("4294967296", u32::MAX),
         ] {
             let j = format!(r#"{{{ek},"hop_no":{hop},"extra":[1,2]}}"#);
             assert_eq!(
@@ -224,7 +225,7 @@ pub(crate) mod tests {
         let cases: Vec<(Vec<u8>, ParseError, &str)> = vec![
             (vec![1, 0, 0], ParseError::TooShort, "body too short"),
             (
-                b"\x0b\0\0\0ciphertext{}".to_vec(),
+                b"\x0d\0\0\0ciphertext{}".to_vec(),
                 ParseError::CiphertextLength,
                 "ciphertext length exceeds body size",
             ),

@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn bad_framing_and_json() {
         assert_eq!(route(b""), Err(RouteError::Framing));
-        assert_eq!(route(b"\x0b\0\0\0ciphertext{}"), Err(RouteError::Framing));
+        assert_eq!(route(b"\x0d\0\0\0ciphertext{}"), Err(RouteError::Framing));
         assert_eq!(route(&layer("")), Err(RouteError::Json));
         assert_eq!(route(&layer("not json")), Err(RouteError::Json));
         assert_eq!(route(&layer(r#"["headers"]"#)), Err(RouteError::Json));

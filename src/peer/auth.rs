@@ -102,7 +102,9 @@ pub fn verify_request(
 mod tests {
     use super::*;
 
-    fn headers(h: &[(&'static str, String); 3]) -> (Option<&str>, Option<&str>, Option<&str>) {
+    fn headers<'a>(
+        h: &'a [(&'static str, String); 3],
+    ) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
         (Some(h[0].1.as_str()), Some(h[1].1.as_str()), Some(h[2].1.as_str()))
     }
 

@@ -48,8 +48,13 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// A client signing with `keys`.
-    pub fn new(keys: Arc<NodeKeys>, clock: Clock) -> Result<PeerClient, reqwest::Error> {
+    pub fn new(
+        keys: Arc<NodeKeys>,
+        clock: Clock,
+        local_address: Option<std::net::IpAddr>,
+    ) -> Result<PeerClient, reqwest::Error> {
         let http = reqwest::Client::builder()
+            .local_address(local_address)
             // Self-signed certificates everywhere; identity is proven by signatures instead.
             .danger_accept_invalid_certs(true)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -90,14 +90,18 @@ pub(crate) struct NsWide {
     /// The signed message.
     pub(crate) sig_msg: fn(NamespaceSel, i64) -> Vec<u8>,
     /// The store operation; returns the affected (namespace, hash) pairs.
-    pub(crate) op: fn(
-        &crate::store::Store,
-        &AccountId,
-        NamespaceSel,
-        i64,
-        i64,
-    ) -> Result<Vec<(Namespace, String)>, StoreError>,
+    pub(crate) op: NsOp,
 }
+
+/// A namespace-wide store operation: (store, account, selection, timestamp, now) → the
+/// affected (namespace, hash) pairs.
+pub(crate) type NsOp = fn(
+    &crate::store::Store,
+    &AccountId,
+    NamespaceSel,
+    i64,
+    i64,
+) -> Result<Vec<(Namespace, String)>, StoreError>;
 
 /// The affected hashes as the entry shows them — a sorted list for one namespace, or
 /// `{"<ns>": [sorted…]}` for `"all"` — and all hashes sorted (what the node signs).

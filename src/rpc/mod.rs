@@ -38,6 +38,9 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// A boxed, sendable future (handlers recurse through batch/ifelse).
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What `SwarmForwarder::forward` returns: one reply per peer, keyed by its Ed25519 pubkey.
+pub type ForwardFuture<'a> = Pin<Box<dyn Future<Output = Vec<([u8; 32], PeerReply)>> + Send + 'a>>;
+
 /// Sends a recursive request to the other members of our swarm.
 pub trait SwarmForwarder: Send + Sync {
     /// Send `method`+`params` (the client's original JSON params) to each peer concurrently
@@ -47,7 +50,7 @@ pub trait SwarmForwarder: Send + Sync {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
-    ) -> Pin<Box<dyn Future<Output = Vec<([u8; 32], PeerReply)>> + Send + 'a>>;
+    ) -> ForwardFuture<'a>;
 }
 
 /// What one swarm peer answered to a forwarded request.

@@ -178,10 +178,8 @@ impl<'a> Params<'a> {
                 &format!("too many message hashes (max {MAX_MESSAGES})"),
             ));
         }
-        if validate {
-            if let Some(bad) = list.iter().find(|h| !is_valid_hash(h)) {
-                return Err(ParamError(format!("invalid message hash: {bad}")));
-            }
+        if validate && let Some(bad) = list.iter().find(|h| !is_valid_hash(h)) {
+            return Err(ParamError(format!("invalid message hash: {bad}")));
         }
         Ok(list)
     }

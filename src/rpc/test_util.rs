@@ -62,7 +62,7 @@ impl SwarmForwarder for TestForwarder {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<([u8; 32], PeerReply)>> + Send + 'a>> {
+    ) -> super::ForwardFuture<'a> {
         Box::pin(async move {
             self.calls.lock().expect("lock").push((
                 method.to_string(),

@@ -1,0 +1,406 @@
+//! The node side of the directory: register, report, fetch the listing.
+//!
+//! Owns the HTTP calls to a directory (or to any oxend-compatible `/json_rpc`) and the
+//! conversion of a `get_service_nodes` result into a `Membership`. Must not decide when to
+//! call (the node's refresh loop does) and must not log keys.
+//!
+//! Parsing follows the storage server (storage-server.md 3.1): nodes with `funded: false` or
+//! without both pubkeys are skipped; a missing swarm id means `UNASSIGNED`; `unchanged: true`
+//! means the caller's snapshot is current.
+
+use super::announce::{sign_announcement, sign_report};
+use crate::keys::NodeKeys;
+use crate::swarm::{Membership, NodeInfo, SwarmId};
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Timeout of one call to the directory.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest error body quoted in an error.
+const MAX_QUOTED: usize = 200;
+/// Per-node fields a node asks for (everything `NodeInfo` holds).
+const FIELDS: &[&str] = &[
+    "pubkey_ed25519",
+    "pubkey_x25519",
+    "public_ip",
+    "storage_port",
+    "storage_lmq_port",
+    "swarm_id",
+    "funded",
+    "storage_server_version",
+];
+
+/// Errors of talking to the directory. Each names the URL called.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryClientError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+    /// The request failed (connect, timeout, body).
+    #[error("request to {url} failed: {source}")]
+    Request {
+        /// The URL called.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The directory answered with an error status (403: not admitted / not active).
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        /// The URL called.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error message of the body (truncated).
+        message: String,
+    },
+    /// The directory answered a JSON-RPC error.
+    #[error("{url} answered JSON-RPC error {code}: {message}")]
+    Rpc {
+        /// The URL called.
+        url: String,
+        /// The JSON-RPC error code.
+        code: i64,
+        /// Its message.
+        message: String,
+    },
+    /// The answer is not what the protocol says.
+    #[error("unexpected answer from {url}: {why}")]
+    Response {
+        /// The URL called.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// What the directory said to a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The directory's height after it.
+    pub height: u64,
+    /// The block hash of that height.
+    pub block_hash: String,
+    /// The node's swarm (`UNASSIGNED` while decommissioned).
+    pub swarm_id: SwarmId,
+}
+
+/// A client of one directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl DirectoryClient {
+    /// A client of the directory at `url` (`http://host:port` or `https://…`, without path).
+    pub fn new(url: &str) -> Result<Self, DirectoryClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(DirectoryClientError::Build)?;
+        Ok(Self::with_http(url, http))
+    }
+
+    /// A client sharing an existing HTTP client (one pool per node).
+    pub fn with_http(url: &str, http: reqwest::Client) -> Self {
+        Self {
+            base: url.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// The directory's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// POSTs `body` to `path` and returns the JSON answer of a 2xx, or the error.
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, DirectoryClientError> {
+        let url = format!("{}{path}", self.base);
+        let request_error = |source| DirectoryClientError::Request {
+            url: url.clone(),
+            source,
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(request_error)?;
+        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if !status.is_success() {
+            let message = parsed
+                .as_ref()
+                .and_then(|v| v.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(DirectoryClientError::Status {
+                url,
+                status: status.as_u16(),
+                message: message.chars().take(MAX_QUOTED).collect(),
+            });
+        }
+        parsed.ok_or_else(|| DirectoryClientError::Response {
+            url,
+            why: "body is not JSON".into(),
+        })
+    }
+
+    /// Registers (or re-announces) the node with `keys` at the address, ports and version of
+    /// `info`, signed now (wall clock: the directory checks it against its own, ±5 min).
+    pub async fn register(
+        &self,
+        keys: &NodeKeys,
+        info: &NodeInfo,
+    ) -> Result<Registration, DirectoryClientError> {
+        self.register_at(keys, info, wall_clock_ms()).await
+    }
+
+    /// `register`, signed at `now_ms`.
+    pub async fn register_at(
+        &self,
+        keys: &NodeKeys,
+        info: &NodeInfo,
+        now_ms: i64,
+    ) -> Result<Registration, DirectoryClientError> {
+        let body = serde_json::to_value(sign_announcement(keys, info, now_ms)).map_err(|e| {
+            DirectoryClientError::Response {
+                url: self.base.clone(),
+                why: e.to_string(),
+            }
+        })?;
+        let v = self.post("/register", &body).await?;
+        let bad = |why: &str| DirectoryClientError::Response {
+            url: format!("{}/register", self.base),
+            why: why.into(),
+        };
+        Ok(Registration {
+            height: v["height"].as_u64().ok_or_else(|| bad("no height"))?,
+            block_hash: v["block_hash"]
+                .as_str()
+                .ok_or_else(|| bad("no block_hash"))?
+                .to_string(),
+            swarm_id: SwarmId(v["swarm_id"].as_u64().unwrap_or(SwarmId::UNASSIGNED.0)),
+        })
+    }
+
+    /// Reports whether the node `target` passed a reachability test by the node with `keys`,
+    /// signed now (wall clock).
+    pub async fn report(
+        &self,
+        keys: &NodeKeys,
+        target: &[u8; 32],
+        reachable: bool,
+    ) -> Result<(), DirectoryClientError> {
+        self.report_at(keys, target, reachable, wall_clock_ms())
+            .await
+    }
+
+    /// `report`, signed at `now_ms`.
+    pub async fn report_at(
+        &self,
+        keys: &NodeKeys,
+        target: &[u8; 32],
+        reachable: bool,
+        now_ms: i64,
+    ) -> Result<(), DirectoryClientError> {
+        let body =
+            serde_json::to_value(sign_report(keys, target, reachable, now_ms)).map_err(|e| {
+                DirectoryClientError::Response {
+                    url: self.base.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+        self.post("/report", &body).await.map(|_| ())
+    }
+
+    /// Calls a `/json_rpc` method and returns its `result`.
+    async fn rpc(&self, method: &str, params: Value) -> Result<Value, DirectoryClientError> {
+        let body = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
+        let mut v = self.post("/json_rpc", &body).await?;
+        let url = format!("{}/json_rpc", self.base);
+        if let Some(err) = v.get("error") {
+            return Err(DirectoryClientError::Rpc {
+                url,
+                code: err["code"].as_i64().unwrap_or(0),
+                message: err["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        match v.get_mut("result") {
+            Some(r) => Ok(r.take()),
+            None => Err(DirectoryClientError::Response {
+                url,
+                why: "no result".into(),
+            }),
+        }
+    }
+
+    /// The whole listing, active and decommissioned, as a snapshot; `None` when
+    /// `poll_block_hash` is the current block hash (nothing changed).
+    pub async fn get_service_nodes(
+        &self,
+        poll_block_hash: Option<&str>,
+    ) -> Result<Option<Membership>, DirectoryClientError> {
+        let mut params = json!({"active_only": false, "fields": FIELDS});
+        if let Some(h) = poll_block_hash {
+            params["poll_block_hash"] = json!(h);
+        }
+        let result = self.rpc("get_service_nodes", params).await?;
+        parse_listing(&result).map_err(|why| DirectoryClientError::Response {
+            url: format!("{}/json_rpc", self.base),
+            why,
+        })
+    }
+
+    /// `limit` random nodes (all if `limit` ≤ 0), as clients seed their node pool.
+    pub async fn get_n_service_nodes(
+        &self,
+        limit: i64,
+        active_only: bool,
+    ) -> Result<Vec<NodeInfo>, DirectoryClientError> {
+        let params = json!({"active_only": active_only, "limit": limit, "fields": FIELDS});
+        let result = self.rpc("get_n_service_nodes", params).await?;
+        let states = result["service_node_states"].as_array().ok_or_else(|| {
+            DirectoryClientError::Response {
+                url: format!("{}/json_rpc", self.base),
+                why: "no service_node_states".into(),
+            }
+        })?;
+        Ok(states.iter().filter_map(parse_node).collect())
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, for signing timestamps.
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Converts a `get_service_nodes` result into a snapshot; `Ok(None)` for `unchanged`.
+pub fn parse_listing(result: &Value) -> Result<Option<Membership>, String> {
+    if result["unchanged"].as_bool() == Some(true) {
+        return Ok(None);
+    }
+    let height = result["height"].as_u64().ok_or("no height")?;
+    let block_hash = result["block_hash"].as_str().ok_or("no block_hash")?;
+    let states = result["service_node_states"]
+        .as_array()
+        .ok_or("no service_node_states")?;
+    let nodes = states.iter().filter_map(parse_node).collect();
+    Ok(Some(Membership::new(height, block_hash.to_string(), nodes)))
+}
+
+/// One `service_node_states` entry, or `None` if it is to be skipped (unfunded, or without
+/// usable pubkeys). Missing contact data reads as `0.0.0.0` / port 0, as oxend lists a node
+/// before its first uptime proof.
+fn parse_node(e: &Value) -> Option<NodeInfo> {
+    if e["funded"].as_bool() == Some(false) {
+        return None;
+    }
+    let key = |name: &str| -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(e[name].as_str()?, &mut out).ok()?;
+        Some(out)
+    };
+    let port = |name: &str| {
+        e[name]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0)
+    };
+    let mut version = [0u16; 3];
+    if let Some(parts) = e["storage_server_version"].as_array() {
+        for (slot, v) in version.iter_mut().zip(parts) {
+            *slot = v.as_u64().and_then(|x| u16::try_from(x).ok()).unwrap_or(0);
+        }
+    }
+    Some(NodeInfo {
+        pubkey_ed25519: key("pubkey_ed25519")?,
+        pubkey_x25519: key("pubkey_x25519")?,
+        ip: e["public_ip"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED),
+        https_port: port("storage_port"),
+        omq_port: port("storage_lmq_port"),
+        swarm_id: SwarmId(e["swarm_id"].as_u64().unwrap_or(SwarmId::UNASSIGNED.0)),
+        version,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_is_parsed_as_the_storage_server_does() {
+        let ed = hex::encode([1u8; 32]);
+        let x = hex::encode([2u8; 32]);
+        let result = json!({
+            "height": 9,
+            "block_hash": "cd".repeat(32),
+            "hardfork": 19,
+            "service_node_states": [
+                {"pubkey_ed25519": ed, "pubkey_x25519": x, "public_ip": "10.0.0.1",
+                 "storage_port": 22021, "storage_lmq_port": 22020, "swarm_id": 77,
+                 "funded": true, "storage_server_version": [2, 8, 0]},
+                // Decommissioned: kept, unassigned.
+                {"pubkey_ed25519": hex::encode([3u8; 32]), "pubkey_x25519": x,
+                 "public_ip": "10.0.0.3", "storage_port": 1, "swarm_id": u64::MAX},
+                // Unfunded: skipped.
+                {"pubkey_ed25519": hex::encode([4u8; 32]), "pubkey_x25519": x, "funded": false},
+                // Missing x25519: skipped.
+                {"pubkey_ed25519": hex::encode([5u8; 32])},
+                // Bad hex: skipped.
+                {"pubkey_ed25519": "xyz", "pubkey_x25519": x},
+                // No contact data yet: listed as 0.0.0.0:0, swarm unknown.
+                {"pubkey_ed25519": hex::encode([6u8; 32]), "pubkey_x25519": x},
+            ],
+        });
+        let m = parse_listing(&result).unwrap().unwrap();
+        assert_eq!(
+            (m.height, m.block_hash.as_str()),
+            (9, "cd".repeat(32).as_str())
+        );
+        assert_eq!(m.nodes.len(), 3);
+        let n = m.node(&[1u8; 32]).unwrap();
+        assert_eq!(n.pubkey_x25519, [2u8; 32]);
+        assert_eq!(n.ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!((n.https_port, n.omq_port), (22021, 22020));
+        assert_eq!(n.swarm_id, SwarmId(77));
+        assert_eq!(n.version, [2, 8, 0]);
+        assert!(!m.is_active(&[3u8; 32]));
+        let bare = m.node(&[6u8; 32]).unwrap();
+        assert_eq!((bare.ip, bare.https_port), (Ipv4Addr::UNSPECIFIED, 0));
+        assert_eq!(m.swarm_ids().collect::<Vec<_>>(), vec![SwarmId(77)]);
+    }
+
+    #[test]
+    fn unchanged_and_malformed_results() {
+        assert_eq!(
+            parse_listing(&json!({"unchanged": true, "height": 3, "block_hash": "ab"})),
+            Ok(None)
+        );
+        assert!(parse_listing(&json!({"block_hash": "ab", "service_node_states": []})).is_err());
+        assert!(parse_listing(&json!({"height": 1, "service_node_states": []})).is_err());
+        assert!(parse_listing(&json!({"height": 1, "block_hash": "ab"})).is_err());
+        let empty =
+            parse_listing(&json!({"height": 0, "block_hash": "ab", "service_node_states": []}));
+        assert_eq!(empty.unwrap().unwrap().nodes.len(), 0);
+    }
+
+    #[test]
+    fn base_url_is_normalised() {
+        let c = DirectoryClient::new("http://127.0.0.1:1/").unwrap();
+        assert_eq!(c.url(), "http://127.0.0.1:1");
+    }
+}
