@@ -52,6 +52,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Onion requests: what the exit hop may reach.
+    pub onion: OnionConfig,
 }
 
 /// `[network]`
@@ -131,6 +133,17 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter (`info`, `snode=debug`, …); `RUST_LOG` overrides it. Default "info".
     pub level: String,
+}
+
+/// `[onion]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnionConfig {
+    /// Let the exit hop proxy onion requests to loopback, private, link-local and unspecified
+    /// addresses. Off on real networks, so a client cannot use nodes to reach their operators'
+    /// internal services; `snode testnet` turns it on (everything there is on 127.0.0.1).
+    /// Default false.
+    pub allow_private_targets: bool,
 }
 
 /// Log output format.

@@ -128,9 +128,9 @@ async fn a_node_joining_later_gets_its_swarms_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_swarm_split_moves_data_and_frees_old_owners() {
-    // 13 nodes are one swarm; the 14th makes the excess large enough for oxend's rules to
-    // create a second swarm of 7 (storage-server.md 3.3).
-    let mut net = TestNet::start(13).await;
+    // 10 nodes are one swarm (the maximum size); the 11th makes the directory split it
+    // (storage-server.md 3.3 rules with MAX_SWARM_SIZE enforced, see directory::assign).
+    let mut net = TestNet::start(10).await;
     net.wait_converged().await;
     assert_eq!(net.directory_view().await.swarms().len(), 1);
     let c = client();
@@ -142,7 +142,7 @@ async fn a_swarm_split_moves_data_and_frees_old_owners() {
     net.add_member().await;
     net.wait_converged().await;
     let view = net.directory_view().await;
-    assert_eq!(view.swarms().len(), 2, "the 14th node splits the network");
+    assert_eq!(view.swarms().len(), 2, "the 11th node splits the network");
 
     for (u, want) in users.iter().zip(&stored) {
         let owners = net.owners(&u.session_id).await;

@@ -9,27 +9,18 @@
 //! means the caller's snapshot is current.
 
 use super::announce::{sign_announcement, sign_report};
+use super::rpc::NODE_FIELDS;
+use super::wall_clock_ms;
 use crate::keys::NodeKeys;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Timeout of one call to the directory.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest error body quoted in an error.
 const MAX_QUOTED: usize = 200;
-/// Per-node fields a node asks for (everything `NodeInfo` holds).
-const FIELDS: &[&str] = &[
-    "pubkey_ed25519",
-    "pubkey_x25519",
-    "public_ip",
-    "storage_port",
-    "storage_lmq_port",
-    "swarm_id",
-    "funded",
-    "storage_server_version",
-];
 
 /// Errors of talking to the directory. Each names the URL called.
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +239,7 @@ impl DirectoryClient {
         &self,
         poll_block_hash: Option<&str>,
     ) -> Result<Option<Membership>, DirectoryClientError> {
-        let mut params = json!({"active_only": false, "fields": FIELDS});
+        let mut params = json!({"active_only": false, "fields": NODE_FIELDS});
         if let Some(h) = poll_block_hash {
             params["poll_block_hash"] = json!(h);
         }
@@ -265,7 +256,7 @@ impl DirectoryClient {
         limit: i64,
         active_only: bool,
     ) -> Result<Vec<NodeInfo>, DirectoryClientError> {
-        let params = json!({"active_only": active_only, "limit": limit, "fields": FIELDS});
+        let params = json!({"active_only": active_only, "limit": limit, "fields": NODE_FIELDS});
         let result = self.rpc("get_n_service_nodes", params).await?;
         let states = result["service_node_states"].as_array().ok_or_else(|| {
             DirectoryClientError::Response {
@@ -275,13 +266,6 @@ impl DirectoryClient {
         })?;
         Ok(states.iter().filter_map(parse_node).collect())
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch, for signing timestamps.
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Converts a `get_service_nodes` result into a snapshot; `Ok(None)` for `unchanged`.

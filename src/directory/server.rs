@@ -12,7 +12,7 @@
 
 use super::persist::{PersistError, load, save, state_path};
 use super::state::{Admission, Effect, Policy, RegisterError, Registry, ReportError};
-use super::{announce, rpc};
+use super::{announce, rpc, wall_clock_ms as now_ms};
 use crate::swarm::Membership;
 use axum::Router;
 use axum::body::Bytes;
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -161,13 +161,6 @@ impl Shared {
     fn snapshot(&self) -> Option<Arc<Membership>> {
         self.snapshot.read().ok().map(|s| Arc::clone(&s))
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch: the directory's one clock.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Starts the directory: loads (or creates) its state, binds, serves, and runs the

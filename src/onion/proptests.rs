@@ -77,6 +77,7 @@ proptest! {
         let c = parse_combined(&built.guard_body).expect("entry body parses");
         prop_assert_eq!(c.hop_no, 0);
         let (mut eph, mut et, mut ct) = (c.ephemeral_key, c.enc_type, c.ciphertext.to_vec());
+        let mut reached_final = false;
         for (i, (key, _)) in nodes.iter().enumerate() {
             let (plain, reply_key) = peel(key, &eph, et, &ct).expect("layer peels");
             match route(&plain).expect("layer routes") {
@@ -92,10 +93,12 @@ proptest! {
                     prop_assert!(!json && base64);
                     let reply = reply_key.encrypt(&payload);
                     prop_assert_eq!(built.reply_key.decrypt_reply(&reply).expect("opens"), payload.clone());
+                    reached_final = true;
                 }
                 other => prop_assert!(false, "unexpected {:?}", other),
             }
         }
+        prop_assert!(reached_final);
     }
 }
 

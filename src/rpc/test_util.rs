@@ -251,11 +251,6 @@ impl Client {
     pub(super) fn sign(&self, msg: &[u8]) -> String {
         b64(&self.sk.sign(msg).to_bytes())
     }
-
-    /// Raw signature.
-    pub(super) fn sign_raw(&self, msg: &[u8]) -> [u8; 64] {
-        self.sk.sign(msg).to_bytes()
-    }
 }
 
 /// The text body of a response (panics on other bodies: tests only).

@@ -127,7 +127,10 @@ async fn delete_errors_and_required() {
     let many: Vec<String> = (0..1001).map(|_| h.clone()).collect();
     assert_eq!(n.call("delete", ok(many)).await.status, 400);
     // A single string stands for a one-element list.
-    let single = with(auth(&c, &msg::delete(&[h.clone()])), json!({"messages": h}));
+    let single = with(
+        auth(&c, &msg::delete(std::slice::from_ref(&h))),
+        json!({"messages": h}),
+    );
     assert_eq!(n.call("delete", single).await.status, 200);
     // required: nothing deleted anywhere → 404 with the usual body.
     let req = with(ok(vec![h.clone()]), json!({"required": true}));
@@ -148,7 +151,7 @@ async fn delete_needs_delete_access() {
     let h = put(n.entry(), &group, 11, b"m", NOW);
     let as_member = |flags: Access| {
         let t = SubaccountToken::new(3, flags, member.ed());
-        json!({"pubkey": group.to_hex(), "messages": [h], "signature": member.sign(&msg::delete(&[h.clone()])),
+        json!({"pubkey": group.to_hex(), "messages": [h], "signature": member.sign(&msg::delete(std::slice::from_ref(&h))),
             "subaccount": crate::message::b64(&t.0), "subaccount_sig": admin.sign(&t.0)})
     };
     assert_eq!(

@@ -149,7 +149,7 @@ async fn multi_expiry() {
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     let e = &json_of(&r)["swarm"][n.hex(0)];
-    let mut pairs = vec![(a.clone(), ea), (b.clone(), eb)];
+    let mut pairs = [(a.clone(), ea), (b.clone(), eb)];
     pairs.sort();
     assert_eq!(e["updated"], json!([pairs[0].0, pairs[1].0]));
     assert_eq!(e["expiry"], json!([pairs[0].1, pairs[1].1]));

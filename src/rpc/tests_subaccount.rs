@@ -168,3 +168,37 @@ async fn revoke_errors() {
         "signature": admin.sign(&msg::revoke("revoke_subaccount", NOW, &[t]))});
     assert_eq!(n.call("revoke_subaccount", p).await.status, 200);
 }
+
+#[tokio::test]
+async fn revoked_subaccounts_errors() {
+    let admin = Client::new(3);
+    let n = net(1, &admin.group());
+    let req = |ts: i64, signed_ts: i64| {
+        json!({"pubkey": admin.group().to_hex(), "timestamp": ts,
+            "signature": admin.sign(&msg::revoked_subaccounts(signed_ts))})
+    };
+    let r = n.call("revoked_subaccounts", req(NOW, NOW)).await;
+    assert_eq!(json_of(&r), &json!({"revoked": []}));
+    assert_text(
+        &n.call("revoked_subaccounts", req(NOW + 61_000, NOW + 61_000))
+            .await,
+        406,
+        "revoked_subaccounts timestamp too far from current time",
+    );
+    assert_text(
+        &n.call("revoked_subaccounts", req(NOW, NOW + 1)).await,
+        401,
+        "revoked_subaccounts signature verification failed",
+    );
+    let r = n
+        .call(
+            "revoked_subaccounts",
+            json!({"pubkey": admin.group().to_hex(), "timestamp": NOW}),
+        )
+        .await;
+    assert_text(
+        &r,
+        400,
+        "invalid request: Required field 'signature' missing",
+    );
+}

@@ -34,13 +34,19 @@ pub(super) const CF_REVOCATIONS: &str = "revocations";
 pub(super) const CF_ACCOUNTS: &str = "accounts";
 /// Column family of store-wide records (format version, sequence reservation).
 pub(super) const CF_META: &str = "meta";
-const ALL_CFS: [&str; 6] = [
+/// Column family of the replication retry queue (due ‖ id → entry), see `pending.rs`.
+pub(super) const CF_PENDING: &str = "pending";
+/// Column family of client-deletion tombstones (hash → expiry), see `tombstones.rs`.
+pub(super) const CF_TOMBSTONES: &str = "tombstones";
+const ALL_CFS: [&str; 8] = [
     CF_MESSAGES,
     CF_HASHES,
     CF_EXPIRIES,
     CF_REVOCATIONS,
     CF_ACCOUNTS,
     CF_META,
+    CF_PENDING,
+    CF_TOMBSTONES,
 ];
 
 /// Meta key of the on-disk format version.
@@ -81,6 +87,8 @@ pub(super) struct Inner {
     size_bytes: AtomicU64,
     max_bytes: u64,
     write_opts: WriteOptions,
+    /// Length counter and lock of the retry queue (`pending.rs`).
+    pub(super) pending: super::pending::PendingState,
 }
 
 /// Options of one column family: no compression (bodies are ciphertext, so it would burn CPU
@@ -119,7 +127,9 @@ impl Store {
         let descriptors = ALL_CFS.iter().map(|&name| {
             let o = match name {
                 CF_HASHES | CF_ACCOUNTS | CF_REVOCATIONS => cf_options(&cache, true, false),
-                CF_MESSAGES | CF_EXPIRIES => cf_options(&cache, false, true),
+                CF_MESSAGES | CF_EXPIRIES | CF_PENDING => cf_options(&cache, false, true),
+                // Looked up by hash on every replicated import, and swept like the index.
+                CF_TOMBSTONES => cf_options(&cache, true, true),
                 _ => cf_options(&cache, false, false),
             };
             ColumnFamilyDescriptor::new(name, o)
@@ -140,6 +150,7 @@ impl Store {
             size_bytes: AtomicU64::new(0),
             max_bytes: opts.max_bytes,
             write_opts: WriteOptions::default(),
+            pending: super::pending::PendingState::default(),
         };
         inner.check_format()?;
         let reserved = match inner.get(CF_META, META_SEQ_RESERVED, "read seq")? {
@@ -149,6 +160,7 @@ impl Store {
         *inner.seq_next.get_mut() = reserved;
         *inner.seq_reserved.get_mut() = reserved;
         inner.load_counters()?;
+        inner.load_pending_len()?;
         Ok(Store {
             inner: Arc::new(inner),
         })

@@ -2,7 +2,8 @@
 //! (`delete_before`).
 //!
 //! Owns which messages each method removes and the sorted lists the RPC signs. Deletes are
-//! never refused by the size cap (they are how a full node recovers). Must not write outside
+//! never refused by the size cap (they are how a full node recovers). Every live message a
+//! client deletes leaves a tombstone (`tombstones.rs`). Must not write outside
 //! an [`AccountTxn`](super::txn::AccountTxn).
 
 use super::db::{CF_MESSAGES, Store};
@@ -32,7 +33,9 @@ impl Store {
         let mut deleted = Vec::new();
         for h in wanted {
             if let Some((key, value)) = txn.lookup_owned(h)? {
-                txn.delete(&key, &Record::decode(&value)?)?;
+                let rec = Record::decode(&value)?;
+                txn.delete(&key, &rec)?;
+                txn.tombstone(&rec)?;
                 deleted.push(h.to_string());
                 txn.maybe_flush()?;
             }
@@ -84,6 +87,8 @@ impl Store {
                 if pred(&rec) {
                     txn.delete(k, &rec)?;
                     if !rec.is_expired(now_ms) {
+                        // So a replicated copy never brings it back (`tombstones.rs`).
+                        txn.tombstone(&rec)?;
                         let ns = keys::parse_message_key(k)?.namespace;
                         deleted.push((ns, rec.hash.to_string()));
                     }

@@ -109,7 +109,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes every message whose expiry is `<= now_ms`; returns how many. Reads the expiry
+    /// Deletes every message whose expiry is `<= now_ms` (and the tombstones that expired
+    /// with them); returns how many messages. Reads the expiry
     /// index from its head and stops at `now_ms`, so live data is never scanned. Safe to run
     /// while clients write: each message is re-checked under its account's lock.
     pub fn sweep_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
@@ -126,6 +127,8 @@ impl Store {
                     Ok(chunk.len() < SWEEP_CHUNK)
                 })?;
             let Some((last, _)) = chunk.last() else {
+                // Tombstones live exactly as long as the messages they stand for.
+                self.sweep_tombstones(now_ms)?;
                 return Ok(removed);
             };
             lower = [last.as_slice(), &[0u8]].concat();

@@ -88,7 +88,8 @@ impl Store {
     }
 
     /// Bulk import for replication: inserts missing messages, raises the expiry of existing
-    /// ones (never lowers it), skips messages already expired at `now_ms`. Returns how many
+    /// ones (never lowers it), skips messages already expired at `now_ms` and messages a
+    /// client deleted (tombstoned). Returns how many
     /// were new. Writes one batch per account (chunked for very large accounts); in a public
     /// outbox the copy with the newest timestamp wins, so members converge.
     pub fn bulk_store(&self, msgs: &[Message], now_ms: i64) -> Result<usize, StoreError> {
@@ -101,6 +102,11 @@ impl Store {
         for (account, group) in by_account {
             let mut txn = self.inner.begin(&account);
             for m in group {
+                // A client deleted it: a late or retried copy must not resurrect it. Checked
+                // under the account lock, which client deletions also hold.
+                if self.is_tombstoned(&m.hash)? {
+                    continue;
+                }
                 if m.namespace.is_public_outbox() {
                     txn.flush()?;
                     if !clear_outbox(self, &mut txn, m, OutboxRule::NewestTimestamp)? {

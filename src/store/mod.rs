@@ -7,20 +7,28 @@
 //! Layout: `keys` (byte encodings), `db` (open, tuning, shared machinery, [`Store`]),
 //! `txn` (one account's atomic change), and one file per group of operations: `messages`
 //! (store, bulk_store, get_by_hash, scan), `retrieve`, `delete`, `expiry` (expire, sweep),
-//! `revocations`. The types below are the contract the rest of the crate uses.
+//! `revocations`; for replication: `pending` (durable retry queue), `tombstones` (client
+//! deletions, so replicated copies never resurrect them) and `replica` (the reads and
+//! deletions hand-off and anti-entropy need). The types below are the contract the rest of
+//! the crate uses.
 
 mod db;
 mod delete;
 mod expiry;
 mod keys;
 mod messages;
+mod pending;
+mod replica;
 mod retrieve;
 mod revocations;
 #[cfg(test)]
 mod test_util;
+mod tombstones;
 mod txn;
 
 pub use db::Store;
+pub use pending::{PendingItem, PendingPayload};
+pub use replica::{MessageMeta, hash_bucket};
 
 use crate::message::Message;
 use std::collections::BTreeMap;

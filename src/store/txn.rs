@@ -184,6 +184,18 @@ impl AccountTxn<'_> {
         Ok(())
     }
 
+    /// Records, in this txn's batch, that a client deleted `rec` (see `tombstones.rs`): the
+    /// deletion and its tombstone commit together.
+    pub(super) fn tombstone(&mut self, rec: &Record<'_>) -> Result<(), StoreError> {
+        super::tombstones::put(
+            self.inner,
+            &mut self.batch,
+            &self.account,
+            rec.hash,
+            rec.expiry_ms,
+        )
+    }
+
     /// Deletes an expiry-index entry that no longer matches its message (sweep clean-up).
     pub(super) fn delete_expiry_entry(&mut self, expiry_key: &[u8]) -> Result<(), StoreError> {
         self.batch.delete_cf(self.inner.cf(CF_EXPIRIES)?, expiry_key);
