@@ -35,6 +35,8 @@ pub enum Command {
     Directory(DirectoryArgs),
     /// Run a local test network: a directory and N node processes on 127.0.0.1.
     Testnet(TestnetArgs),
+    /// Drive a running test network with load and measure it.
+    Bench(BenchArgs),
     /// Inspect the node's keys.
     Keys {
         /// What to do with the keys.
@@ -109,6 +111,29 @@ pub struct TestnetArgs {
     pub dir: PathBuf,
 }
 
+/// `snode bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The test network's manifest.
+    #[arg(long, default_value = "testnet/testnet.json")]
+    pub testnet: PathBuf,
+    /// What to send.
+    #[arg(long, value_enum, default_value = "store")]
+    pub mode: crate::bench::BenchMode,
+    /// Requests in total.
+    #[arg(long, default_value_t = 10_000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Distinct accounts the load is spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+}
+
 /// `snode keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -138,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run_node(args),
         Command::Directory(args) => run_directory(args),
         Command::Testnet(args) => run_testnet(args),
+        Command::Bench(args) => run_bench(args),
         Command::Keys {
             command: KeysCommand::Show { data_dir, json },
         } => show_keys(&data_dir, json),
@@ -316,6 +342,20 @@ fn run_testnet(args: TestnetArgs) -> anyhow::Result<()> {
         net.stop().await;
         Ok(())
     })
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = crate::bench::BenchOptions {
+        manifest: args.testnet,
+        mode: args.mode,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        size: args.size,
+        accounts: args.accounts,
+    };
+    let report = runtime()?.block_on(crate::bench::run(&opts))?;
+    write!(std::io::stdout().lock(), "{}", report.render(opts.mode))?;
+    Ok(())
 }
 
 /// Name of the file `snode run` writes once it listens: pid and bound ports, for scripts,

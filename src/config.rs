@@ -38,6 +38,17 @@ pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 /// One reachability test every 10 s, as the original's mean inter-test interval.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A forwarded request gets as long as the original gives `sn.storage_cc` (5 s).
+pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries back off exponentially from 250 ms up to this, so a peer that comes back is
+/// retried within seconds while a dead one costs one attempt per entry per 10 s.
+pub const DEFAULT_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// One reconciliation with one swarm peer every 30 s: a 7-member swarm compares every pair
+/// within a few minutes, at the cost of one digest (a scan of the store) per round.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(30);
+/// A hand-off that could not finish (a new owner unreachable) is resumed this often.
+pub const DEFAULT_HANDOFF_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +65,40 @@ pub struct Config {
     pub log: LogConfig,
     /// Onion requests: what the exit hop may reach.
     pub onion: OnionConfig,
+    /// Replication between swarm members: forwarding, retries, hand-off, anti-entropy.
+    pub replication: ReplicationConfig,
+}
+
+/// `[replication]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// How long a swarm peer has to answer a forwarded request before it is queued for
+    /// retry. Default "5s".
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+    /// Longest pause between two retries of one queued forward. Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// How often the node reconciles its data with the next member of its swarm.
+    /// Default "30s".
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    /// How often an unfinished hand-off of data this node no longer owns is resumed.
+    /// Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub handoff_interval: Duration,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            forward_timeout: DEFAULT_FORWARD_TIMEOUT,
+            retry_max_backoff: DEFAULT_RETRY_MAX_BACKOFF,
+            anti_entropy_interval: DEFAULT_ANTI_ENTROPY_INTERVAL,
+            handoff_interval: DEFAULT_HANDOFF_INTERVAL,
+        }
+    }
 }
 
 /// `[network]`
@@ -319,6 +364,20 @@ impl Config {
                 key: "rate_limit.max_clients",
                 why: "must be positive".into(),
             });
+        }
+        let r = &self.replication;
+        for (key, d) in [
+            ("replication.forward_timeout", r.forward_timeout),
+            ("replication.retry_max_backoff", r.retry_max_backoff),
+            ("replication.anti_entropy_interval", r.anti_entropy_interval),
+            ("replication.handoff_interval", r.handoff_interval),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 100ms".into(),
+                });
+            }
         }
         Ok(())
     }

@@ -18,5 +18,6 @@ pub mod network;
 pub mod api;
 pub mod node;
 pub mod testnet;
+pub mod bench;
 pub mod cli;
 pub mod directory;

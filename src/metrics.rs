@@ -44,6 +44,22 @@ pub struct Metrics {
     pub onion_duration_seconds: Histogram,
     /// Forwards to swarm peers by outcome (`ok`, `failed`, `timeout`).
     pub swarm_forwards_total: IntCounterVec,
+    /// Forwards queued for retry, by payload (`message`, `request`).
+    pub replication_enqueued_total: IntCounterVec,
+    /// Entries in the durable retry queue (gauge).
+    pub replication_queue_depth: IntGauge,
+    /// Retry attempts and their fate, by result (`delivered`, `rejected`, `retry`,
+    /// `gave_up`, `peer_gone`, `moot`).
+    pub replication_retries_total: IntCounterVec,
+    /// Messages handed to their new owners and deleted here.
+    pub handoff_messages_total: IntCounter,
+    /// Hand-off batches not acknowledged by every new owner (kept, resent later).
+    pub handoff_batches_failed_total: IntCounter,
+    /// Anti-entropy rounds by result (`ok`, `failed`).
+    pub anti_entropy_rounds_total: IntCounterVec,
+    /// Messages repaired by anti-entropy, by kind (`pushed`, `pulled`, `deleted_local`,
+    /// `deleted_remote`).
+    pub anti_entropy_repairs_total: IntCounterVec,
     /// Constant 1, labelled with the build's version.
     pub build_info: IntGaugeVec,
 }
@@ -187,6 +203,45 @@ impl Metrics {
                 "Requests forwarded to swarm peers, by result",
                 &["result"],
             ),
+            replication_enqueued_total: counter_vec(
+                &r,
+                "snode_replication_enqueued_total",
+                "Forwards to swarm peers queued for retry, by payload",
+                &["kind"],
+            ),
+            replication_queue_depth: gauge(
+                &r,
+                "snode_replication_queue_depth",
+                "Entries in the durable replication retry queue",
+            ),
+            replication_retries_total: counter_vec(
+                &r,
+                "snode_replication_retries_total",
+                "Replication retry attempts, by result",
+                &["result"],
+            ),
+            handoff_messages_total: counter(
+                &r,
+                "snode_handoff_messages_total",
+                "Messages handed to the swarm that now owns them and deleted here",
+            ),
+            handoff_batches_failed_total: counter(
+                &r,
+                "snode_handoff_batches_failed_total",
+                "Hand-off batches not acknowledged by every member of the owning swarm",
+            ),
+            anti_entropy_rounds_total: counter_vec(
+                &r,
+                "snode_anti_entropy_rounds_total",
+                "Anti-entropy reconciliation rounds with a swarm peer, by result",
+                &["result"],
+            ),
+            anti_entropy_repairs_total: counter_vec(
+                &r,
+                "snode_anti_entropy_repairs_total",
+                "Messages repaired by anti-entropy, by kind",
+                &["kind"],
+            ),
             build_info,
             registry: r,
         }
@@ -225,6 +280,16 @@ mod tests {
         m.messages_rejected_total.with_label_values(&["full"]).inc();
         m.onion_requests_total.with_label_values(&["final"]).inc();
         m.swarm_forwards_total.with_label_values(&["ok"]).inc();
+        m.replication_enqueued_total
+            .with_label_values(&["message"])
+            .inc();
+        m.replication_retries_total
+            .with_label_values(&["delivered"])
+            .inc();
+        m.anti_entropy_rounds_total.with_label_values(&["ok"]).inc();
+        m.anti_entropy_repairs_total
+            .with_label_values(&["pushed"])
+            .inc();
         m.request_duration_seconds
             .with_label_values(&["store"])
             .observe(0.001);
@@ -245,6 +310,13 @@ mod tests {
             "snode_onion_requests_total",
             "snode_onion_duration_seconds",
             "snode_swarm_forwards_total",
+            "snode_replication_enqueued_total",
+            "snode_replication_queue_depth",
+            "snode_replication_retries_total",
+            "snode_handoff_messages_total",
+            "snode_handoff_batches_failed_total",
+            "snode_anti_entropy_rounds_total",
+            "snode_anti_entropy_repairs_total",
             "snode_build_info",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "missing {name}");

@@ -210,9 +210,7 @@ impl Store {
     /// (corruption) is removed and logged, so it cannot block the queue.
     pub fn pending_due(&self, now_ms: i64, limit: usize) -> Result<Vec<PendingItem>, StoreError> {
         let i = &self.inner;
-        let upper = now_ms
-            .checked_add(1)
-            .map(|t| keys::ordered_i64(t).to_vec());
+        let upper = now_ms.checked_add(1).map(|t| keys::ordered_i64(t).to_vec());
         let mut out = Vec::new();
         let mut corrupt: Vec<Vec<u8>> = Vec::new();
         i.iterate(CF_PENDING, &[], upper, |k, v| {
@@ -223,8 +221,15 @@ impl Store {
             Ok(out.len() < limit)
         })?;
         if !corrupt.is_empty() {
-            tracing::warn!(count = corrupt.len(), "dropping undecodable retry queue entries");
-            let _g = i.pending.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            tracing::warn!(
+                count = corrupt.len(),
+                "dropping undecodable retry queue entries"
+            );
+            let _g = i
+                .pending
+                .lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut batch = WriteBatch::default();
             for k in &corrupt {
                 batch.delete_cf(i.cf(CF_PENDING)?, k);
@@ -246,7 +251,11 @@ impl Store {
             return Ok(());
         }
         let i = &self.inner;
-        let _g = i.pending.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = i
+            .pending
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let cf = i.cf(CF_PENDING)?;
         let mut batch = WriteBatch::default();
         let mut removed = 0u64;
@@ -276,7 +285,11 @@ impl Store {
             return Ok(());
         }
         let i = &self.inner;
-        let _g = i.pending.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = i
+            .pending
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let cf = i.cf(CF_PENDING)?;
         let mut batch = WriteBatch::default();
         for (item, due_ms) in items {
@@ -343,11 +356,20 @@ mod tests {
             let v = encode(&[7; 32], 3, -5, &payload).expect("encode");
             let item = decode(&pending_key(-9, 42), &v).expect("decode");
             assert_eq!(item.peer, [7; 32]);
-            assert_eq!((item.attempts, item.give_up_ms, item.due_ms, item.id), (3, -5, -9, 42));
+            assert_eq!(
+                (item.attempts, item.give_up_ms, item.due_ms, item.id),
+                (3, -5, -9, 42)
+            );
             assert_eq!(item.payload, payload);
         }
         assert!(decode(&[0; 16], &[]).is_err());
-        assert!(decode(&[0; 15], &encode(&[0; 32], 0, 0, &req_payload()).expect("e")).is_err());
+        assert!(
+            decode(
+                &[0; 15],
+                &encode(&[0; 32], 0, 0, &req_payload()).expect("e")
+            )
+            .is_err()
+        );
         let mut bad = encode(&[0; 32], 0, 0, &req_payload()).expect("e");
         bad.truncate(HEADER_LEN + 3);
         assert!(decode(&[0; 16], &bad).is_err());
@@ -375,7 +397,10 @@ mod tests {
         assert_eq!(due[2].payload, req_payload());
         // The limit keeps the earliest.
         let two = s.pending_due(NOW + HOUR, 2).expect("due");
-        assert_eq!(two.iter().map(|i| i.peer[0]).collect::<Vec<_>>(), vec![4, 2]);
+        assert_eq!(
+            two.iter().map(|i| i.peer[0]).collect::<Vec<_>>(),
+            vec![4, 2]
+        );
     }
 
     #[test]
@@ -387,9 +412,11 @@ mod tests {
         s.pending_add(&[2; 32], &msg_payload("y"), NOW, NOW + HOUR)
             .expect("add");
         let due = s.pending_due(NOW, 10).expect("due");
-        s.pending_reschedule(&due[0], NOW + 500).expect("reschedule");
+        s.pending_reschedule(&due[0], NOW + 500)
+            .expect("reschedule");
         // Rescheduling a stale copy of the entry (already moved) does nothing.
-        s.pending_reschedule(&due[0], NOW + 900).expect("stale reschedule");
+        s.pending_reschedule(&due[0], NOW + 900)
+            .expect("stale reschedule");
         assert_eq!(s.pending_len(), 2);
         let now_due = s.pending_due(NOW + 499, 10).expect("due");
         assert_eq!(now_due, vec![due[1].clone()]);
@@ -412,13 +439,19 @@ mod tests {
         {
             let s = open(&dir);
             for n in 0..5u8 {
-                s.pending_add(&[n; 32], &msg_payload(&n.to_string()), NOW + i64::from(n), NOW + HOUR)
-                    .expect("add");
+                s.pending_add(
+                    &[n; 32],
+                    &msg_payload(&n.to_string()),
+                    NOW + i64::from(n),
+                    NOW + HOUR,
+                )
+                .expect("add");
             }
             let first = s.pending_due(NOW, 1).expect("due");
             s.pending_done(&first[0]).expect("done");
             let second = s.pending_due(NOW + 1, 1).expect("due");
-            s.pending_reschedule(&second[0], NOW + 100).expect("reschedule");
+            s.pending_reschedule(&second[0], NOW + 100)
+                .expect("reschedule");
         }
         let s = open(&dir);
         assert_eq!(s.pending_len(), 4);

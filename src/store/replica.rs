@@ -176,7 +176,11 @@ impl Store {
                 if tombstone {
                     txn.tombstone(&rec)?;
                 }
-                out.push((account, keys::parse_message_key(&key)?.namespace, h.to_string()));
+                out.push((
+                    account,
+                    keys::parse_message_key(&key)?.namespace,
+                    h.to_string(),
+                ));
                 txn.maybe_flush()?;
             }
             txn.commit()?;
@@ -253,7 +257,14 @@ mod tests {
     #[test]
     fn bucket_is_the_first_decoded_byte() {
         for i in 0..300u32 {
-            let h = msg(&account((i % 7) as u8), 0, &i.to_be_bytes(), NOW, NOW + HOUR).hash;
+            let h = msg(
+                &account((i % 7) as u8),
+                0,
+                &i.to_be_bytes(),
+                NOW,
+                NOW + HOUR,
+            )
+            .hash;
             let raw = b64_decode(&h).expect("base64");
             assert_eq!(hash_bucket(&h), Some(raw[0]));
             let prefix = [h.as_bytes()[0], h.as_bytes()[1]];
@@ -268,7 +279,10 @@ mod tests {
         let mut all = HashSet::new();
         for b in 0..=255u8 {
             for p in bucket_prefixes(b) {
-                assert_eq!(hash_bucket(std::str::from_utf8(&p).expect("ascii")), Some(b));
+                assert_eq!(
+                    hash_bucket(std::str::from_utf8(&p).expect("ascii")),
+                    Some(b)
+                );
                 assert!(all.insert(p));
             }
         }
@@ -280,7 +294,15 @@ mod tests {
         let dir = tempdir();
         let s = open(&dir);
         let ms: Vec<_> = (0..600u32)
-            .map(|i| msg(&account((i % 5) as u8), (i % 3) as i16, &i.to_be_bytes(), NOW, NOW + HOUR))
+            .map(|i| {
+                msg(
+                    &account((i % 5) as u8),
+                    (i % 3) as i16,
+                    &i.to_be_bytes(),
+                    NOW,
+                    NOW + HOUR,
+                )
+            })
             .collect();
         s.bulk_store(&ms, NOW).expect("bulk");
         let mut full: BTreeMap<u8, Vec<String>> = BTreeMap::new();
@@ -326,9 +348,17 @@ mod tests {
         assert!(got.contains(&(account(2), Namespace(3), b.hash.clone())));
         assert_eq!(s.tombstoned(&want).expect("t").len(), 2);
         // Hand-off deletions leave no tombstone: the data may come back legitimately.
-        assert_eq!(s.drop_hashes(&[c.hash.clone(), c.hash.clone()]).expect("drop"), 1);
+        assert_eq!(
+            s.drop_hashes(&[c.hash.clone(), c.hash.clone()])
+                .expect("drop"),
+            1
+        );
         assert!(s.tombstoned(&[c.hash.clone()]).expect("t").is_empty());
-        assert_eq!(s.bulk_store(&[a.clone(), b.clone(), c.clone()], NOW).expect("bulk"), 1);
+        assert_eq!(
+            s.bulk_store(&[a.clone(), b.clone(), c.clone()], NOW)
+                .expect("bulk"),
+            1
+        );
         assert_eq!(s.stats().messages, 1);
         let in_bucket = s
             .tombstones_in_bucket(hash_bucket(&a.hash).expect("b"), NOW)
@@ -348,8 +378,11 @@ mod tests {
         let s = open(&dir);
         for acc in 0..5u8 {
             for i in 0..7u8 {
-                s.store(&msg(&account(acc), i16::from(i % 2), &[acc, i], NOW, NOW + HOUR), NOW)
-                    .expect("store");
+                s.store(
+                    &msg(&account(acc), i16::from(i % 2), &[acc, i], NOW, NOW + HOUR),
+                    NOW,
+                )
+                .expect("store");
             }
         }
         s.store(&msg(&account(1), 0, b"old", NOW - 20, NOW), NOW)
@@ -358,7 +391,9 @@ mod tests {
         let mut after: Option<AccountId> = None;
         loop {
             let page = s.accounts_page(after.as_ref(), 2).expect("page");
-            let Some(last) = page.last().copied() else { break };
+            let Some(last) = page.last().copied() else {
+                break;
+            };
             accounts.extend(page);
             after = Some(last);
         }
@@ -380,10 +415,21 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7, "live messages only, every namespace");
-        s.delete_all(&account(1), NamespaceSel::All, NOW).expect("d");
-        assert!(!s.accounts_page(None, 10).expect("page").contains(&account(1)));
+        s.delete_all(&account(1), NamespaceSel::All, NOW)
+            .expect("d");
+        assert!(
+            !s.accounts_page(None, 10)
+                .expect("page")
+                .contains(&account(1))
+        );
         let live = s
-            .get_live(&[msg(&account(2), 0, &[2, 0], NOW, NOW + HOUR).hash, "x".into()], NOW)
+            .get_live(
+                &[
+                    msg(&account(2), 0, &[2, 0], NOW, NOW + HOUR).hash,
+                    "x".into(),
+                ],
+                NOW,
+            )
             .expect("live");
         assert_eq!(live.len(), 1);
     }

@@ -256,7 +256,10 @@ mod tests {
         // The regular sweep removes tombstones too, once their message would have expired.
         s.sweep_expired(NOW + HOUR).expect("sweep");
         let left = s.tombstoned(&both).expect("t");
-        assert_eq!(left.into_iter().collect::<Vec<_>>(), vec![long.hash.clone()]);
+        assert_eq!(
+            left.into_iter().collect::<Vec<_>>(),
+            vec![long.hash.clone()]
+        );
         // The message is importable again when it is still live under a later expiry.
         let revived = Message {
             expiry_ms: NOW + 5 * HOUR,
@@ -281,7 +284,8 @@ mod tests {
             ..m.clone()
         };
         s.store(&longer, NOW).expect("store again");
-        s.delete_hashes(&a, &[m.hash.clone()]).expect("delete again");
+        s.delete_hashes(&a, &[m.hash.clone()])
+            .expect("delete again");
         // The old index entry is stale: sweeping past the first expiry keeps the tombstone.
         assert_eq!(s.sweep_tombstones(NOW + 2 * HOUR).expect("sweep"), 0);
         assert_eq!(s.tombstoned(&[m.hash.clone()]).expect("t").len(), 1);
@@ -300,7 +304,10 @@ mod tests {
             s.delete_hashes(&a, &[m.hash.clone()]).expect("delete");
         }
         let s = open(&dir);
-        assert_eq!(s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"), 0);
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
+            0
+        );
         assert_eq!(s.tombstoned(&[m.hash.clone()]).expect("t").len(), 1);
     }
 }

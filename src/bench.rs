@@ -1,0 +1,350 @@
+//! `snode bench`: a load tool that drives a running test network (from its `testnet.json`)
+//! and reports throughput, latency percentiles and the nodes' CPU time per request.
+//!
+//! Owns load generation and measurement only. CPU time is read from `/proc/<pid>/stat` of every
+//! node process before and after the run, so it is the servers' cost, not the tool's. It is a
+//! command-level tool: errors are `anyhow`, output goes to stdout, progress to stderr.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::directory::client::DirectoryClient;
+use crate::message::AccountId;
+use crate::swarm::{Membership, NodeInfo};
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    /// `store` requests straight to a member of the owning swarm (replicated to the swarm).
+    Store,
+    /// Signed `retrieve` requests of accounts filled first.
+    Retrieve,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The test network's manifest.
+    pub manifest: PathBuf,
+    /// What to send.
+    pub mode: BenchMode,
+    /// Requests in total.
+    pub requests: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Message body size in bytes.
+    pub size: usize,
+    /// Distinct accounts the load is spread over.
+    pub accounts: usize,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Requests answered 200.
+    pub ok: usize,
+    /// Requests that failed.
+    pub failed: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Latency percentiles (p50, p90, p99, max).
+    pub latency: [Duration; 4],
+    /// CPU seconds the node processes used during the run.
+    pub server_cpu: f64,
+    /// Node processes measured.
+    pub processes: usize,
+}
+
+impl BenchReport {
+    /// Human-readable summary lines.
+    pub fn render(&self, mode: BenchMode) -> String {
+        let rate = self.ok as f64 / self.elapsed.as_secs_f64();
+        let cpu_us = if self.ok > 0 {
+            self.server_cpu * 1e6 / self.ok as f64
+        } else {
+            0.0
+        };
+        format!(
+            "mode {mode:?}: {} ok, {} failed in {:.2} s = {rate:.0} requests/s\n\
+             latency p50 {:?}  p90 {:?}  p99 {:?}  max {:?}\n\
+             server CPU {:.2} s over {} processes = {cpu_us:.0} µs per request (summed over the nodes)\n",
+            self.ok,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            self.latency[0],
+            self.latency[1],
+            self.latency[2],
+            self.latency[3],
+            self.server_cpu,
+            self.processes,
+        )
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks; USER_HZ is 100 on every architecture Linux exports to users.
+    Some((utime + stime) / 100.0)
+}
+
+fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|p| process_cpu_seconds(*p)).sum()
+}
+
+struct Account {
+    sk: SigningKey,
+    id: String,
+    ed_hex: String,
+}
+
+impl Account {
+    fn new(i: usize) -> Account {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        seed[8] = 0xbe;
+        let sk = SigningKey::from_bytes(&seed);
+        let ed = sk.verifying_key().to_bytes();
+        let x = crate::keys::ed25519_pk_to_x25519(&ed).unwrap_or([0; 32]);
+        Account {
+            sk,
+            id: format!("05{}", hex::encode(x)),
+            ed_hex: hex::encode(ed),
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn read_manifest(path: &Path) -> anyhow::Result<(String, Vec<u32>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).context("testnet.json is not JSON")?;
+    let url = v["directory_url"]
+        .as_str()
+        .context("testnet.json has no directory_url")?
+        .to_string();
+    let pids = v["nodes"]
+        .as_array()
+        .context("testnet.json has no nodes")?
+        .iter()
+        .filter_map(|n| n["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    Ok((url, pids))
+}
+
+fn pick<'a>(m: &'a Membership, account: &str, n: usize) -> Option<&'a NodeInfo> {
+    let id = AccountId::from_hex(account).ok()?;
+    let members = m.members(m.swarm_for(&id)?);
+    members.get(n % members.len().max(1)).copied()
+}
+
+/// Runs the load and measures it.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
+    if opts.requests == 0 || opts.concurrency == 0 || opts.accounts == 0 {
+        bail!("requests, concurrency and accounts must be positive");
+    }
+    let (url, pids) = read_manifest(&opts.manifest)?;
+    let membership = DirectoryClient::new(&url)?
+        .get_service_nodes(None)
+        .await?
+        .context("the directory returned no listing")?;
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+    let accounts: Arc<Vec<Account>> = Arc::new((0..opts.accounts).map(Account::new).collect());
+    let body = STANDARD.encode(vec![0x5a_u8; opts.size]);
+
+    if opts.mode == BenchMode::Retrieve {
+        // Something to read: one message per account.
+        for (i, a) in accounts.iter().enumerate() {
+            let node = pick(&membership, &a.id, i).context("no swarm owns the account")?;
+            store_once(&http, node, a, &body, i as u64).await?;
+        }
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(opts.requests)));
+    let membership = Arc::new(membership);
+    let cpu_before = total_cpu(&pids);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency {
+        let (http, accounts, next, failed, done, latencies, membership, body) = (
+            http.clone(),
+            accounts.clone(),
+            next.clone(),
+            failed.clone(),
+            done.clone(),
+            latencies.clone(),
+            membership.clone(),
+            body.clone(),
+        );
+        let (total, mode) = (opts.requests, opts.mode);
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let a = &accounts[i % accounts.len()];
+                let Some(node) = pick(&membership, &a.id, i / accounts.len()) else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let t = Instant::now();
+                let ok = match mode {
+                    BenchMode::Store => store_once(&http, node, a, &body, i as u64).await.is_ok(),
+                    BenchMode::Retrieve => retrieve_once(&http, node, a).await.is_ok(),
+                };
+                if ok {
+                    mine.push(t.elapsed());
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies.lock().await.extend(mine);
+        }));
+    }
+    let progress = tokio::spawn(progress_line(done.clone(), opts.requests as u64));
+    for w in workers {
+        w.await.context("a load worker failed")?;
+    }
+    progress.abort();
+    let elapsed = started.elapsed();
+    let server_cpu = total_cpu(&pids) - cpu_before;
+    eprintln!();
+    let mut lat = latencies.lock().await.clone();
+    lat.sort();
+    Ok(BenchReport {
+        ok: lat.len(),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed,
+        latency: [
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.9),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or_default(),
+        ],
+        server_cpu,
+        processes: pids.len(),
+    })
+}
+
+/// A one-line progress bar on stderr, redrawn every 200 ms.
+async fn progress_line(done: Arc<AtomicU64>, total: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let d = done.load(Ordering::Relaxed).min(total);
+        let width = 40;
+        let filled = (d * width / total.max(1)) as usize;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {d}/{total}",
+            "#".repeat(filled),
+            ".".repeat(width as usize - filled)
+        );
+        let _ = err.flush();
+    }
+}
+
+async fn post(http: &reqwest::Client, node: &NodeInfo, req: Value) -> anyhow::Result<Value> {
+    let url = format!("https://{}:{}/storage_rpc/v1", node.ip, node.https_port);
+    let resp = http.post(url).json(&req).send().await?;
+    if !resp.status().is_success() {
+        bail!("status {}", resp.status());
+    }
+    Ok(resp.json().await?)
+}
+
+async fn store_once(
+    http: &reqwest::Client,
+    node: &NodeInfo,
+    a: &Account,
+    body_b64: &str,
+    n: u64,
+) -> anyhow::Result<()> {
+    // A distinct body per request (so every store is new): the counter in the first bytes.
+    let mut data = STANDARD.decode(body_b64)?;
+    let len = data.len().min(8);
+    data[..len].copy_from_slice(&n.to_le_bytes()[..len]);
+    let now = crate::node::wall_clock_ms();
+    post(
+        http,
+        node,
+        json!({"method": "store", "params": {
+            "pubkey": a.id, "timestamp": now, "ttl": 3_600_000, "data": STANDARD.encode(&data)}}),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn retrieve_once(http: &reqwest::Client, node: &NodeInfo, a: &Account) -> anyhow::Result<()> {
+    let now = crate::node::wall_clock_ms();
+    let sig = STANDARD.encode(a.sk.sign(format!("retrieve{now}").as_bytes()).to_bytes());
+    post(
+        http,
+        node,
+        json!({"method": "retrieve", "params": {
+            "pubkey": a.id, "pubkey_ed25519": a.ed_hex, "timestamp": now, "signature": sig}}),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_cpu_time() {
+        let cpu = process_cpu_seconds(std::process::id()).expect("own /proc stat");
+        assert!(cpu >= 0.0);
+        assert!(process_cpu_seconds(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Duration::from_millis(51));
+        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn accounts_are_session_ids() {
+        let a = Account::new(3);
+        assert_eq!(a.id.len(), 66);
+        assert!(a.id.starts_with("05"));
+    }
+}
