@@ -37,6 +37,10 @@ pub enum Command {
     Testnet(TestnetArgs),
     /// Drive a running test network with load and measure it.
     Bench(BenchArgs),
+    /// A Session client: identities, sending and polling messages through onion requests.
+    Client(crate::client::cli::ClientArgs),
+    /// Show a running node's state: registration, swarm, reachability, hand-off, store.
+    Status(StatusArgs),
     /// Inspect the node's keys.
     Keys {
         /// What to do with the keys.
@@ -77,6 +81,10 @@ pub struct RunArgs {
     /// URL of the network's directory (overrides network.directory).
     #[arg(long, env = "SNODE_DIRECTORY")]
     pub directory: Option<String>,
+    /// IPv4 address announced to the network (overrides network.public_ip); needed behind NAT
+    /// and in containers, where the bound address is not the one peers reach.
+    #[arg(long, env = "SNODE_PUBLIC_IP")]
+    pub public_ip: Option<std::net::Ipv4Addr>,
     /// Log format (overrides log.format).
     #[arg(long, env = "SNODE_LOG_FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -134,6 +142,20 @@ pub struct BenchArgs {
     pub accounts: usize,
 }
 
+/// `snode status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Data directory of the running node (its admin listener is found in snode.run.json).
+    #[arg(long, env = "SNODE_DATA_DIR", required_unless_present = "admin")]
+    pub data_dir: Option<PathBuf>,
+    /// Ask this admin listener (`IP:PORT`) instead of looking it up in the data directory.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Print the report as JSON (the admin listener's `GET /status`).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `snode keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -163,7 +185,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run_node(args),
         Command::Directory(args) => run_directory(args),
         Command::Testnet(args) => run_testnet(args),
+        Command::Client(args) => crate::client::cli::run(args),
         Command::Bench(args) => run_bench(args),
+        Command::Status(args) => show_status(&args),
         Command::Keys {
             command: KeysCommand::Show { data_dir, json },
         } => show_keys(&data_dir, json),
@@ -239,6 +263,9 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(url) = &args.directory {
         cfg.network.directory = url.clone();
+    }
+    if let Some(ip) = args.public_ip {
+        cfg.network.public_ip = ip.to_string();
     }
     if let Some(f) = args.log_format {
         cfg.log.format = f;
@@ -358,6 +385,27 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn show_status(args: &StatusArgs) -> anyhow::Result<()> {
+    use crate::status::client;
+    let addr = match (args.admin, &args.data_dir) {
+        (Some(a), _) => client::reachable_from_here(a),
+        (None, Some(dir)) => client::admin_addr(dir)?,
+        (None, None) => anyhow::bail!("give --data-dir DIR or --admin IP:PORT"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = rt.block_on(client::fetch(addr))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", crate::status::render::text(&report))?;
+    }
+    Ok(())
+}
+
 /// Name of the file `snode run` writes once it listens: pid and bound ports, for scripts,
 /// `snode testnet` and tests that start nodes on port 0.
 pub const RUN_FILE: &str = "snode.run.json";
@@ -367,6 +415,7 @@ fn write_run_file(dir: &Path, node: &crate::node::NodeHandle) -> anyhow::Result<
         "pid": std::process::id(),
         "https_port": node.https_addr().port(),
         "admin_port": node.admin_addr().port(),
+        "admin_addr": node.admin_addr().to_string(),
         "pubkey_ed25519": hex::encode(node.pubkey_ed25519()),
     });
     // Written then renamed, so a reader never sees half a file.

@@ -62,6 +62,18 @@ pub struct Metrics {
     pub anti_entropy_repairs_total: IntCounterVec,
     /// Constant 1, labelled with the build's version.
     pub build_info: IntGaugeVec,
+    /// 1 while the node serves clients (`/ready` answers 200), else 0.
+    pub ready: IntGauge,
+    /// Our reachability tests of other nodes, by result (`pass`, `fail`).
+    pub peer_tests_total: IntCounterVec,
+    /// Listed nodes this node has tested.
+    pub peers_tested: IntGauge,
+    /// Of those, the ones whose latest test failed.
+    pub peers_unreachable: IntGauge,
+    /// Reachability tests of this node by its peers, by kind (`ping_test`, `peer_ping`).
+    pub incoming_pings_total: IntCounterVec,
+    /// When a peer last tested this node (Unix seconds; 0 = never).
+    pub last_incoming_ping_timestamp_seconds: IntGauge,
 }
 
 /// Latency buckets from 100 µs to 10 s: store/retrieve sit at the bottom, onion hops higher.
@@ -139,6 +151,26 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let peer_tests_total = counter_vec(
+            &r,
+            "snode_peer_tests_total",
+            "Reachability tests of other nodes by this node, by result",
+            &["result"],
+        );
+        let incoming_pings_total = counter_vec(
+            &r,
+            "snode_incoming_pings_total",
+            "Reachability tests of this node by its peers, by kind",
+            &["kind"],
+        );
+        // Their label sets are closed and known here: export zeros from the start, so
+        // dashboards and alerts see the series before the first test.
+        for result in ["pass", "fail"] {
+            peer_tests_total.with_label_values(&[result]);
+        }
+        for kind in ["ping_test", "peer_ping"] {
+            incoming_pings_total.with_label_values(&[kind]);
+        }
         Metrics {
             requests_total: counter_vec(
                 &r,
@@ -243,6 +275,20 @@ impl Metrics {
                 &["kind"],
             ),
             build_info,
+            ready: gauge(&r, "snode_ready", "1 while the node serves clients, else 0"),
+            peer_tests_total,
+            peers_tested: gauge(&r, "snode_peers_tested", "Listed nodes this node has tested"),
+            peers_unreachable: gauge(
+                &r,
+                "snode_peers_unreachable",
+                "Tested nodes whose latest reachability test failed",
+            ),
+            incoming_pings_total,
+            last_incoming_ping_timestamp_seconds: gauge(
+                &r,
+                "snode_last_incoming_ping_timestamp_seconds",
+                "When a peer last tested this node, in Unix seconds (0 = never)",
+            ),
             registry: r,
         }
     }
@@ -318,6 +364,12 @@ mod tests {
             "snode_anti_entropy_rounds_total",
             "snode_anti_entropy_repairs_total",
             "snode_build_info",
+            "snode_ready",
+            "snode_peer_tests_total",
+            "snode_peers_tested",
+            "snode_peers_unreachable",
+            "snode_incoming_pings_total",
+            "snode_last_incoming_ping_timestamp_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "missing {name}");
         }

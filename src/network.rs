@@ -43,6 +43,9 @@ pub async fn follow_directory(
     cancel: CancellationToken,
 ) {
     let mut last_hash: Option<String> = None;
+    // Logged on change only (docs/logging.md): a directory that is down for an hour is one
+    // warning and one "registered" line, not 720 warnings.
+    let mut registered: Option<bool> = None;
     let mut next_announce = tokio::time::Instant::now();
     let mut poll = tokio::time::interval(timing.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -54,10 +57,21 @@ pub async fn follow_directory(
         }
         if tokio::time::Instant::now() >= next_announce {
             match client.register_at(&keys, &me, clock()).await {
-                Ok(_) => next_announce = tokio::time::Instant::now() + timing.announce_interval,
+                Ok(_) => {
+                    if registered != Some(true) {
+                        tracing::info!("registered with the directory");
+                    }
+                    registered = Some(true);
+                    next_announce = tokio::time::Instant::now() + timing.announce_interval;
+                }
                 Err(e) => {
                     // Retry at the next poll: a directory restart must not strand the node.
-                    tracing::warn!(error = %e, "registration with the directory failed");
+                    if registered != Some(false) {
+                        tracing::warn!(error = %e, "registration with the directory failed; retrying");
+                    } else {
+                        tracing::debug!(error = %e, "registration with the directory failed");
+                    }
+                    registered = Some(false);
                     continue;
                 }
             }
@@ -67,12 +81,14 @@ pub async fn follow_directory(
                 let changed = tx.borrow().block_hash != m.block_hash;
                 if changed {
                     let swarm = m.swarm_of(&me.pubkey_ed25519);
-                    tracing::info!(
-                        height = m.height,
-                        nodes = m.nodes.len(),
-                        swarm = ?swarm.map(|s| format!("{:016x}", s.0)),
-                        "membership changed"
-                    );
+                    let swarm_hex = swarm.map(|s| format!("{:016x}", s.0));
+                    // A change of our own swarm is a lifecycle event; the rest of the network
+                    // changing is routine.
+                    if tx.borrow().swarm_of(&me.pubkey_ed25519) != swarm {
+                        tracing::info!(height = m.height, nodes = m.nodes.len(), swarm = ?swarm_hex, "swarm changed");
+                    } else {
+                        tracing::debug!(height = m.height, nodes = m.nodes.len(), swarm = ?swarm_hex, "membership changed");
+                    }
                     last_hash = Some(m.block_hash.clone());
                     tx.send_replace(Arc::new(m));
                 }
@@ -109,7 +125,9 @@ async fn test_peer(http: &reqwest::Client, peers: &PeerClient, peer: &NodeInfo) 
     }
 }
 
-/// Tests one random active peer every `ping_interval` and reports the result.
+/// Tests one random active peer every `ping_interval`, reports the result to the directory
+/// and records it in `observed` (for `snode status` and the reachability metrics).
+#[allow(clippy::too_many_arguments)] // each is a distinct per-node resource; a struct would only rename them
 pub async fn test_reachability(
     client: DirectoryClient,
     keys: Arc<NodeKeys>,
@@ -117,6 +135,7 @@ pub async fn test_reachability(
     membership: watch::Receiver<Arc<Membership>>,
     timing: NetworkTiming,
     clock: Clock,
+    observed: crate::reachability::Reachability,
     cancel: CancellationToken,
 ) {
     let http = match reqwest::Client::builder()
@@ -154,6 +173,7 @@ pub async fn test_reachability(
         }
         let Some(peer) = order.pop() else { continue };
         let passed = test_peer(&http, &peers, &peer).await;
+        observed.record_test(&peer.pubkey_ed25519, passed, clock());
         if !passed {
             tracing::debug!(peer = %&hex::encode(peer.pubkey_ed25519)[..8], "peer unreachable");
         }

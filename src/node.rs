@@ -84,6 +84,9 @@ pub enum NodeError {
     /// The HTTP client for peers could not be built (TLS back-end failure).
     #[error("cannot build the peer HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The node's X25519 secret was refused by the onion layer's crypto back-end.
+    #[error("cannot load the onion key: {0}")]
+    OnionKey(#[source] crate::onion::NodeKeyError),
     /// The directory URL is unusable.
     #[error("invalid directory: {0}")]
     Directory(String),
@@ -204,6 +207,7 @@ impl Node {
         let metrics = Metrics::new();
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
         let clock: Clock = opts.clock.unwrap_or_else(|| Arc::new(wall_clock_ms));
+        let status = Arc::new(crate::status::StatusState::new(metrics.clone(), clock(), networked));
         let peer_client =
             PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg)).map_err(NodeError::HttpClient)?;
         let directory = if networked {
@@ -231,6 +235,20 @@ impl Node {
             )),
             metrics: metrics.clone(),
             keys: keys.clone(),
+            onion_key: Arc::new(
+                crate::onion::NodeOnionKey::from_secret(&zeroize::Zeroizing::new(
+                    keys.x25519_secret().to_bytes(),
+                ))
+                    .map_err(NodeError::OnionKey)?,
+            ),
+            onion: crate::api::onion::OnionServices {
+                peers: peer_client.clone(),
+                exit: Arc::new(
+                    crate::api::onion_exit::ExitClient::new(cfg.onion.allow_private_targets)
+                        .map_err(NodeError::HttpClient)?,
+                ),
+            },
+            status: status.clone(),
         };
 
         let cancel = CancellationToken::new();
@@ -271,6 +289,14 @@ impl Node {
             cancel.clone(),
         ));
         tracker.spawn(refresh_stats(store.clone(), metrics.clone(), cancel.clone()));
+        // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
+        let notifier = crate::notify::Notifier::from_env();
+        if let Some(n) = &notifier {
+            if let Some(every) = n.watchdog_every() {
+                tracker.spawn(crate::notify::watchdog(n.clone(), every, cancel.clone()));
+            }
+        }
+        tracker.spawn(crate::status::monitor::run(state.clone(), notifier, cancel.clone()));
         if let Some(dir_client) = directory {
             let timing = NetworkTiming {
                 poll_interval: cfg.network.membership_poll_interval,
@@ -293,6 +319,7 @@ impl Node {
                 membership_rx.clone(),
                 timing,
                 clock.clone(),
+                status.reachability.clone(),
                 cancel.clone(),
             ));
         }

@@ -1,6 +1,7 @@
-//! The admin router: `/metrics` (Prometheus text), `/health` (alive), `/ready`.
+//! The admin router: `/metrics` (Prometheus text), `/health` (alive), `/ready`, `/status`
+//! (the JSON `snode status` renders).
 //!
-//! Owns only these three read-only endpoints. It is plain HTTP on a loopback address by
+//! Owns only these four read-only endpoints. It is plain HTTP on a loopback address by
 //! default, because metrics describe the node's load and must not be public by accident.
 
 use axum::Router;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { text(200, "ok\n") }))
         .route("/ready", get(ready))
+        .route("/status", get(status))
         .with_state(state)
 }
 
@@ -34,5 +36,14 @@ async fn ready(State(state): State<AppState>) -> Response {
     match state.not_ready_reason() {
         None => text(200, "ready\n"),
         Some(why) => text(503, format!("not ready: {why}\n")),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    let now = (state.rpc.clock)();
+    // The store's disk figure is a RocksDB property read: cheap, but keep it off the workers.
+    match tokio::task::spawn_blocking(move || crate::status::report(&state, now)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(_) => text(500, "Internal Server Error\n"),
     }
 }

@@ -6,6 +6,9 @@
 
 pub mod admin;
 pub mod listener;
+pub mod onion;
+pub mod onion_exit;
+pub mod onion_hop;
 pub mod peer;
 pub mod public;
 pub mod rate_limit;
@@ -38,6 +41,12 @@ pub struct AppState {
     pub metrics: Metrics,
     /// This node's keys.
     pub keys: Arc<NodeKeys>,
+    /// The node's X25519 key for peeling onion layers, parsed once per node.
+    pub onion_key: Arc<crate::onion::NodeOnionKey>,
+    /// How onion layers reach the next node or an external server.
+    pub onion: onion::OnionServices,
+    /// What `/status` reports beyond the above: reachability, recent requests, start time.
+    pub status: Arc<crate::status::StatusState>,
 }
 
 impl AppState {

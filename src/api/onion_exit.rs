@@ -152,19 +152,23 @@ impl ExitClient {
 /// Builds the URL from its parts without string pasting, so a hostile `host` such as
 /// `a@127.0.0.1` or `h/x?y` cannot change what is reached.
 fn target_url(protocol: &str, host: &str, port: u16, target: &str) -> Result<Url, ExitError> {
-    if host.is_empty() || host.contains(['@', '/', '?', '#', '\\', ' ']) {
-        return Err(ExitError::InvalidHost);
-    }
-    let mut url = Url::parse(&format!("{protocol}://placeholder.invalid/"))
-        .map_err(|_| ExitError::InvalidHost)?;
-    // IPv6 literals come bracketed or bare; the URL wants brackets.
+    // IPv6 literals come bracketed or bare; the URL wants brackets. Anything else with a
+    // `:` would smuggle a port, and the other characters a user, path, query or fragment.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let bracketed;
-    let host = if host.parse::<Ipv6Addr>().is_ok() {
-        bracketed = format!("[{host}]");
+    let host = if bare.parse::<Ipv6Addr>().is_ok() {
+        bracketed = format!("[{bare}]");
         bracketed.as_str()
+    } else if host.is_empty() || host.contains(['@', '/', '?', '#', '\\', ' ', ':', '[', ']']) {
+        return Err(ExitError::InvalidHost);
     } else {
         host
     };
+    let mut url = Url::parse(&format!("{protocol}://placeholder.invalid/"))
+        .map_err(|_| ExitError::InvalidHost)?;
     url.set_host(Some(host))
         .map_err(|_| ExitError::InvalidHost)?;
     url.set_port(Some(port))
@@ -331,7 +335,12 @@ mod tests {
         assert_eq!(u.as_str(), "http://example.org:8080/loki/v3/lsrpc");
         let u = target_url("http", "::1", 80, "/loki/v3/lsrpc").unwrap();
         assert_eq!(u.as_str(), "http://[::1]/loki/v3/lsrpc");
+        let u = target_url("http", "[::1]", 80, "/loki/v3/lsrpc").unwrap();
+        assert_eq!(u.as_str(), "http://[::1]/loki/v3/lsrpc");
         assert_eq!(literal_ip(&u), Some(ip("::1")));
+        // Unusual IPv4 spellings are normalised, so the literal check sees them.
+        let u = target_url("http", "2130706433", 80, "/loki/v3/lsrpc").unwrap();
+        assert_eq!(literal_ip(&u), Some(ip("127.0.0.1")));
         let u = target_url("https", "127.0.0.1", 22, "/oxen/v4/lsrpc").unwrap();
         assert_eq!(literal_ip(&u), Some(ip("127.0.0.1")));
         // A path cannot smuggle a query or fragment.
@@ -359,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn private_targets_are_refused_before_any_connection() {
         let exit = ExitClient::new(false).unwrap();
-        for host in ["127.0.0.1", "10.0.0.1", "::1", "0.0.0.0", "localhost"] {
+        for host in ["127.0.0.1", "10.0.0.1", "::1", "0.0.0.0", "localhost", "0x7f.1"] {
             let r = exit
                 .post("http", host, 9, "/oxen/v4/lsrpc", b"x".to_vec())
                 .await;

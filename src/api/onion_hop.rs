@@ -233,7 +233,7 @@ mod tests {
 
         let short_key = b"d4:data1:x13:ephemeral_key3:abce".to_vec();
         assert_eq!(decode_hop(&short_key), Err(HopError::EphemeralKey));
-        let mut bad_enc = b"d4:data1:x8:enc_type4:rot1313:ephemeral_key32:".to_vec();
+        let mut bad_enc = b"d4:data1:x8:enc_type5:rot1313:ephemeral_key32:".to_vec();
         bad_enc.extend_from_slice(&[1; 32]);
         bad_enc.push(b'e');
         assert_eq!(decode_hop(&bad_enc), Err(HopError::EncType));

@@ -16,6 +16,7 @@ use super::response::{read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
 use crate::peer::auth::{self, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, wire};
+use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, RpcBody, RpcResponse, handle_method};
 
 /// Routes of the peer protocol (mounted on the public listener).
@@ -24,11 +25,15 @@ pub fn router(state: AppState) -> Router {
         .route(PATH_STORAGE_CC, post(storage_cc))
         .route(PATH_DATA, post(data))
         .route(PATH_PING, post(ping))
+        .route(PATH_AE_DIGEST, post(anti_entropy))
+        .route(PATH_AE_BUCKET, post(anti_entropy))
+        .route(PATH_AE_FETCH, post(anti_entropy))
+        .route(PATH_AE_DELETE, post(anti_entropy))
         .with_state(state)
 }
 
 /// Checks the request signature and that the sender is a listed node; returns the body.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     uri: &Uri,
     headers: &HeaderMap,
@@ -53,7 +58,7 @@ async fn authenticate(
 }
 
 /// Builds a response signed so the requester knows it came from us.
-fn signed(state: &AppState, path: &str, status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+pub(crate) fn signed(state: &AppState, path: &str, status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
     let sig = auth::sign_request(&state.keys, "RESPONSE", path, &body, (state.rpc.clock)());
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() =
@@ -93,8 +98,44 @@ async fn storage_cc(State(state): State<AppState>, uri: Uri, headers: HeaderMap,
     let (Some(method), Some(params)) = (req["method"].as_str(), req.get("params")) else {
         return signed_text(&state, &path, 400, "invalid json");
     };
-    let resp = handle_method(&state.rpc, method, params, Origin::Peer).await;
+    // `"retry": true`: re-sent from the sender's durable retry queue, possibly long after
+    // the client signed it (see `Origin::PeerRetry`).
+    let origin = if req.get("retry") == Some(&Value::Bool(true)) {
+        Origin::PeerRetry
+    } else {
+        Origin::Peer
+    };
+    let resp = handle_method(&state.rpc, method, params, origin).await;
     signed_rpc(&state, &path, resp)
+}
+
+/// The anti-entropy endpoints (`replication::protocol`): authenticated like every peer
+/// request, answered by `replication::serve` (which admits only members of our swarm) on a
+/// blocking thread, since it reads the store.
+async fn anti_entropy(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = uri.path().to_string();
+    let (body, sender) = match authenticate(&state, &uri, &headers, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = state.rpc.store.clone();
+    let membership = state.rpc.membership.borrow().clone();
+    let me = state.keys.pubkey_ed25519();
+    let now = (state.rpc.clock)();
+    let p = path.clone();
+    let served = tokio::task::spawn_blocking(move || {
+        crate::replication::serve::serve(&p, &store, &membership, &me, &sender, &body, now)
+    })
+    .await;
+    match served {
+        Ok(r) => signed(&state, &path, r.status, r.content_type, r.body),
+        Err(_) => signed_text(&state, &path, 500, "Internal Server Error\n"),
+    }
 }
 
 async fn data(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
@@ -111,9 +152,12 @@ async fn data(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body:
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
     let ours = membership.swarm_of(&me);
+    // Nor store a body under a hash that is not its own: a forged copy would shadow the real
+    // message (dedupe is by hash) wherever it landed first.
     let owned: Vec<_> = msgs
         .into_iter()
         .filter(|m| ours.is_some() && membership.swarm_for(&m.account) == ours)
+        .filter(|m| crate::message::message_hash(&m.account, m.namespace, &m.data) == m.hash)
         .collect();
     let store = state.rpc.store.clone();
     let now = (state.rpc.clock)();
@@ -140,5 +184,10 @@ async fn ping(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body:
     if let Err(r) = authenticate(&state, &uri, &headers, body).await {
         return r;
     }
+    // Only authenticated pings from listed nodes count as "peers reach us".
+    state
+        .status
+        .reachability
+        .record_incoming(crate::reachability::PingKind::PeerPing, (state.rpc.clock)());
     signed_text(&state, &path, 200, "pong")
 }

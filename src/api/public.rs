@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ping_test/v1", post(ping_test))
         .route("/get_stats/v1", get(get_stats))
         .with_state(state.clone())
+        .merge(super::onion::router(state.clone()))
         .merge(super::peer::router(state))
         .fallback(not_found)
         .layer(axum::middleware::map_response(server_header))
@@ -91,7 +92,12 @@ async fn storage_rpc(
 }
 
 /// Reachability ping: 200, empty, with our pubkey so the pinger knows it reached us.
+/// Recorded (when, how often; never from where) for `snode status`, as the original.
 async fn ping_test(State(state): State<AppState>) -> Response {
+    state
+        .status
+        .reachability
+        .record_incoming(crate::reachability::PingKind::PingTest, (state.rpc.clock)());
     let mut r = ().into_response();
     if let Ok(v) = HeaderValue::from_str(&b64(&state.keys.pubkey_ed25519())) {
         r.headers_mut().insert("x-oxen-snode-pubkey", v);

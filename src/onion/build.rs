@@ -182,10 +182,17 @@ fn seal_layer<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(Vec<u8>, [u8; 32], ClientReplyKey), PeelError> {
     let eph = StaticSecret::random_from_rng(&mut *rng);
-    let secret = Zeroizing::new(eph.to_bytes());
-    let key = ClientReplyKey::new(&secret, server_pub, enc_type)?;
+    // One fixed-base multiplication for the public key, one ladder for the shared secret.
+    let eph_pub = PublicKey::from(&eph).to_bytes();
+    let shared = eph.diffie_hellman(&PublicKey::from(*server_pub));
+    if !shared.was_contributory() {
+        return Err(PeelError::LowOrderKey);
+    }
+    let key = ClientReplyKey {
+        cipher: LayerCipher::new(enc_type, shared.as_bytes(), &eph_pub, server_pub)?,
+    };
     let sealed = key.cipher.encrypt(plaintext, rng)?;
-    Ok((sealed, PublicKey::from(&eph).to_bytes(), key))
+    Ok((sealed, eph_pub, key))
 }
 
 /// JSON keys in alphabetical order: libsession's `nlohmann::json::dump()` sorts keys, and

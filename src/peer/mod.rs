@@ -11,3 +11,5 @@ pub const PATH_STORAGE_CC: &str = "/snode/v1/storage_cc";
 pub const PATH_DATA: &str = "/snode/v1/data";
 /// Path of the signed reachability ping (the original's `sn.ping`).
 pub const PATH_PING: &str = "/snode/v1/ping";
+/// Path of a relayed onion layer (the original's `sn.onion_request`).
+pub const PATH_ONION: &str = "/snode/v1/onion";

@@ -155,7 +155,11 @@ pub(crate) async fn ns_wide(
     if let Err(r) = check_owner(ctx, &account) {
         return r;
     }
-    if let Some(r) = (spec.check_ts)(now, ts, origin) {
+    // A retried forward is old by nature (see `Origin::PeerRetry`); the signature still
+    // covers the timestamp.
+    if origin != Origin::PeerRetry
+        && let Some(r) = (spec.check_ts)(now, ts, origin)
+    {
         return r;
     }
     if !verify(
@@ -195,7 +199,7 @@ pub(crate) async fn ns_wide(
 
 /// ±60 s, or ±70 s when a peer forwarded it (its clock and the hop add skew).
 fn tolerance(origin: Origin) -> i64 {
-    if origin == Origin::Peer {
+    if origin.is_peer() {
         crate::message::SIGNATURE_TOLERANCE_FORWARDED_MS
     } else {
         SIGNATURE_TOLERANCE_MS
@@ -213,7 +217,15 @@ pub(crate) async fn delete_all(ctx: &RpcContext, params: &Value, origin: Origin)
                 .then(|| text(406, "delete_all timestamp too far from current time"))
         },
         sig_msg: msg::delete_all,
-        op: |store, account, sel, _ts, now| store.delete_all(account, sel, now),
+        op: if origin == Origin::PeerRetry {
+            // A late retry must not delete what the client stored after asking: only what
+            // existed then (client timestamp up to the request's), which is all a timely
+            // delete_all removed. Otherwise this member would delete newer messages, and its
+            // tombstones would then spread that loss to the whole swarm.
+            |store, account, sel, ts, now| store.delete_before(account, sel, ts, now)
+        } else {
+            |store, account, sel, _ts, now| store.delete_all(account, sel, now)
+        },
     };
     ns_wide(ctx, params, origin, &spec).await
 }

@@ -134,7 +134,8 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         return r;
     }
     let earliest = now.saturating_sub(SIGNATURE_TOLERANCE_MS);
-    if req.expiries.iter().any(|&e| e < earliest) {
+    // A retried forward is old by nature (see `Origin::PeerRetry`).
+    if origin != Origin::PeerRetry && req.expiries.iter().any(|&e| e < earliest) {
         // 401, not 406: the original's (irregular) status for this check.
         return text(401, "expire: timestamp should be >= current time");
     }

@@ -100,6 +100,19 @@ pub enum Origin {
     /// Forwarded by a member of our swarm: no further recursion, 70 s tolerance for
     /// delete_all/expire_all, only recursive methods allowed.
     Peer,
+    /// Re-sent by a swarm member's retry queue after the first forward failed
+    /// (`replication::retry`): everything as `Peer`, except that the timestamp windows are
+    /// not checked. The entry node checked them when the client's request arrived, and the
+    /// request still carries the client's signature, which is verified as usual; only its age
+    /// is excused, because a retry may come minutes or hours later.
+    PeerRetry,
+}
+
+impl Origin {
+    /// Whether a swarm member forwarded the request (first attempt or retry).
+    pub fn is_peer(self) -> bool {
+        matches!(self, Origin::Peer | Origin::PeerRetry)
+    }
 }
 
 /// The answer to one RPC.
@@ -307,7 +320,7 @@ pub(crate) fn dispatch<'a>(
         let Some(m) = Method::from_name(method) else {
             return text(400, format!("no method {method}"));
         };
-        if origin == Origin::Peer && !m.is_recursive() {
+        if origin.is_peer() && !m.is_recursive() {
             return text(
                 400,
                 "invalid request: received invalid forwarded non-forwardable request",
@@ -353,6 +366,8 @@ mod tests_delete;
 mod tests_expire;
 #[cfg(test)]
 mod tests_retrieve;
+#[cfg(test)]
+mod tests_retry;
 #[cfg(test)]
 mod tests_store;
 #[cfg(test)]

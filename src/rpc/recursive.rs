@@ -31,7 +31,7 @@ pub(crate) async fn distribute<F>(
 where
     F: FnOnce() -> Value + Send,
 {
-    let peers = if origin == Origin::Peer {
+    let peers = if origin.is_peer() {
         Vec::new()
     } else {
         swarm_peers(ctx)
@@ -104,7 +104,7 @@ impl Distributed {
         mut top: Map<String, Value>,
         status: impl FnOnce(&Map<String, Value>) -> u16,
     ) -> RpcResponse {
-        if origin == Origin::Peer {
+        if origin.is_peer() {
             return json_resp(200, self.own);
         }
         let swarm = self.swarm_map(ctx);

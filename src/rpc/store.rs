@@ -84,7 +84,9 @@ fn reject(ctx: &RpcContext, reason: &str, resp: RpcResponse) -> RpcResponse {
 }
 
 /// Every check before the write; `Err` is the response to send.
-fn check(ctx: &RpcContext, req: &StoreReq, now: i64) -> Result<(), RpcResponse> {
+/// `retry`: a swarm member's retry queue re-sent it (`Origin::PeerRetry`), so the clock
+/// windows, checked when the client's request arrived, are not checked again.
+fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), RpcResponse> {
     check_owner(ctx, &req.account)?;
     let ns = req.namespace;
     let ttl = req.expiry.saturating_sub(req.timestamp);
@@ -95,8 +97,9 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64) -> Result<(), RpcResponse> 
             text(403, "Provided expiry/TTL is not valid."),
         ));
     }
-    if req.timestamp > now.saturating_add(STORE_TOLERANCE_MS)
-        || req.expiry < now.saturating_sub(STORE_TOLERANCE_MS)
+    if !retry
+        && (req.timestamp > now.saturating_add(STORE_TOLERANCE_MS)
+            || req.expiry < now.saturating_sub(STORE_TOLERANCE_MS))
     {
         return Err(reject(
             ctx,
@@ -118,7 +121,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64) -> Result<(), RpcResponse> 
                 ),
             ));
         };
-        if !within(now, *sig_ts, SIGNATURE_TOLERANCE_MS) {
+        if !retry && !within(now, *sig_ts, SIGNATURE_TOLERANCE_MS) {
             return Err(reject(
                 ctx,
                 "clock",
@@ -194,7 +197,8 @@ fn store_local(ctx: &RpcContext, m: &Message, now: i64) -> Value {
                 .messages_rejected_total
                 .with_label_values(&["full"])
                 .inc();
-            tracing::warn!("store is full: refusing new messages until some expire");
+            // Per request, so debug: the status monitor warns once when the store fills up.
+            tracing::debug!("store is full: refusing new messages until some expire");
             query_failure()
         }
         Err(e) => {
@@ -212,7 +216,7 @@ pub(crate) async fn handle(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         Err(e) if e.0 == DATA_TOO_LONG => return reject(ctx, "size", e.into()),
         Err(e) => return e.into(),
     };
-    if let Err(resp) = check(ctx, &req, now) {
+    if let Err(resp) = check(ctx, &req, now, origin == Origin::PeerRetry) {
         return resp;
     }
     let hash = message_hash(&req.account, req.namespace, &req.data);

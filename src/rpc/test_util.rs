@@ -26,7 +26,7 @@ pub(super) const DAY: i64 = 86_400_000;
 #[derive(Clone)]
 pub(super) enum PeerBehaviour {
     /// Runs the request on this node's context with `Origin::Peer`.
-    Node(RpcContext),
+    Node(Box<RpcContext>),
     /// Answers this, whatever was asked.
     Fixed(PeerReply),
 }
@@ -164,11 +164,10 @@ pub(super) fn net_with(size: usize, owner: &AccountId, max_bytes: u64) -> Net {
             testnet: false,
         };
         if i > 0 {
-            forwarder
-                .peers
-                .lock()
-                .expect("lock")
-                .insert(k.pubkey_ed25519(), PeerBehaviour::Node(ctx.clone()));
+            forwarder.peers.lock().expect("lock").insert(
+                k.pubkey_ed25519(),
+                PeerBehaviour::Node(Box::new(ctx.clone())),
+            );
         }
         nodes.push(ctx);
     }

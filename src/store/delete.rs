@@ -6,9 +6,9 @@
 //! client deletes leaves a tombstone (`tombstones.rs`). Must not write outside
 //! an [`AccountTxn`](super::txn::AccountTxn).
 
+use super::StoreError;
 use super::db::{CF_MESSAGES, Store};
 use super::keys::{self, Record};
-use super::StoreError;
 use crate::message::{AccountId, Namespace, NamespaceSel};
 use std::collections::BTreeSet;
 
@@ -148,13 +148,18 @@ mod tests {
         let s = open(&dir);
         let ms = fill(&s);
         let a = account(1);
-        let mut want: Vec<_> = ms[2..4].iter().map(|m| (Namespace(3), m.hash.clone())).collect();
+        let mut want: Vec<_> = ms[2..4]
+            .iter()
+            .map(|m| (Namespace(3), m.hash.clone()))
+            .collect();
         want.sort();
         let got = s
             .delete_all(&a, NamespaceSel::One(Namespace(3)), NOW)
             .expect("delete_all");
         assert_eq!(got, want);
-        let got = s.delete_all(&a, NamespaceSel::All, NOW).expect("delete_all");
+        let got = s
+            .delete_all(&a, NamespaceSel::All, NOW)
+            .expect("delete_all");
         let mut want: Vec<_> = [0usize, 1, 4, 5]
             .iter()
             .map(|&i| (ms[i].namespace, ms[i].hash.clone()))
@@ -164,7 +169,11 @@ mod tests {
         assert_eq!(got[0].0, Namespace(-10));
         let st = s.stats();
         assert_eq!((st.messages, st.accounts), (1, 1));
-        assert!(s.delete_all(&a, NamespaceSel::All, NOW).expect("d").is_empty());
+        assert!(
+            s.delete_all(&a, NamespaceSel::All, NOW)
+                .expect("d")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -199,7 +208,8 @@ mod tests {
         let dir = tempdir();
         let s = open(&dir);
         let a = account(1);
-        s.store(&msg(&a, 0, b"e", NOW, NOW + 1000), NOW).expect("store");
+        s.store(&msg(&a, 0, b"e", NOW, NOW + 1000), NOW)
+            .expect("store");
         let got = s
             .delete_all(&a, NamespaceSel::All, NOW + 1000)
             .expect("delete");

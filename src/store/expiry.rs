@@ -114,7 +114,10 @@ impl Store {
     /// index from its head and stops at `now_ms`, so live data is never scanned. Safe to run
     /// while clients write: each message is re-checked under its account's lock.
     pub fn sweep_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let Some(upper) = now_ms.checked_add(1).map(|t| keys::expiry_key(t, 0).to_vec()) else {
+        let Some(upper) = now_ms
+            .checked_add(1)
+            .map(|t| keys::expiry_key(t, 0).to_vec())
+        else {
             return Ok(0);
         };
         let mut lower: Vec<u8> = Vec::new();
@@ -137,11 +140,7 @@ impl Store {
     }
 
     /// Deletes the expired messages an expiry-index chunk points at, one account at a time.
-    fn sweep_chunk(
-        &self,
-        chunk: Vec<(Vec<u8>, Vec<u8>)>,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    fn sweep_chunk(&self, chunk: Vec<(Vec<u8>, Vec<u8>)>, now_ms: i64) -> Result<u64, StoreError> {
         let mut by_account: BTreeMap<AccountId, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
         for (ek, mk) in chunk {
             let account = keys::parse_message_key(&mk)?.account;
@@ -204,7 +203,9 @@ mod tests {
             .expire_all(&a, NamespaceSel::One(Namespace(0)), t, NOW)
             .expect("expire_all");
         assert_eq!(got, vec![(Namespace(0), ms[1].hash.clone())]);
-        let got = s.expire_all(&a, NamespaceSel::All, t, NOW).expect("expire_all");
+        let got = s
+            .expire_all(&a, NamespaceSel::All, t, NOW)
+            .expect("expire_all");
         assert!(got.is_empty(), "ms[2] already at t, ms[0] earlier");
         let hashes: Vec<_> = ms.iter().map(|m| m.hash.clone()).collect();
         let exp = s.get_expiries(&a, &hashes, NOW).expect("get");
@@ -213,7 +214,11 @@ mod tests {
         assert_eq!(exp[&ms[2].hash], t);
         let mut want: Vec<_> = ms.iter().map(|m| (m.namespace, m.hash.clone())).collect();
         want.sort();
-        assert_eq!(s.expire_all(&a, NamespaceSel::All, NOW + 1, NOW).expect("e"), want);
+        assert_eq!(
+            s.expire_all(&a, NamespaceSel::All, NOW + 1, NOW)
+                .expect("e"),
+            want
+        );
         // Shortened into the past of the sweep: everything goes.
         assert_eq!(s.sweep_expired(NOW + 1).expect("sweep"), 3);
     }
@@ -262,7 +267,11 @@ mod tests {
         assert_eq!(up.updated.keys().collect::<Vec<_>>(), vec![&ms[0].hash]);
         // The sweep follows the index: the moved message survives its old expiry.
         assert_eq!(s.sweep_expired(NOW + HOUR).expect("sweep"), 2);
-        assert!(s.get_by_hash(&ms[0].hash, NOW + 8 * HOUR).expect("g").is_some());
+        assert!(
+            s.get_by_hash(&ms[0].hash, NOW + 8 * HOUR)
+                .expect("g")
+                .is_some()
+        );
     }
 
     #[test]
@@ -275,7 +284,11 @@ mod tests {
         req.push("not a hash".to_string());
         assert_eq!(s.get_expiries(&a, &req, NOW).expect("g").len(), 3);
         assert_eq!(s.get_expiries(&a, &req, NOW + HOUR).expect("g").len(), 2);
-        assert!(s.get_expiries(&account(2), &req, NOW).expect("g").is_empty());
+        assert!(
+            s.get_expiries(&account(2), &req, NOW)
+                .expect("g")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -285,7 +298,13 @@ mod tests {
         let batch: Vec<_> = (0..2_500u32)
             .map(|i| {
                 let acc = account((i % 7) as u8);
-                msg(&acc, 0, &i.to_be_bytes(), NOW, NOW + 1_000 + i64::from(i % 3))
+                msg(
+                    &acc,
+                    0,
+                    &i.to_be_bytes(),
+                    NOW,
+                    NOW + 1_000 + i64::from(i % 3),
+                )
             })
             .collect();
         assert_eq!(s.bulk_store(&batch, NOW).expect("bulk"), 2_500);

@@ -77,7 +77,9 @@ pub(super) struct MessageKey {
 
 /// Decodes a message key (from the `messages` CF or an index value).
 pub(super) fn parse_message_key(key: &[u8]) -> Result<MessageKey, StoreError> {
-    let corrupt = || StoreError::Corrupt { what: "message key" };
+    let corrupt = || StoreError::Corrupt {
+        what: "message key",
+    };
     if key.len() != MESSAGE_KEY_LEN {
         return Err(corrupt());
     }
@@ -271,7 +273,10 @@ mod tests {
     fn namespace_order_is_numeric() {
         let a = acct(5, 7);
         let nss = [i16::MIN, -3741, -21, -10, -1, 0, 1, 2, 40, i16::MAX];
-        let keys: Vec<_> = nss.iter().map(|&n| message_key(&a, Namespace(n), 0)).collect();
+        let keys: Vec<_> = nss
+            .iter()
+            .map(|&n| message_key(&a, Namespace(n), 0))
+            .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);

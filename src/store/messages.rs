@@ -55,7 +55,11 @@ fn clear_outbox(
         .inner
         .collect_prefix(&prefix)?
         .into_iter()
-        .filter(|(_, v)| Record::decode(v).map(|r| r.hash != msg.hash).unwrap_or(true))
+        .filter(|(_, v)| {
+            Record::decode(v)
+                .map(|r| r.hash != msg.hash)
+                .unwrap_or(true)
+        })
         .collect();
     if rule == OutboxRule::NewestTimestamp {
         for (_, v) in &others {
@@ -235,13 +239,25 @@ mod tests {
         let mb = msg(&b, 0, b"same body", NOW, NOW + HOUR);
         s.store(&ma, NOW).expect("store");
         s.store(&mb, NOW).expect("store");
-        let ra = s.retrieve(&a, Namespace(0), None, 100, BIG, NOW).expect("r");
-        let rb = s.retrieve(&b, Namespace(0), None, 100, BIG, NOW).expect("r");
+        let ra = s
+            .retrieve(&a, Namespace(0), None, 100, BIG, NOW)
+            .expect("r");
+        let rb = s
+            .retrieve(&b, Namespace(0), None, 100, BIG, NOW)
+            .expect("r");
         assert_eq!(ra.messages, vec![ma.clone()]);
         assert_eq!(rb.messages, vec![mb.clone()]);
         // b cannot delete or expire a's message.
-        assert!(s.delete_hashes(&b, &[ma.hash.clone()]).expect("d").is_empty());
-        assert!(s.get_expiries(&b, &[ma.hash.clone()], NOW).expect("g").is_empty());
+        assert!(
+            s.delete_hashes(&b, &[ma.hash.clone()])
+                .expect("d")
+                .is_empty()
+        );
+        assert!(
+            s.get_expiries(&b, &[ma.hash.clone()], NOW)
+                .expect("g")
+                .is_empty()
+        );
         assert_eq!(s.stats().accounts, 2);
     }
 
@@ -274,7 +290,9 @@ mod tests {
         let newer = msg(&a, -1, b"new", NOW + 5, NOW + HOUR);
         let older = msg(&a, -1, b"old", NOW, NOW + HOUR);
         assert_eq!(s.bulk_store(&[newer.clone(), older], NOW).expect("bulk"), 1);
-        let r = s.retrieve(&a, Namespace(-1), None, 10, BIG, NOW).expect("r");
+        let r = s
+            .retrieve(&a, Namespace(-1), None, 10, BIG, NOW)
+            .expect("r");
         assert_eq!(r.messages, vec![newer]);
     }
 
@@ -302,7 +320,9 @@ mod tests {
         second.push(raised);
         second.push(lowered);
         assert_eq!(s.bulk_store(&second, NOW).expect("bulk"), 4);
-        let r = s.retrieve(&a, Namespace(0), None, 100, BIG, NOW).expect("r");
+        let r = s
+            .retrieve(&a, Namespace(0), None, 100, BIG, NOW)
+            .expect("r");
         assert_eq!(r.messages.len(), 10);
         let exp = s
             .get_expiries(&a, &[ms[0].hash.clone(), ms[1].hash.clone()], NOW)
@@ -371,7 +391,10 @@ mod tests {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         let news = outcomes
             .iter()
@@ -403,7 +426,10 @@ mod tests {
         // Counters on disk agree with the live ones after a reopen.
         drop(s);
         let st2 = open(&dir).stats();
-        assert_eq!((st2.messages, st2.data_bytes, st2.accounts), (st.messages, st.data_bytes, st.accounts));
+        assert_eq!(
+            (st2.messages, st2.data_bytes, st2.accounts),
+            (st.messages, st.data_bytes, st.accounts)
+        );
     }
 
     use super::super::StoreOutcome;

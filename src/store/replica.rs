@@ -353,7 +353,11 @@ mod tests {
                 .expect("drop"),
             1
         );
-        assert!(s.tombstoned(&[c.hash.clone()]).expect("t").is_empty());
+        assert!(
+            s.tombstoned(std::slice::from_ref(&c.hash))
+                .expect("t")
+                .is_empty()
+        );
         assert_eq!(
             s.bulk_store(&[a.clone(), b.clone(), c.clone()], NOW)
                 .expect("bulk"),

@@ -5,7 +5,7 @@
 //! cost depends on the page, not on how many messages the store holds. Must not resolve the
 //! RPC's 0/negative `max_size` forms (the caller passes the budget in bytes).
 
-use super::db::{CF_MESSAGES, Store};
+use super::db::Store;
 use super::keys::{self, Record};
 use super::{Retrieved, StoreError};
 use crate::message::{AccountId, Namespace};
@@ -39,7 +39,7 @@ impl Store {
         let mut lower = prefix.to_vec();
         if let Some(h) = last_hash.filter(|h| !h.is_empty()) {
             // The cursor is a position, so it counts even if that message has just expired.
-            if let Some((key, _)) = self.inner.find_hash(h)?
+            if let Some(key) = self.inner.find_hash_key(h)?
                 && key.starts_with(&prefix)
             {
                 lower = key;
@@ -53,23 +53,22 @@ impl Store {
         };
         let mut out = Retrieved::default();
         let mut used = 0i64;
-        self.inner
-            .iterate(CF_MESSAGES, &lower, keys::prefix_end(&prefix), |k, v| {
-                let rec = Record::decode(v)?;
-                if rec.is_expired(now_ms) {
-                    return Ok(true);
-                }
-                let size = accounted_size(&rec);
-                let over_size = !out.messages.is_empty() && used.saturating_add(size) > max_size;
-                if out.messages.len() >= max_count || over_size {
-                    out.more = true;
-                    return Ok(false);
-                }
-                used = used.saturating_add(size);
-                out.messages
-                    .push(rec.to_message(&keys::parse_message_key(k)?));
-                Ok(true)
-            })?;
+        self.inner.iterate_account_ns(&prefix, &lower, |k, v| {
+            let rec = Record::decode(v)?;
+            if rec.is_expired(now_ms) {
+                return Ok(true);
+            }
+            let size = accounted_size(&rec);
+            let over_size = !out.messages.is_empty() && used.saturating_add(size) > max_size;
+            if out.messages.len() >= max_count || over_size {
+                out.more = true;
+                return Ok(false);
+            }
+            used = used.saturating_add(size);
+            out.messages
+                .push(rec.to_message(&keys::parse_message_key(k)?));
+            Ok(true)
+        })?;
         Ok(out)
     }
 }
@@ -129,8 +128,50 @@ mod tests {
             .retrieve(&a, Namespace(0), Some(&other.hash), 1, BIG, NOW)
             .expect("r");
         assert_eq!(r.messages, vec![ms[0].clone()]);
-        let r = s.retrieve(&a, Namespace(0), Some(""), 1, BIG, NOW).expect("r");
+        let r = s
+            .retrieve(&a, Namespace(0), Some(""), 1, BIG, NOW)
+            .expect("r");
         assert_eq!(r.messages, vec![ms[0].clone()]);
+    }
+
+    #[test]
+    fn paging_across_sst_files_and_memtable() {
+        // The prefix bloom must never hide messages: spread one account+namespace (and its
+        // neighbours in key order) over several flushed SST files and the memtable.
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(7);
+        let mut want = Vec::new();
+        for round in 0..4u8 {
+            for ns in [-1i16, 0, 1] {
+                for acc in [account(6), a, account(8)] {
+                    let m = msg(&acc, ns, &[round, ns as u8, acc.key[1]], NOW, NOW + HOUR);
+                    s.store(&m, NOW).expect("store");
+                    if acc == a && ns == 0 {
+                        want.push(m);
+                    }
+                }
+            }
+            if round < 3 {
+                s.flush().expect("flush");
+            }
+        }
+        let r = s
+            .retrieve(&a, Namespace(0), None, 0, BIG, NOW)
+            .expect("retrieve");
+        assert_eq!(r.messages, want);
+        for (i, m) in want.iter().enumerate() {
+            let r = s
+                .retrieve(&a, Namespace(0), Some(&m.hash), 2, BIG, NOW)
+                .expect("retrieve");
+            let rest: Vec<_> = want[i + 1..].iter().take(2).cloned().collect();
+            assert_eq!(r.messages, rest);
+            assert_eq!(r.more, want.len() > i + 3);
+        }
+        let r = s
+            .retrieve(&account(9), Namespace(0), None, 0, BIG, NOW)
+            .expect("retrieve");
+        assert!(r.messages.is_empty());
     }
 
     #[test]
@@ -208,16 +249,24 @@ mod tests {
         s.store(&long, NOW).expect("store");
         let later = NOW + 10_000;
         // Not yet swept, already invisible everywhere.
-        let r = s.retrieve(&a, Namespace(0), None, 10, BIG, later).expect("r");
+        let r = s
+            .retrieve(&a, Namespace(0), None, 10, BIG, later)
+            .expect("r");
         assert_eq!(r.messages, vec![long.clone()]);
         assert!(s.get_by_hash(&short.hash, later).expect("g").is_none());
-        assert!(s.get_expiries(&a, &[short.hash.clone()], later).expect("g").is_empty());
+        assert!(
+            s.get_expiries(&a, &[short.hash.clone()], later)
+                .expect("g")
+                .is_empty()
+        );
         let mut seen = 0;
         s.scan(None, 100, later, |_| seen += 1).expect("scan");
         assert_eq!(seen, 1);
         assert_eq!(s.stats().messages, 2);
         // A count limit of 1 is not "used up" by the expired message: more is exact.
-        let r = s.retrieve(&a, Namespace(0), None, 1, BIG, later).expect("r");
+        let r = s
+            .retrieve(&a, Namespace(0), None, 1, BIG, later)
+            .expect("r");
         assert_eq!((r.messages.len(), r.more), (1, false));
         assert_eq!(s.sweep_expired(later - 1).expect("sweep"), 0);
         assert_eq!(s.sweep_expired(later).expect("sweep"), 1);

@@ -8,9 +8,9 @@
 //! access. Here a revocation lasts until it is unrevoked or pushed out by 50 newer ones.
 //! Must not read or write messages.
 
+use super::StoreError;
 use super::db::{CF_REVOCATIONS, Store};
 use super::keys::{self, ACCOUNT_LEN, TOKEN_LEN};
-use super::StoreError;
 use crate::message::{AccountId, MAX_REVOKED_PER_ACCOUNT};
 use rocksdb::WriteBatch;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,7 +61,11 @@ impl Store {
         let mut removed = 0;
         for t in tokens.iter().collect::<BTreeSet<_>>() {
             let key = keys::revocation_key(account, t);
-            if self.inner.get(CF_REVOCATIONS, &key, "read revocation")?.is_some() {
+            if self
+                .inner
+                .get(CF_REVOCATIONS, &key, "read revocation")?
+                .is_some()
+            {
                 batch.delete_cf(cf, key);
                 removed += 1;
             }
@@ -94,15 +98,21 @@ impl Store {
     ) -> Result<BTreeMap<[u8; TOKEN_LEN], i64>, StoreError> {
         let prefix = account.to_bytes();
         let mut out = BTreeMap::new();
-        self.inner
-            .iterate(CF_REVOCATIONS, &prefix, keys::prefix_end(&prefix), |k, v| {
+        self.inner.iterate(
+            CF_REVOCATIONS,
+            &prefix,
+            keys::prefix_end(&prefix),
+            |k, v| {
                 let corrupt = || StoreError::Corrupt { what: "revocation" };
-                let token: [u8; TOKEN_LEN] =
-                    k.get(ACCOUNT_LEN..).and_then(|t| t.try_into().ok()).ok_or_else(corrupt)?;
+                let token: [u8; TOKEN_LEN] = k
+                    .get(ACCOUNT_LEN..)
+                    .and_then(|t| t.try_into().ok())
+                    .ok_or_else(corrupt)?;
                 let at: [u8; 8] = v.try_into().map_err(|_| corrupt())?;
                 out.insert(token, i64::from_be_bytes(at));
                 Ok(true)
-            })?;
+            },
+        )?;
         Ok(out)
     }
 }
@@ -127,9 +137,13 @@ mod tests {
         assert!(s.is_revoked(&a, &token(1)).expect("q"));
         assert!(!s.is_revoked(&a, &token(3)).expect("q"));
         assert!(!s.is_revoked(&account(2), &token(1)).expect("q"));
-        assert_eq!(s.revoked_subaccounts(&a).expect("list"), vec![token(1), token(2)]);
         assert_eq!(
-            s.unrevoke_subaccounts(&a, &[token(2), token(3), token(2)]).expect("un"),
+            s.revoked_subaccounts(&a).expect("list"),
+            vec![token(1), token(2)]
+        );
+        assert_eq!(
+            s.unrevoke_subaccounts(&a, &[token(2), token(3), token(2)])
+                .expect("un"),
             1
         );
         assert_eq!(s.revoked_subaccounts(&a).expect("list"), vec![token(1)]);
@@ -141,11 +155,13 @@ mod tests {
         let a = account(1);
         {
             let s = open(&dir);
-            s.store(&msg(&a, 0, b"m", NOW, NOW + 10_000), NOW).expect("store");
+            s.store(&msg(&a, 0, b"m", NOW, NOW + 10_000), NOW)
+                .expect("store");
             s.revoke_subaccounts(&a, &[token(7)], NOW).expect("revoke");
             assert_eq!(s.sweep_expired(NOW + 10_000).expect("sweep"), 1);
             assert_eq!(s.stats().accounts, 0);
-            s.store(&msg(&a, 0, b"n", NOW, NOW + HOUR), NOW).expect("store");
+            s.store(&msg(&a, 0, b"n", NOW, NOW + HOUR), NOW)
+                .expect("store");
             s.delete_all(&a, NamespaceSel::All, NOW).expect("delete");
             assert!(s.is_revoked(&a, &token(7)).expect("q"));
         }
@@ -159,11 +175,13 @@ mod tests {
         let s = open(&dir);
         let a = account(1);
         for i in 0..40u8 {
-            s.revoke_subaccounts(&a, &[token(i)], NOW + i64::from(i)).expect("revoke");
+            s.revoke_subaccounts(&a, &[token(i)], NOW + i64::from(i))
+                .expect("revoke");
         }
         // 20 more at one later time: the 10 oldest (0..10) go.
         let batch: Vec<_> = (100..120u8).map(token).collect();
-        s.revoke_subaccounts(&a, &batch, NOW + 1000).expect("revoke");
+        s.revoke_subaccounts(&a, &batch, NOW + 1000)
+            .expect("revoke");
         let list = s.revoked_subaccounts(&a).expect("list");
         assert_eq!(list.len(), 50);
         for i in 0..10u8 {
@@ -173,7 +191,8 @@ mod tests {
             assert!(s.is_revoked(&a, &token(i)).expect("q"), "token {i}");
         }
         // Re-revoking an old token refreshes it, so the next oldest (10) goes instead.
-        s.revoke_subaccounts(&a, &[token(200), token(11)], NOW + 2000).expect("revoke");
+        s.revoke_subaccounts(&a, &[token(200), token(11)], NOW + 2000)
+            .expect("revoke");
         assert!(s.is_revoked(&a, &token(11)).expect("q"));
         assert!(s.is_revoked(&a, &token(200)).expect("q"));
         assert!(!s.is_revoked(&a, &token(10)).expect("q"));

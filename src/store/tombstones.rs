@@ -231,8 +231,8 @@ mod tests {
         // A retried push of everything brings back only the one never deleted (it exists).
         assert_eq!(s.bulk_store(&ms, NOW).expect("bulk"), 0);
         assert_eq!(s.stats().messages, 1);
-        for i in 0..3 {
-            assert!(s.get_by_hash(&ms[i].hash, NOW).expect("g").is_none());
+        for m in &ms[..3] {
+            assert!(s.get_by_hash(&m.hash, NOW).expect("g").is_none());
         }
         // A client may store the same content again.
         assert_eq!(
@@ -278,19 +278,29 @@ mod tests {
         let a = account(3);
         let m = msg(&a, 0, b"again", NOW, NOW + HOUR);
         s.store(&m, NOW).expect("store");
-        s.delete_hashes(&a, &[m.hash.clone()]).expect("delete");
+        s.delete_hashes(&a, std::slice::from_ref(&m.hash))
+            .expect("delete");
         let longer = Message {
             expiry_ms: NOW + 4 * HOUR,
             ..m.clone()
         };
         s.store(&longer, NOW).expect("store again");
-        s.delete_hashes(&a, &[m.hash.clone()])
+        s.delete_hashes(&a, std::slice::from_ref(&m.hash))
             .expect("delete again");
         // The old index entry is stale: sweeping past the first expiry keeps the tombstone.
         assert_eq!(s.sweep_tombstones(NOW + 2 * HOUR).expect("sweep"), 0);
-        assert_eq!(s.tombstoned(&[m.hash.clone()]).expect("t").len(), 1);
+        assert_eq!(
+            s.tombstoned(std::slice::from_ref(&m.hash))
+                .expect("t")
+                .len(),
+            1
+        );
         assert_eq!(s.sweep_tombstones(NOW + 4 * HOUR).expect("sweep"), 1);
-        assert!(s.tombstoned(&[m.hash.clone()]).expect("t").is_empty());
+        assert!(
+            s.tombstoned(std::slice::from_ref(&m.hash))
+                .expect("t")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -301,13 +311,19 @@ mod tests {
         {
             let s = open(&dir);
             s.store(&m, NOW).expect("store");
-            s.delete_hashes(&a, &[m.hash.clone()]).expect("delete");
+            s.delete_hashes(&a, std::slice::from_ref(&m.hash))
+                .expect("delete");
         }
         let s = open(&dir);
         assert_eq!(
             s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
             0
         );
-        assert_eq!(s.tombstoned(&[m.hash.clone()]).expect("t").len(), 1);
+        assert_eq!(
+            s.tombstoned(std::slice::from_ref(&m.hash))
+                .expect("t")
+                .len(),
+            1
+        );
     }
 }

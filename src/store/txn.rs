@@ -6,9 +6,9 @@
 //! together in one batch; the account's counters change in that same batch. Must not decide
 //! *which* messages to change (that is the operation files' job).
 
+use super::StoreError;
 use super::db::{CF_ACCOUNTS, CF_EXPIRIES, CF_HASHES, CF_MESSAGES, Inner};
 use super::keys::{self, AccountCounts, Record};
-use super::StoreError;
 use crate::message::{AccountId, Message};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::HashMap;
@@ -70,10 +70,41 @@ impl Inner {
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut ro = ReadOptions::default();
+        // The messages CF has a prefix extractor; a total-order iterator ignores it, so
+        // ranges that cross account ‖ namespace prefixes are always complete.
+        ro.set_total_order_seek(true);
         if let Some(u) = upper {
             ro.set_iterate_upper_bound(u);
         }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        Self::run_iterator(self.db.raw_iterator_cf_opt(self.cf(cf)?, ro), lower, &mut f)
+    }
+
+    /// Like [`Inner::iterate`] over the messages of one account ‖ namespace `prefix` (35
+    /// bytes), from `lower` (which starts with `prefix`). Uses the prefix bloom filter, so
+    /// the seek skips SST files that hold nothing of this prefix.
+    pub(super) fn iterate_account_ns(
+        &self,
+        prefix: &[u8],
+        lower: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        if let Some(u) = keys::prefix_end(prefix) {
+            ro.set_iterate_upper_bound(u);
+        }
+        Self::run_iterator(
+            self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, ro),
+            lower,
+            &mut f,
+        )
+    }
+
+    fn run_iterator(
+        mut it: rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+        lower: &[u8],
+        f: &mut impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         it.seek(lower);
         while let Some((k, v)) = it.item() {
             if !f(k, v)? {
@@ -85,6 +116,11 @@ impl Inner {
             op: "iterate",
             source,
         })
+    }
+
+    /// The message key the hash index holds for `hash`, without reading the message.
+    pub(super) fn find_hash_key(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_HASHES, hash.as_bytes(), "read hash index")
     }
 
     /// Every message in the key range starting with `prefix`, as (key, record bytes).
@@ -134,7 +170,8 @@ impl AccountTxn<'_> {
         let key = keys::message_key(&msg.account, msg.namespace, seq);
         let value = Record::of(msg).encode()?;
         self.batch.put_cf(self.inner.cf(CF_MESSAGES)?, key, &value);
-        self.batch.put_cf(self.inner.cf(CF_HASHES)?, msg.hash.as_bytes(), key);
+        self.batch
+            .put_cf(self.inner.cf(CF_HASHES)?, msg.hash.as_bytes(), key);
         self.batch.put_cf(
             self.inner.cf(CF_EXPIRIES)?,
             keys::expiry_key(msg.expiry_ms, seq),
@@ -198,7 +235,8 @@ impl AccountTxn<'_> {
 
     /// Deletes an expiry-index entry that no longer matches its message (sweep clean-up).
     pub(super) fn delete_expiry_entry(&mut self, expiry_key: &[u8]) -> Result<(), StoreError> {
-        self.batch.delete_cf(self.inner.cf(CF_EXPIRIES)?, expiry_key);
+        self.batch
+            .delete_cf(self.inner.cf(CF_EXPIRIES)?, expiry_key);
         Ok(())
     }
 

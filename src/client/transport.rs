@@ -1,0 +1,205 @@
+//! One onion request from the client: build the layers for a path and a destination node,
+//! POST them to the guard's `/onion_req/v2`, and open the destination's answer
+//! (clients.md 2.1–2.5).
+//!
+//! Owns the classification of what came back: an answer from the destination (its inner
+//! status and body), a plain-text path error (with the culprit it names, if any), or a guard
+//! that could not be reached. Must not: choose paths or retry (the `Client` does), or log
+//! payloads.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use serde_json::Value;
+
+use crate::onion::{BuildError, Destination, EncType, HopKeys, build_onion};
+use crate::swarm::NodeInfo;
+
+/// How long the client waits for the guard: the relays' 30 s plus margin.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The destination's answer, decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeReply {
+    /// The RPC status (`status` inside the encrypted reply).
+    pub status: u16,
+    /// The RPC body: JSON when it parses as JSON (the node sends JSON bodies as strings),
+    /// else the text as a JSON string.
+    pub body: Value,
+}
+
+/// Why no answer came from the destination.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The onion could not be built (a bad key in the node list).
+    #[error("cannot build the onion request: {0}")]
+    Build(#[from] BuildError),
+    /// The guard could not be reached (connect, TLS, timeout).
+    #[error("guard unreachable: {0}")]
+    Guard(String),
+    /// A hop answered with a plain-text error (`502 Next node not found: …`, 504, …).
+    #[error("path error {status}: {text}")]
+    Path {
+        /// HTTP status of the guard's answer.
+        status: u16,
+        /// Its text.
+        text: String,
+    },
+    /// A 200 whose body did not open with the destination's key (a hop's own "Invalid json"
+    /// answer is encrypted for that hop, or something is corrupted on the way).
+    #[error("the answer does not decrypt")]
+    Undecryptable,
+}
+
+impl SendError {
+    /// The node a path error names (`Next node not found: <ed25519 hex>`,
+    /// `Next node is currently unreachable: <hex>`, `Snode not ready: <hex>`).
+    pub fn named_node(&self) -> Option<[u8; 32]> {
+        let SendError::Path { text, .. } = self else {
+            return None;
+        };
+        [
+            "Next node not found: ",
+            "Next node is currently unreachable: ",
+            "Snode not ready: ",
+        ]
+        .iter()
+        .find_map(|prefix| text.trim().strip_prefix(prefix))
+        .and_then(|rest| {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(rest.get(..64)?, &mut key).ok()?;
+            Some(key)
+        })
+    }
+}
+
+/// The keys of a node as the onion builder wants them.
+pub fn hop_keys(n: &NodeInfo) -> HopKeys {
+    HopKeys {
+        ed25519: n.pubkey_ed25519,
+        x25519: n.pubkey_x25519,
+    }
+}
+
+/// The guard's URL: the path's first node, or the destination itself for an empty path.
+fn entry_url(path: &[NodeInfo], dest: &NodeInfo) -> String {
+    let entry = path.first().unwrap_or(dest);
+    format!("https://{}:{}/onion_req/v2", entry.ip, entry.https_port)
+}
+
+/// Sends `payload` (`{"method","params"}`) to `dest` through `path` and returns its answer.
+pub async fn send_onion(
+    http: &reqwest::Client,
+    path: &[NodeInfo],
+    dest: &NodeInfo,
+    payload: &[u8],
+    enc_type: EncType,
+) -> Result<NodeReply, SendError> {
+    let hops: Vec<HopKeys> = path.iter().map(hop_keys).collect();
+    let built = build_onion(&hops, &Destination::Node(hop_keys(dest)), payload, enc_type)?;
+    let resp = http
+        .post(entry_url(path, dest))
+        .timeout(REQUEST_TIMEOUT)
+        .body(built.guard_body)
+        .send()
+        .await
+        .map_err(|e| SendError::Guard(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| SendError::Guard(e.to_string()))?;
+    if status != 200 {
+        return Err(SendError::Path {
+            status,
+            text: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    let sealed = decode_base64(&body).ok_or(SendError::Undecryptable)?;
+    let plain = built
+        .reply_key
+        .decrypt_reply(&sealed)
+        .map_err(|_| SendError::Undecryptable)?;
+    parse_reply(&plain).ok_or(SendError::Undecryptable)
+}
+
+/// The answer is base64 (standard alphabet; padded as libsession writes it, unpadded
+/// accepted), possibly with a trailing newline.
+fn decode_base64(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    STANDARD
+        .decode(text)
+        .or_else(|_| STANDARD_NO_PAD.decode(text))
+        .ok()
+}
+
+/// `{"status": n, "body": …}` (libsession also accepts `status_code`).
+fn parse_reply(plain: &[u8]) -> Option<NodeReply> {
+    let v: Value = serde_json::from_slice(plain).ok()?;
+    let status = v
+        .get("status")
+        .or_else(|| v.get("status_code"))?
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())?;
+    let body = match v.get("body") {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        Some(other) => other.clone(),
+        None => Value::Null,
+    };
+    Some(NodeReply { status, body })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn replies_parse_whether_the_body_is_embedded_or_a_string() {
+        let r = parse_reply(br#"{"status":200,"body":"{\"hash\":\"h\"}"}"#).unwrap();
+        assert_eq!(r, NodeReply { status: 200, body: json!({"hash": "h"}) });
+        let r = parse_reply(br#"{"status":421,"body":{"snodes":[]}}"#).unwrap();
+        assert_eq!(r.body, json!({"snodes": []}));
+        let r = parse_reply(br#"{"status_code":401,"body":"retrieve signature verification failed"}"#)
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body),
+            (401, json!("retrieve signature verification failed"))
+        );
+        assert_eq!(parse_reply(b"{}"), None);
+        assert_eq!(parse_reply(b"not json"), None);
+    }
+
+    #[test]
+    fn base64_padded_or_not() {
+        assert_eq!(decode_base64(b"aGk=\n"), Some(b"hi".to_vec()));
+        assert_eq!(decode_base64(b"aGk"), Some(b"hi".to_vec()));
+        assert_eq!(decode_base64(b"***"), None);
+    }
+
+    #[test]
+    fn named_nodes_are_extracted() {
+        let k = "ab".repeat(32);
+        for text in [
+            format!("Next node not found: {k}"),
+            format!("Next node is currently unreachable: {k}"),
+            format!("Snode not ready: {k}\n"),
+        ] {
+            let e = SendError::Path { status: 502, text };
+            assert_eq!(e.named_node(), Some([0xab; 32]));
+        }
+        let e = SendError::Path {
+            status: 504,
+            text: "Request time out".into(),
+        };
+        assert_eq!(e.named_node(), None);
+        let e = SendError::Path {
+            status: 502,
+            text: "Next node not found: zz".into(),
+        };
+        assert_eq!(e.named_node(), None);
+        assert_eq!(SendError::Undecryptable.named_node(), None);
+    }
+}

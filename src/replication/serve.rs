@@ -1,0 +1,446 @@
+//! The local side of anti-entropy: this node's digest and bucket views, and the answers to a
+//! swarm peer's anti-entropy requests (the routes in `api::peer` call [`serve`]).
+//!
+//! Owns who may reconcile with us (members of our own swarm only) and which messages a view
+//! holds (owned by our swarm, in scope at the reference time). Blocking: every function here
+//! reads the store, so async callers run it on a blocking thread. Must not send anything.
+
+use std::collections::HashSet;
+
+use crate::message::{AccountId, b64, b64_decode};
+use crate::peer::wire;
+use crate::store::{Store, StoreError};
+use crate::swarm::{Membership, SwarmId};
+
+use super::digest::{Digest, View, in_scope};
+use super::protocol::{
+    BucketEntry, BucketRequest, BucketResponse, DeleteResponse, DigestRequest, DigestResponse,
+    HashesRequest, MAX_AT_SKEW_MS, MAX_BUCKETS_PER_REQUEST, MAX_FETCH_BYTES,
+    MAX_HASHES_PER_REQUEST, MAX_LISTED_HASHES, PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST,
+    PATH_AE_FETCH,
+};
+
+/// Whether `account` belongs to swarm `ours` in `m`.
+pub(crate) fn owned_by(m: &Membership, ours: SwarmId) -> impl Fn(&AccountId) -> bool + '_ {
+    move |a| m.swarm_for(a) == Some(ours)
+}
+
+/// Our digest at reference time `at_ms`: every stored message owned by `ours` and in scope.
+pub(crate) fn local_digest(
+    store: &Store,
+    m: &Membership,
+    ours: SwarmId,
+    at_ms: i64,
+) -> Result<Digest, StoreError> {
+    let owned = owned_by(m, ours);
+    let mut d = Digest::default();
+    // Consecutive messages share an account (key order), so ownership is computed once per
+    // account rather than once per message.
+    let mut last: Option<(AccountId, bool)> = None;
+    store.visit_meta(|meta| {
+        let mine = match last {
+            Some((a, mine)) if a == meta.account => mine,
+            _ => {
+                let mine = owned(&meta.account);
+                last = Some((meta.account, mine));
+                mine
+            }
+        };
+        if mine && in_scope(meta, at_ms) {
+            d.toggle(meta.hash);
+        }
+    })?;
+    Ok(d)
+}
+
+/// Our view of one bucket at `at_ms`: owned, in-scope live hashes and tombstones in force.
+pub(crate) fn local_view(
+    store: &Store,
+    m: &Membership,
+    ours: SwarmId,
+    at_ms: i64,
+    bucket: u8,
+) -> Result<View, StoreError> {
+    let owned = owned_by(m, ours);
+    let mut v = View::default();
+    store.bucket_meta(bucket, |meta| {
+        if owned(&meta.account) && in_scope(meta, at_ms) {
+            v.live.insert(meta.hash.to_string());
+        }
+    })?;
+    v.tombstones = store
+        .tombstones_in_bucket(bucket, at_ms)?
+        .into_iter()
+        .collect();
+    Ok(v)
+}
+
+/// An answer to a peer: status, content type and body (the route signs and frames it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AeReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type of `body`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl AeReply {
+    fn json(v: &impl serde::Serialize) -> AeReply {
+        AeReply {
+            status: 200,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+        }
+    }
+
+    fn text(status: u16, t: &str) -> AeReply {
+        AeReply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: t.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// The anti-entropy paths, for the router.
+pub const AE_PATHS: [&str; 4] = [
+    PATH_AE_DIGEST,
+    PATH_AE_BUCKET,
+    PATH_AE_FETCH,
+    PATH_AE_DELETE,
+];
+
+/// Answers the anti-entropy request `body` that `sender` (authenticated, listed) made to
+/// `path`. Only members of our own swarm may reconcile with us (403 otherwise); malformed or
+/// oversized requests get 400; a store failure 500. Blocking.
+pub fn serve(
+    path: &str,
+    store: &Store,
+    m: &Membership,
+    me: &[u8; 32],
+    sender: &[u8; 32],
+    body: &[u8],
+    now_ms: i64,
+) -> AeReply {
+    let Some(ours) = m.swarm_of(me) else {
+        return AeReply::text(403, "not a member of any swarm");
+    };
+    if m.swarm_of(sender) != Some(ours) {
+        return AeReply::text(403, "not a member of this swarm");
+    }
+    let result = match path {
+        PATH_AE_DIGEST => digest(store, m, ours, body, now_ms),
+        PATH_AE_BUCKET => buckets(store, m, ours, body, now_ms),
+        PATH_AE_FETCH => fetch(store, m, ours, body, now_ms),
+        PATH_AE_DELETE => delete(store, m, ours, body, now_ms),
+        _ => Ok(AeReply::text(404, "no such anti-entropy endpoint")),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, path, "anti-entropy request failed");
+        AeReply::text(500, "Internal Server Error\n")
+    })
+}
+
+/// Parses a JSON body, or the 400 answer.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AeReply> {
+    serde_json::from_slice(body).map_err(|_| AeReply::text(400, "invalid anti-entropy request"))
+}
+
+/// Checks the reference time against our clock.
+fn check_at(at: i64, now_ms: i64) -> Result<(), AeReply> {
+    if at.saturating_sub(now_ms).saturating_abs() > MAX_AT_SKEW_MS {
+        return Err(AeReply::text(
+            400,
+            "reference time too far from current time",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a hash list within its bound.
+fn hash_list(body: &[u8]) -> Result<Vec<String>, AeReply> {
+    let r: HashesRequest = parse(body)?;
+    if r.hashes.len() > MAX_HASHES_PER_REQUEST {
+        return Err(AeReply::text(400, "too many hashes"));
+    }
+    Ok(r.hashes)
+}
+
+type Served = Result<AeReply, StoreError>;
+
+fn digest(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+    let r: DigestRequest = match parse(body) {
+        Ok(r) => r,
+        Err(e) => return Ok(e),
+    };
+    if let Err(e) = check_at(r.at, now) {
+        return Ok(e);
+    }
+    let d = local_digest(store, m, ours, r.at)?;
+    Ok(AeReply::json(&DigestResponse {
+        digest: b64(&d.to_bytes()),
+    }))
+}
+
+fn buckets(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+    let r: BucketRequest = match parse(body) {
+        Ok(r) => r,
+        Err(e) => return Ok(e),
+    };
+    if let Err(e) = check_at(r.at, now) {
+        return Ok(e);
+    }
+    if r.buckets.len() > MAX_BUCKETS_PER_REQUEST {
+        return Ok(AeReply::text(400, "too many buckets"));
+    }
+    let mut out = Vec::new();
+    let mut listed = 0usize;
+    for b in r.buckets {
+        let v = local_view(store, m, ours, r.at, b)?;
+        listed += v.live.len() + v.tombstones.len();
+        // Always answer at least one bucket, so a huge bucket still makes progress.
+        if listed > MAX_LISTED_HASHES && !out.is_empty() {
+            break;
+        }
+        out.push(BucketEntry {
+            bucket: b,
+            live: v.live.into_iter().collect(),
+            tombstones: v.tombstones.into_iter().collect(),
+        });
+    }
+    Ok(AeReply::json(&BucketResponse { buckets: out }))
+}
+
+fn fetch(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+    let hashes = match hash_list(body) {
+        Ok(h) => h,
+        Err(e) => return Ok(e),
+    };
+    let owned = owned_by(m, ours);
+    let msgs: Vec<_> = store
+        .get_live(&hashes, now)?
+        .into_iter()
+        .filter(|msg| owned(&msg.account))
+        .collect();
+    // One blob, cut at the bound: what does not fit is fetched on a later round.
+    let blob = wire::encode_batches(&msgs, MAX_FETCH_BYTES)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| vec![0x01, b'l', b'e']);
+    Ok(AeReply {
+        status: 200,
+        content_type: "application/octet-stream",
+        body: blob,
+    })
+}
+
+fn delete(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+    let hashes = match hash_list(body) {
+        Ok(h) => h,
+        Err(e) => return Ok(e),
+    };
+    // Trust: a member of our swarm can make us delete what it says a client deleted. It could
+    // equally withhold or drop data it holds itself; swarm members are trusted to replicate
+    // honestly, as in the original. Only messages our swarm owns are touched.
+    let owned = owned_by(m, ours);
+    let live: HashSet<String> = store
+        .get_live(&hashes, now)?
+        .into_iter()
+        .filter(|msg| owned(&msg.account))
+        .map(|msg| msg.hash)
+        .collect();
+    let targets: Vec<String> = hashes.into_iter().filter(|h| live.contains(h)).collect();
+    let deleted = store.delete_by_hashes_any(&targets)?.len();
+    Ok(AeReply::json(&DeleteResponse { deleted }))
+}
+
+/// Decodes a digest response body.
+pub(crate) fn decode_digest(body: &[u8]) -> Option<Digest> {
+    let r: DigestResponse = serde_json::from_slice(body).ok()?;
+    Digest::from_bytes(&b64_decode(&r.digest)?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, Namespace, message_hash};
+    use crate::replication::digest::{EXPIRY_MARGIN_MS, RECENT_MARGIN_MS};
+    use crate::store::StoreOptions;
+    use crate::swarm::NodeInfo;
+    use std::net::Ipv4Addr;
+
+    const NOW: i64 = 1_700_000_000_000;
+    const HOUR: i64 = 3_600_000;
+
+    fn node(id: u8, swarm: u64) -> NodeInfo {
+        NodeInfo {
+            pubkey_ed25519: [id; 32],
+            pubkey_x25519: [id; 32],
+            ip: Ipv4Addr::LOCALHOST,
+            https_port: 1,
+            omq_port: 0,
+            swarm_id: SwarmId(swarm),
+            version: [2, 8, 0],
+        }
+    }
+
+    /// Two swarms (0 and u64::MAX/2); nodes 1, 2 in swarm 0, node 3 in the other.
+    fn membership() -> Membership {
+        Membership::new(
+            1,
+            "00".repeat(32),
+            vec![node(1, 0), node(2, 0), node(3, u64::MAX / 2)],
+        )
+    }
+
+    /// An account owned by swarm 0 (space near 0) or the other one.
+    fn account(n: u8, near_zero: bool) -> AccountId {
+        let mut key = [0u8; 32];
+        key[31] = n;
+        if !near_zero {
+            key[24] = 0x80;
+        }
+        AccountId { kind: 5, key }
+    }
+
+    fn msg(a: &AccountId, data: &[u8], ts: i64, exp: i64) -> Message {
+        Message {
+            account: *a,
+            namespace: Namespace(0),
+            hash: message_hash(a, Namespace(0), data),
+            timestamp_ms: ts,
+            expiry_ms: exp,
+            data: data.to_vec(),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions { max_bytes: 1 << 40 }).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn digest_and_views_cover_owned_in_scope_messages_only() {
+        let (_d, s) = open();
+        let m = membership();
+        let ours = SwarmId(0);
+        let mine = msg(&account(1, true), b"mine", NOW - HOUR, NOW + HOUR);
+        let other = msg(&account(2, false), b"other", NOW - HOUR, NOW + HOUR);
+        let recent = msg(
+            &account(3, true),
+            b"recent",
+            NOW - RECENT_MARGIN_MS + 1,
+            NOW + HOUR,
+        );
+        let expiring = msg(
+            &account(4, true),
+            b"exp",
+            NOW - HOUR,
+            NOW + EXPIRY_MARGIN_MS,
+        );
+        s.bulk_store(&[mine.clone(), other.clone(), recent, expiring], NOW)
+            .unwrap();
+        let d = local_digest(&s, &m, ours, NOW).unwrap();
+        let mut want = Digest::default();
+        want.toggle(&mine.hash);
+        assert_eq!(d, want);
+        let b = crate::store::hash_bucket(&mine.hash).unwrap();
+        let v = local_view(&s, &m, ours, NOW, b).unwrap();
+        assert_eq!(
+            v.live.into_iter().collect::<Vec<_>>(),
+            vec![mine.hash.clone()]
+        );
+    }
+
+    #[test]
+    fn only_members_of_our_swarm_are_answered() {
+        let (_d, s) = open();
+        let m = membership();
+        let body = serde_json::to_vec(&DigestRequest { at: NOW }).unwrap();
+        let r = serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[3; 32], &body, NOW);
+        assert_eq!(r.status, 403);
+        let r = serve(PATH_AE_DIGEST, &s, &m, &[9; 32], &[1; 32], &body, NOW);
+        assert_eq!(r.status, 403, "we are in no swarm");
+        let r = serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], &body, NOW);
+        assert_eq!(r.status, 200);
+        assert_eq!(decode_digest(&r.body), Some(Digest::default()));
+        let late = serde_json::to_vec(&DigestRequest { at: NOW - HOUR }).unwrap();
+        assert_eq!(
+            serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], &late, NOW).status,
+            400
+        );
+        assert_eq!(
+            serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], b"{", NOW).status,
+            400
+        );
+        assert_eq!(
+            serve("/nope", &s, &m, &[1; 32], &[2; 32], &body, NOW).status,
+            404
+        );
+    }
+
+    #[test]
+    fn bucket_fetch_and_delete_answers() {
+        let (_d, s) = open();
+        let m = membership();
+        let (me, peer) = ([1u8; 32], [2u8; 32]);
+        let a = account(1, true);
+        let live = msg(&a, b"live", NOW - HOUR, NOW + HOUR);
+        let dead = msg(&a, b"dead", NOW - HOUR, NOW + HOUR);
+        let foreign = msg(&account(2, false), b"foreign", NOW - HOUR, NOW + HOUR);
+        s.bulk_store(&[live.clone(), dead.clone(), foreign.clone()], NOW)
+            .unwrap();
+        s.delete_hashes(&a, std::slice::from_ref(&dead.hash))
+            .unwrap();
+
+        let buckets: Vec<u8> = [&live, &dead]
+            .iter()
+            .map(|x| crate::store::hash_bucket(&x.hash).unwrap())
+            .collect();
+        let body = serde_json::to_vec(&BucketRequest { at: NOW, buckets }).unwrap();
+        let r = serve(PATH_AE_BUCKET, &s, &m, &me, &peer, &body, NOW);
+        assert_eq!(r.status, 200);
+        let resp: BucketResponse = serde_json::from_slice(&r.body).unwrap();
+        let all_live: Vec<_> = resp.buckets.iter().flat_map(|e| e.live.clone()).collect();
+        let all_dead: Vec<_> = resp
+            .buckets
+            .iter()
+            .flat_map(|e| e.tombstones.clone())
+            .collect();
+        assert!(all_live.contains(&live.hash) && !all_live.contains(&dead.hash));
+        assert!(all_dead.contains(&dead.hash));
+        let too_many = serde_json::to_vec(&BucketRequest {
+            at: NOW,
+            buckets: (0..=MAX_BUCKETS_PER_REQUEST as u8).collect(),
+        })
+        .unwrap();
+        assert_eq!(
+            serve(PATH_AE_BUCKET, &s, &m, &me, &peer, &too_many, NOW).status,
+            400
+        );
+
+        let want = vec![live.hash.clone(), foreign.hash.clone(), dead.hash.clone()];
+        let body = serde_json::to_vec(&HashesRequest { hashes: want }).unwrap();
+        let r = serve(PATH_AE_FETCH, &s, &m, &me, &peer, &body, NOW);
+        assert_eq!(r.status, 200);
+        assert_eq!(wire::decode_batch(&r.body).unwrap(), vec![live.clone()]);
+        let none = serde_json::to_vec(&HashesRequest { hashes: vec![] }).unwrap();
+        let r = serve(PATH_AE_FETCH, &s, &m, &me, &peer, &none, NOW);
+        assert!(wire::decode_batch(&r.body).unwrap().is_empty());
+
+        let r = serve(PATH_AE_DELETE, &s, &m, &me, &peer, &body, NOW);
+        let resp: DeleteResponse = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(resp.deleted, 1, "only the owned live one");
+        assert!(s.get_by_hash(&foreign.hash, NOW).unwrap().is_some());
+        assert_eq!(
+            s.tombstoned(std::slice::from_ref(&live.hash))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

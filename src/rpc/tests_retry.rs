@@ -1,0 +1,102 @@
+//! Tests of `Origin::PeerRetry`: a retried forward skips the timestamp windows and nothing
+//! else, and a late `delete_all` only removes what existed when the client asked.
+
+use serde_json::{Value, json};
+
+use super::test_util::*;
+use super::{Origin, handle_method};
+use crate::message::{Message, Namespace, NamespaceSel, message_hash};
+use crate::sign::msg;
+
+fn put(ctx: &super::RpcContext, owner: &crate::message::AccountId, data: &[u8], ts: i64) -> String {
+    let m = Message {
+        account: *owner,
+        namespace: Namespace(0),
+        hash: message_hash(owner, Namespace(0), data),
+        timestamp_ms: ts,
+        expiry_ms: NOW + DAY,
+        data: data.to_vec(),
+    };
+    ctx.store.store(&m, NOW).expect("store");
+    m.hash
+}
+
+fn delete_all_params(c: &Client, ts: i64) -> Value {
+    json!({
+        "pubkey": c.session().to_hex(),
+        "pubkey_ed25519": c.ed_hex(),
+        "timestamp": ts,
+        "signature": c.sign(&msg::delete_all(NamespaceSel::One(Namespace(0)), ts)),
+    })
+}
+
+#[tokio::test]
+async fn retried_delete_all_skips_the_window_but_not_the_signature() {
+    let c = Client::new(1);
+    let owner = c.session();
+    let n = net(2, &owner);
+    let peer = &n.nodes[1];
+    // The client asked an hour ago; it stored `newer` afterwards.
+    let asked = NOW - 3_600_000;
+    let older = put(peer, &owner, b"older", asked - 1_000);
+    let newer = put(peer, &owner, b"newer", asked + 1_000);
+
+    let p = delete_all_params(&c, asked);
+    let late = handle_method(peer, "delete_all", &p, Origin::Peer).await;
+    assert_text(&late, 406, "delete_all timestamp too far from current time");
+
+    let mut forged = p.clone();
+    forged["timestamp"] = json!(asked + 1);
+    let r = handle_method(peer, "delete_all", &forged, Origin::PeerRetry).await;
+    assert_text(&r, 401, "delete_all signature verification failed");
+
+    let r = handle_method(peer, "delete_all", &p, Origin::PeerRetry).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["deleted"], json!([older.clone()]));
+    assert!(peer.store.get_by_hash(&older, NOW).expect("get").is_none());
+    assert!(
+        peer.store.get_by_hash(&newer, NOW).expect("get").is_some(),
+        "a late retry keeps what the client stored after asking"
+    );
+    // A retry is never forwarded again.
+    assert!(n.forwarder.calls.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn retried_requests_are_still_only_recursive_methods() {
+    let c = Client::new(2);
+    let n = net(2, &c.session());
+    let r = handle_method(&n.nodes[1], "retrieve", &json!({}), Origin::PeerRetry).await;
+    assert_text(
+        &r,
+        400,
+        "invalid request: received invalid forwarded non-forwardable request",
+    );
+}
+
+#[tokio::test]
+async fn retried_expire_accepts_a_past_expiry() {
+    let c = Client::new(3);
+    let owner = c.session();
+    let n = net(2, &owner);
+    let peer = &n.nodes[1];
+    let h = put(peer, &owner, b"x", NOW - 10_000);
+    let expiry = NOW - 120_000;
+    let hashes = [h.as_str()];
+    let p = json!({
+        "pubkey": owner.to_hex(),
+        "pubkey_ed25519": c.ed_hex(),
+        "messages": [h.clone()],
+        "expiry": expiry,
+        "signature": c.sign(&msg::expire("", &[expiry], &hashes)),
+    });
+    let r = handle_method(peer, "expire", &p, Origin::Peer).await;
+    assert_text(&r, 401, "expire: timestamp should be >= current time");
+    let r = handle_method(peer, "expire", &p, Origin::PeerRetry).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["updated"], json!([h.clone()]));
+    assert!(
+        peer.store.get_by_hash(&h, NOW).expect("get").is_none(),
+        "now expired"
+    );
+}

@@ -1,0 +1,379 @@
+//! Replication end to end, below the node: replicas made of a store, the peer router on a real
+//! TLS listener, an `HttpForwarder` in the RPC context and the replication loops, with the
+//! membership set by the test (no directory), so every scenario is exact: a peer that is down
+//! while clients write, a client deletion that must not come back, a member that missed data,
+//! and a swarm change that moves data to its new owners.
+#![allow(missing_docs)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde_json::{Value, json};
+use snode::api::listener::{PublicListener, RemoteAddr};
+use snode::api::rate_limit::RateLimiter;
+use snode::api::{AppState, onion::OnionServices, onion_exit::ExitClient};
+use snode::config::{Config, ReplicationConfig};
+use snode::keys::NodeKeys;
+use snode::message::{AccountId, Message, Namespace, message_hash};
+use snode::metrics::Metrics;
+use snode::peer::client::PeerClient;
+use snode::replication::{Replicator, ReplicatorParts};
+use snode::rpc::{Clock, Origin, RpcContext, handle_method};
+use snode::store::{Store, StoreOptions};
+use snode::swarm::{Membership, NodeInfo, SwarmId, swarm_space};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One replica: everything of a node that replication touches.
+struct Replica {
+    keys: Arc<NodeKeys>,
+    store: Store,
+    ctx: RpcContext,
+    state: AppState,
+    metrics: Metrics,
+    membership: watch::Sender<Arc<Membership>>,
+    addr: SocketAddr,
+    tcp: Option<TcpListener>,
+    tls: Arc<rustls::ServerConfig>,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+fn clock() -> Clock {
+    Arc::new(snode::node::wall_clock_ms)
+}
+
+fn now() -> i64 {
+    snode::node::wall_clock_ms()
+}
+
+fn fast() -> ReplicationConfig {
+    ReplicationConfig {
+        forward_timeout: Duration::from_millis(800),
+        retry_max_backoff: Duration::from_millis(400),
+        anti_entropy_interval: Duration::from_millis(300),
+        handoff_interval: Duration::from_millis(300),
+    }
+}
+
+impl Replica {
+    /// A replica with its listener bound (not yet serving) and its loops running.
+    async fn new(seed: u8) -> Replica {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = Arc::new(NodeKeys::from_seed([seed; 32]));
+        let (cert, key) = snode::tls::ensure_certificate(dir.path(), &keys, false).expect("cert");
+        let tls = snode::tls::server_config(&cert, &key).expect("tls");
+        let store = Store::open(&dir.path().join("db"), StoreOptions { max_bytes: 1 << 40 })
+            .expect("store");
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(Arc::new(Membership::default()));
+        let metrics = Metrics::new();
+        let client = PeerClient::new(keys.clone(), clock(), None).expect("client");
+        let repl = Replicator::new(ReplicatorParts {
+            store: store.clone(),
+            client: client.clone(),
+            me: keys.pubkey_ed25519(),
+            membership: rx.clone(),
+            metrics: metrics.clone(),
+            clock: clock(),
+            config: fast(),
+            testnet: false,
+        });
+        let ctx = RpcContext {
+            store: store.clone(),
+            keys: keys.clone(),
+            membership: rx,
+            forwarder: Arc::new(repl.forwarder()),
+            metrics: metrics.clone(),
+            clock: clock(),
+            testnet: false,
+        };
+        let cfg = Config::default();
+        let state = AppState {
+            rpc: ctx.clone(),
+            limiter: Arc::new(RateLimiter::new(
+                cfg.rate_limit,
+                tokio::time::Instant::now(),
+            )),
+            metrics: metrics.clone(),
+            keys: keys.clone(),
+            onion_key: Arc::new(
+                snode::onion::NodeOnionKey::from_secret(&keys.x25519_secret().to_bytes())
+                    .expect("onion key"),
+            ),
+            onion: OnionServices {
+                peers: client,
+                exit: Arc::new(ExitClient::new(true).expect("exit")),
+            },
+            status: Arc::new(snode::status::StatusState::new(
+                metrics.clone(),
+                now(),
+                true,
+            )),
+        };
+        let cancel = CancellationToken::new();
+        tokio::spawn(repl.clone().run_retry(cancel.clone()));
+        tokio::spawn(repl.clone().run_handoff(cancel.clone()));
+        tokio::spawn(repl.run_anti_entropy(cancel.clone()));
+        Replica {
+            keys,
+            store,
+            ctx,
+            state,
+            metrics,
+            membership: tx,
+            addr,
+            tcp: Some(tcp),
+            tls,
+            cancel,
+            _dir: dir,
+        }
+    }
+
+    /// Starts answering peers. Until then connections hang (the socket is bound but nobody
+    /// accepts), which the sender sees as a timeout.
+    fn serve(&mut self) {
+        let tcp = self.tcp.take().expect("serve once");
+        let listener =
+            PublicListener::start(tcp, Some(self.tls.clone()), self.cancel.child_token())
+                .expect("listener");
+        let app = snode::api::peer::router(self.state.clone())
+            .into_make_service_with_connect_info::<RemoteAddr>();
+        let c = self.cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await;
+        });
+    }
+
+    fn info(&self, swarm: u64) -> NodeInfo {
+        NodeInfo {
+            pubkey_ed25519: self.keys.pubkey_ed25519(),
+            pubkey_x25519: self.keys.pubkey_x25519(),
+            ip: Ipv4Addr::LOCALHOST,
+            https_port: self.addr.port(),
+            omq_port: 0,
+            swarm_id: SwarmId(swarm),
+            version: [2, 8, 0],
+        }
+    }
+
+    fn has(&self, hash: &str) -> bool {
+        self.store.get_by_hash(hash, now()).expect("get").is_some()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Gives every replica the membership placing replica `i` in `swarms[i]`.
+fn place(replicas: &[&Replica], swarms: &[u64]) {
+    let nodes = replicas
+        .iter()
+        .zip(swarms)
+        .map(|(r, &s)| r.info(s))
+        .collect();
+    let m = Arc::new(Membership::new(
+        now() as u64,
+        format!("{:064x}", now()),
+        nodes,
+    ));
+    for r in replicas {
+        r.membership.send_replace(m.clone());
+    }
+}
+
+/// A Session user.
+struct User {
+    sk: SigningKey,
+    account: AccountId,
+}
+
+impl User {
+    fn new(seed: u8) -> User {
+        let sk = SigningKey::from_bytes(&[seed; 32]);
+        let x = snode::keys::ed25519_pk_to_x25519(&sk.verifying_key().to_bytes()).expect("x");
+        User {
+            sk,
+            account: AccountId { kind: 5, key: x },
+        }
+    }
+
+    fn swarm(&self) -> u64 {
+        swarm_space(&self.account)
+    }
+
+    /// A message of this user with a client timestamp `age_ms` in the past.
+    fn message(&self, data: &[u8], age_ms: i64) -> Message {
+        Message {
+            account: self.account,
+            namespace: Namespace(0),
+            hash: message_hash(&self.account, Namespace(0), data),
+            timestamp_ms: now() - age_ms,
+            expiry_ms: now() + 3_600_000,
+            data: data.to_vec(),
+        }
+    }
+
+    async fn store(&self, at: &Replica, data: &[u8]) -> (String, Value) {
+        let p = json!({"pubkey": self.account.to_hex(), "timestamp": now(), "ttl": 3_600_000,
+                       "data": STANDARD.encode(data)});
+        let r = handle_method(&at.ctx, "store", &p, Origin::Client).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let snode::rpc::RpcBody::Json(v) = r.body else {
+            panic!("json")
+        };
+        (v["hash"].as_str().expect("hash").to_string(), v)
+    }
+
+    async fn delete(&self, at: &Replica, hash: &str) {
+        let sig = STANDARD.encode(self.sk.sign(format!("delete{hash}").as_bytes()).to_bytes());
+        let p = json!({"pubkey": self.account.to_hex(),
+                       "pubkey_ed25519": hex::encode(self.sk.verifying_key().to_bytes()),
+                       "messages": [hash], "signature": sig});
+        let r = handle_method(&at.ctx, "delete", &p, Origin::Client).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_was_down_gets_every_write_it_missed_and_no_deleted_one() {
+    let user = User::new(1);
+    let mut a = Replica::new(11).await;
+    let mut b = Replica::new(12).await;
+    let mut c = Replica::new(13).await;
+    let s = user.swarm();
+    place(&[&a, &b, &c], &[s, s, s]);
+    a.serve();
+    b.serve();
+
+    // C is down: its entries time out, and the forwards are queued.
+    let (kept, resp) = user.store(&a, b"kept").await;
+    let c_entry = &resp["swarm"][hex::encode(c.keys.pubkey_ed25519())];
+    assert_eq!(c_entry["failed"], json!(true), "{resp}");
+    assert!(b.has(&kept));
+    let (gone, _) = user.store(&a, b"deleted while C was down").await;
+    user.delete(&a, &gone).await;
+    assert!(!a.has(&gone) && !b.has(&gone));
+    assert!(
+        a.store.pending_len() >= 3,
+        "store, store, delete queued for C"
+    );
+
+    c.serve();
+    eventually("C receives the missed store", || c.has(&kept)).await;
+    eventually("the retry queue drains", || a.store.pending_len() == 0).await;
+    assert!(!c.has(&gone), "a deleted message is never delivered late");
+    let delivered = a
+        .metrics
+        .replication_retries_total
+        .with_label_values(&["delivered"])
+        .get();
+    assert!(
+        delivered >= 2,
+        "the store push and the delete retry were delivered"
+    );
+    // A late copy of the deleted message (a retried push from anywhere) does not resurrect it.
+    let stale = user.message(b"deleted while C was down", 60_000);
+    assert_eq!(stale.hash, gone);
+    assert_eq!(b.store.bulk_store(&[stale], now()).expect("bulk"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_repairs_missing_data_and_spreads_deletions() {
+    let user = User::new(2);
+    let mut a = Replica::new(21).await;
+    let mut b = Replica::new(22).await;
+    let s = user.swarm();
+    place(&[&a, &b], &[s, s]);
+    // Written behind the forwarder's back: B has two messages A lacks; both have a third,
+    // which a client then deletes on A only.
+    let only_b: Vec<Message> = (0..2u8).map(|i| user.message(&[i; 40], 120_000)).collect();
+    b.store.bulk_store(&only_b, now()).expect("bulk");
+    let shared = user.message(b"shared", 120_000);
+    a.store
+        .bulk_store(std::slice::from_ref(&shared), now())
+        .expect("bulk");
+    b.store
+        .bulk_store(std::slice::from_ref(&shared), now())
+        .expect("bulk");
+    assert_eq!(
+        a.store
+            .delete_hashes(&user.account, std::slice::from_ref(&shared.hash))
+            .expect("d")
+            .len(),
+        1
+    );
+    a.serve();
+    b.serve();
+    eventually("A pulls what only B had", || {
+        only_b.iter().all(|m| a.has(&m.hash))
+    })
+    .await;
+    eventually("B applies A's deletion", || !b.has(&shared.hash)).await;
+    assert_eq!(
+        b.store
+            .tombstoned(std::slice::from_ref(&shared.hash))
+            .expect("t")
+            .len(),
+        1
+    );
+    let repaired: u64 = ["pushed", "pulled", "deleted_local", "deleted_remote"]
+        .iter()
+        .map(|k| {
+            a.metrics
+                .anti_entropy_repairs_total
+                .with_label_values(&[k])
+                .get()
+                + b.metrics
+                    .anti_entropy_repairs_total
+                    .with_label_values(&[k])
+                    .get()
+        })
+        .sum();
+    assert!(repaired >= 3, "two copies and one deletion, got {repaired}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_change_hands_data_to_its_new_owners_then_deletes_it() {
+    let user = User::new(3);
+    let mut a = Replica::new(31).await;
+    let mut d = Replica::new(32).await;
+    let (here, far) = (user.swarm(), user.swarm().wrapping_add(1 << 63));
+    place(&[&a, &d], &[here, far]);
+    let msgs: Vec<Message> = (0..50u8).map(|i| user.message(&[i; 500], 1_000)).collect();
+    a.store.bulk_store(&msgs, now()).expect("bulk");
+    a.serve();
+    d.serve();
+    // The swarms swap: D's swarm now owns the user.
+    place(&[&a, &d], &[far, here]);
+    eventually("D holds everything", || msgs.iter().all(|m| d.has(&m.hash))).await;
+    eventually("A let go of it", || a.store.stats().messages == 0).await;
+    assert_eq!(a.metrics.handoff_messages_total.get(), 50);
+    // Hand-off deletions leave no tombstone: the data may legitimately come back.
+    let hashes: Vec<String> = msgs.iter().map(|m| m.hash.clone()).collect();
+    assert!(a.store.tombstoned(&hashes).expect("t").is_empty());
+}
