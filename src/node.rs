@@ -27,6 +27,7 @@ use crate::directory::client::DirectoryClient;
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkTiming};
 use crate::peer::client::PeerClient;
+use crate::replication::{Replicator, ReplicatorParts};
 use crate::rpc::{Clock, RpcContext};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId};
@@ -119,22 +120,6 @@ pub struct NodeHandle {
 /// Entry point: `Node::spawn`.
 pub struct Node;
 
-/// A forwarder for a one-node network: there are no peers to forward to.
-struct NoPeers;
-
-impl crate::rpc::SwarmForwarder for NoPeers {
-    fn forward<'a>(
-        &'a self,
-        _peers: Vec<NodeInfo>,
-        _method: &'a str,
-        _params: &'a serde_json::Value,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Vec<([u8; 32], crate::rpc::PeerReply)>> + Send + 'a>,
-    > {
-        Box::pin(async { Vec::new() })
-    }
-}
-
 /// Peer traffic leaves from the bind address when it is a specific one, so a multi-homed host
 /// (or a test network on several loopback addresses) uses the address peers know it by.
 fn outgoing_address(cfg: &Config) -> Option<std::net::IpAddr> {
@@ -218,11 +203,23 @@ impl Node {
         } else {
             None
         };
+        // Swarm forwarding, durable retries, hand-off and anti-entropy. In a one-node network
+        // there are no peers: the loops find nothing to do.
+        let replicator = Replicator::new(ReplicatorParts {
+            store: store.clone(),
+            client: peer_client.clone(),
+            me: keys.pubkey_ed25519(),
+            membership: membership_rx.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            config: cfg.replication.clone(),
+            testnet: cfg.network.testnet,
+        });
         let rpc = RpcContext {
             store: store.clone(),
             keys: keys.clone(),
             membership: membership_rx.clone(),
-            forwarder: Arc::new(NoPeers),
+            forwarder: Arc::new(replicator.forwarder()),
             metrics: metrics.clone(),
             clock: clock.clone(),
             testnet: cfg.network.testnet,
@@ -289,6 +286,9 @@ impl Node {
             cancel.clone(),
         ));
         tracker.spawn(refresh_stats(store.clone(), metrics.clone(), cancel.clone()));
+        tracker.spawn(replicator.clone().run_retry(cancel.clone()));
+        tracker.spawn(replicator.clone().run_handoff(cancel.clone()));
+        tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
         // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
         let notifier = crate::notify::Notifier::from_env();
         if let Some(n) = &notifier {
@@ -387,6 +387,7 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
         metrics.data_bytes_held.set(s.data_bytes as i64);
         metrics.accounts_held.set(s.accounts as i64);
         metrics.store_disk_bytes.set(s.disk_bytes as i64);
+        metrics.replication_queue_depth.set(store.pending_len() as i64);
     }
 }
 

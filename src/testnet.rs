@@ -74,7 +74,9 @@ pub fn node_config(directory_url: &str, https_port: u16, admin_port: u16) -> Con
 
 /// Replication timing of a local network: failures show and heal in seconds.
 pub fn tune_for_testnet(c: &mut Config) {
-    let _ = c;
+    c.replication.retry_max_backoff = Duration::from_secs(2);
+    c.replication.anti_entropy_interval = Duration::from_secs(5);
+    c.replication.handoff_interval = Duration::from_secs(2);
 }
 
 /// Creates `dir` with keys and certificate when it is new; returns the node's keys.

@@ -24,7 +24,10 @@ async fn poll_until(client: &mut Client, state: &mut ClientState, hash: &str) ->
         if all.iter().any(|r| r.hash == hash) {
             return all;
         }
-        assert!(tokio::time::Instant::now() < deadline, "message {hash} never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message {hash} never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -52,11 +55,19 @@ async fn two_identities_exchange_messages_with_the_library() {
     let got = poll_until(&mut bob, &mut state, &hash).await;
     let m = got.iter().find(|r| r.hash == hash).expect("received");
     let opened = m.content.as_ref().expect("opens and verifies");
-    assert_eq!((opened.from.as_str(), opened.text.as_str()), (alice_id.as_str(), "hello bob"));
+    assert_eq!(
+        (opened.from.as_str(), opened.text.as_str()),
+        (alice_id.as_str(), "hello bob")
+    );
     assert!(m.timestamp > 0 && m.expiry > m.timestamp);
     // Reported once: the next polls bring nothing new.
     for _ in 0..3 {
-        assert!(bob.poll(&mut state, now_ms()).await.expect("poll").is_empty());
+        assert!(
+            bob.poll(&mut state, now_ms())
+                .await
+                .expect("poll")
+                .is_empty()
+        );
     }
 
     // Bob answers; Alice reads it.
@@ -141,7 +152,10 @@ async fn the_binary_creates_identities_sends_and_polls() {
         assert!(id.len() == 66 && id.starts_with("05"), "{id}");
     }
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(&alice_file).expect("id file").permissions().mode();
+    let mode = std::fs::metadata(&alice_file)
+        .expect("id file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     let hash = snode_client(&[
@@ -181,7 +195,10 @@ async fn the_binary_creates_identities_sends_and_polls() {
         if let Some(v) = lines.into_iter().find(|v| v["hash"] == hash.as_str()) {
             break v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "message never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(line["from"], alice_id);

@@ -114,7 +114,9 @@ fn with_hop_no(guard_body: &[u8], hop_no: u32) -> Vec<u8> {
 }
 
 fn rpc_payload(method: &str, params: Value) -> Vec<u8> {
-    json!({"method": method, "params": params}).to_string().into_bytes()
+    json!({"method": method, "params": params})
+        .to_string()
+        .into_bytes()
 }
 
 fn count(node: &NodeHandle, outcome: &str) -> u64 {
@@ -127,7 +129,9 @@ fn count(node: &NodeHandle, outcome: &str) -> u64 {
 /// A local "external server" (the role of SOGS or the file server): it peels the layer the
 /// exit hop POSTs with its own key and answers `201` with the payload sealed back.
 async fn start_server(key: NodeOnionKey) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let key = std::sync::Arc::new(key);
     let app = axum::Router::new().route(
@@ -183,7 +187,10 @@ async fn one_node_entry_errors_and_refused_targets() {
     // `base64: false` returns the sealed bytes raw.
     let (body, key) = raw_layer(
         &me.x25519,
-        &framed(&rpc_payload("info", json!({})), br#"{"headers":"","json":true}"#),
+        &framed(
+            &rpc_payload("info", json!({})),
+            br#"{"headers":"","json":true}"#,
+        ),
     );
     let (status, resp) = post_onion(&c, &addr, body).await;
     assert_eq!(status, 200);
@@ -195,30 +202,41 @@ async fn one_node_entry_errors_and_refused_targets() {
     assert_eq!(v["body"]["version"], json!([2, 8, 0]));
     let (body, key) = raw_layer(
         &me.x25519,
-        &framed(&rpc_payload("info", json!({})), br#"{"headers":{},"base64":false}"#),
+        &framed(
+            &rpc_payload("info", json!({})),
+            br#"{"headers":{},"base64":false}"#,
+        ),
     );
     let (status, resp) = post_onion(&c, &addr, body).await;
     assert_eq!(status, 200);
-    let v: Value = serde_json::from_slice(&key.decrypt_reply(&resp).expect("raw bytes open"))
-        .expect("json");
+    let v: Value =
+        serde_json::from_slice(&key.decrypt_reply(&resp).expect("raw bytes open")).expect("json");
     assert!(v["body"].is_string(), "{v}");
     // Binary RPC answers are base64'd inside the reply (upstream PR #513).
     let (body, key) = raw_layer(
         &me.x25519,
-        &framed(&rpc_payload("active_nodes_bin", json!({})), br#"{"headers":""}"#),
+        &framed(
+            &rpc_payload("active_nodes_bin", json!({})),
+            br#"{"headers":""}"#,
+        ),
     );
     let (status, resp) = post_onion(&c, &addr, body).await;
     assert_eq!(status, 200);
     let (inner, v) = open(&key, &resp);
     assert_eq!(inner, 200);
-    let bin = STANDARD.decode(v.as_str().expect("base64 string")).expect("b64");
+    let bin = STANDARD
+        .decode(v.as_str().expect("base64 string"))
+        .expect("b64");
     assert_eq!(bin.len(), 51);
     assert_eq!(&bin[..32], &me.ed25519);
 
     // Framing errors: plain 400 with the parser's reason.
     for (bad, why) in [
         (b"\x01\0".to_vec(), "body too short"),
-        (b"\x09\0\0\0abc{}".to_vec(), "ciphertext length exceeds body size"),
+        (
+            b"\x09\0\0\0abc{}".to_vec(),
+            "ciphertext length exceeds body size",
+        ),
         (framed(b"ct", b"not json"), "invalid json"),
         (framed(b"ct", b"{}"), "missing ephemeral_key"),
         (
@@ -277,9 +295,18 @@ async fn one_node_entry_errors_and_refused_targets() {
 
     // Private and local targets are refused by default, literal or by name, before any
     // connection is attempted (the local server is never reached).
-    let (server_addr, server) = start_server(NodeOnionKey::from_secret(&[5; 32]).expect("key")).await;
-    let server_x = *NodeOnionKey::from_secret(&[5; 32]).expect("key").public_key();
-    for host in ["127.0.0.1", "localhost", "10.1.2.3", "::1", "169.254.169.254"] {
+    let (server_addr, server) =
+        start_server(NodeOnionKey::from_secret(&[5; 32]).expect("key")).await;
+    let server_x = *NodeOnionKey::from_secret(&[5; 32])
+        .expect("key")
+        .public_key();
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "10.1.2.3",
+        "::1",
+        "169.254.169.254",
+    ] {
         let dest = Destination::Server {
             host: host.into(),
             target: "/oxen/v4/lsrpc".into(),
@@ -291,7 +318,10 @@ async fn one_node_entry_errors_and_refused_targets() {
         let (status, resp) = post_onion(&c, &addr, built.guard_body).await;
         assert_eq!(
             (status, text(&resp)),
-            (502, "Destination not allowed: private or local address".into()),
+            (
+                502,
+                "Destination not allowed: private or local address".into()
+            ),
             "{host}"
         );
     }
@@ -302,8 +332,8 @@ async fn one_node_entry_errors_and_refused_targets() {
         ed25519: [0x5a; 32],
         x25519: me.x25519,
     };
-    let built = build_onion(&[me], &Destination::Node(stranger), b"{}", EncType::AesGcm)
-        .expect("builds");
+    let built =
+        build_onion(&[me], &Destination::Node(stranger), b"{}", EncType::AesGcm).expect("builds");
     let (status, resp) = post_onion(&c, &addr, built.guard_body).await;
     assert_eq!(
         (status, text(&resp)),
@@ -393,7 +423,10 @@ async fn three_hop_requests_through_a_two_swarm_network() {
 
     // Store and retrieve through 3 hops, with both ciphers.
     let mut hashes = Vec::new();
-    for (n, enc_type) in [EncType::AesGcm, EncType::XChaCha20].into_iter().enumerate() {
+    for (n, enc_type) in [EncType::AesGcm, EncType::XChaCha20]
+        .into_iter()
+        .enumerate()
+    {
         let data = format!("via onion {n}");
         let built = build_onion(
             &path,
@@ -407,7 +440,10 @@ async fn three_hop_requests_through_a_two_swarm_network() {
         let (inner, v) = open(&built.reply_key, &body);
         assert_eq!(inner, 200, "{enc_type}: {v}");
         let hash = v["hash"].as_str().expect("hash").to_string();
-        assert!(v["swarm"][hex::encode(dest.pubkey_ed25519)]["signature"].is_string(), "{v}");
+        assert!(
+            v["swarm"][hex::encode(dest.pubkey_ed25519)]["signature"].is_string(),
+            "{v}"
+        );
         hashes.push((hash, data));
 
         let built = build_onion(
@@ -428,7 +464,9 @@ async fn three_hop_requests_through_a_two_swarm_network() {
             .map(|m| {
                 (
                     m["hash"].as_str().expect("hash").to_string(),
-                    STANDARD.decode(m["data"].as_str().expect("data")).expect("b64"),
+                    STANDARD
+                        .decode(m["data"].as_str().expect("data"))
+                        .expect("b64"),
                 )
             })
             .collect();
@@ -461,7 +499,10 @@ async fn three_hop_requests_through_a_two_swarm_network() {
         .map(|n| n["pubkey_ed25519"].as_str().expect("key").to_string())
         .collect();
     listed.sort();
-    let mut want: Vec<String> = owners.iter().map(|&i| hex::encode(net.members[i].pubkey)).collect();
+    let mut want: Vec<String> = owners
+        .iter()
+        .map(|&i| hex::encode(net.members[i].pubkey))
+        .collect();
     want.sort();
     assert_eq!(listed, want);
 
@@ -489,8 +530,13 @@ async fn three_hop_requests_through_a_two_swarm_network() {
         ed25519: [0x77; 32],
         x25519: dest.pubkey_x25519,
     };
-    let built = build_onion(&path[..2], &Destination::Node(stranger), b"{}", EncType::AesGcm)
-        .expect("builds");
+    let built = build_onion(
+        &path[..2],
+        &Destination::Node(stranger),
+        b"{}",
+        EncType::AesGcm,
+    )
+    .expect("builds");
     let (status, body) = post_onion(&c, &guard_addr, built.guard_body).await;
     assert_eq!(
         (status, text(&body)),
@@ -514,7 +560,10 @@ async fn three_hop_requests_through_a_two_swarm_network() {
     let (status, body) = post_onion(&c, &guard_addr, built.guard_body).await;
     assert_eq!(status, 201, "{}", text(&body));
     assert_eq!(
-        built.reply_key.decrypt_reply(&body).expect("server's answer opens"),
+        built
+            .reply_key
+            .decrypt_reply(&body)
+            .expect("server's answer opens"),
         b"echo:l5:helloe"
     );
     assert_eq!(count(net.node(path_i[2]), "proxied"), 1);

@@ -171,7 +171,8 @@ impl Reply {
     fn into_response(self) -> Response {
         let mut r = text(self.status, "");
         *r.body_mut() = Body::from(self.body);
-        r.headers_mut().insert(header::CONTENT_TYPE, self.content_type);
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, self.content_type);
         r
     }
 }
@@ -261,7 +262,13 @@ async fn onion_hop(
     };
     let (reply, outcome) = hop_layer(&state, &body).await;
     record(&state, outcome, started);
-    let mut resp = signed(&state, PATH_ONION, reply.status, BINARY, reply.body.to_vec());
+    let mut resp = signed(
+        &state,
+        PATH_ONION,
+        reply.status,
+        BINARY,
+        reply.body.to_vec(),
+    );
     // The signature covers the body only; the content type is informational.
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, reply.content_type);
@@ -288,12 +295,22 @@ async fn hop_layer(state: &AppState, body: &[u8]) -> (Reply, OnionOutcome) {
         return (
             Reply::text(
                 503,
-                format!("Snode not ready: {}", hex::encode(state.keys.pubkey_ed25519())),
+                format!(
+                    "Snode not ready: {}",
+                    hex::encode(state.keys.pubkey_ed25519())
+                ),
             ),
             OnionOutcome::NotReady,
         );
     }
-    process_layer(state, &hop.ephemeral_key, hop.enc_type, hop.data, hop.hop_no).await
+    process_layer(
+        state,
+        &hop.ephemeral_key,
+        hop.enc_type,
+        hop.data,
+        hop.hop_no,
+    )
+    .await
 }
 
 /// Peels one layer addressed to this node and acts on it.
@@ -344,7 +361,16 @@ async fn process_layer(
                     OnionOutcome::InvalidUrl,
                 );
             }
-            exit(&state.onion.exit, &reply_key, &protocol, &host, port, &target, payload).await
+            exit(
+                &state.onion.exit,
+                &reply_key,
+                &protocol,
+                &host,
+                port,
+                &target,
+                payload,
+            )
+            .await
         }
     }
 }

@@ -78,9 +78,8 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() || addrs.iter().any(|a| !is_public_ip(a.ip())) {
                 return Err(Box::new(RefusedAddress) as Box<dyn StdError + Send + Sync>);
             }
@@ -368,7 +367,14 @@ mod tests {
     #[tokio::test]
     async fn private_targets_are_refused_before_any_connection() {
         let exit = ExitClient::new(false).unwrap();
-        for host in ["127.0.0.1", "10.0.0.1", "::1", "0.0.0.0", "localhost", "0x7f.1"] {
+        for host in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "::1",
+            "0.0.0.0",
+            "localhost",
+            "0x7f.1",
+        ] {
             let r = exit
                 .post("http", host, 9, "/oxen/v4/lsrpc", b"x".to_vec())
                 .await;
@@ -402,7 +408,13 @@ mod tests {
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let exit = ExitClient::new(true).unwrap();
         let r = exit
-            .post("http", "127.0.0.1", addr.port(), "/oxen/v4/lsrpc", vec![7; 5])
+            .post(
+                "http",
+                "127.0.0.1",
+                addr.port(),
+                "/oxen/v4/lsrpc",
+                vec![7; 5],
+            )
             .await
             .unwrap();
         assert_eq!(r.status, 418);
@@ -415,7 +427,10 @@ mod tests {
             .post("http", "127.0.0.1", 9, "/oxen/v4/lsrpc", Vec::new())
             .await
             .unwrap_err();
-        assert!(matches!(e, ExitError::Transport(ref t) if !t.is_empty()), "{e:?}");
+        assert!(
+            matches!(e, ExitError::Transport(ref t) if !t.is_empty()),
+            "{e:?}"
+        );
         server.abort();
     }
 }

@@ -48,7 +48,12 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Encodes a hop request (keys in sorted order, as bencode requires).
-pub fn encode_hop(data: &[u8], enc_type: EncType, ephemeral_key: &[u8; 32], hop_no: u32) -> Vec<u8> {
+pub fn encode_hop(
+    data: &[u8],
+    enc_type: EncType,
+    ephemeral_key: &[u8; 32],
+    hop_no: u32,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 96);
     out.push(b'd');
     put_bytes(&mut out, b"data");
@@ -209,7 +214,10 @@ mod tests {
         body.extend_from_slice(&[1; 32]);
         body.extend_from_slice(b"5:extrai7ee");
         let dec = decode_hop(&body).unwrap();
-        assert_eq!((dec.enc_type, dec.hop_no, dec.data), (EncType::AesGcm, 1, &b""[..]));
+        assert_eq!(
+            (dec.enc_type, dec.hop_no, dec.data),
+            (EncType::AesGcm, 1, &b""[..])
+        );
 
         for (hop, want) in [("-3", 1), ("0", 1), ("16", 16), ("99999999999", u32::MAX)] {
             let mut body = b"d4:data1:x13:ephemeral_key32:".to_vec();

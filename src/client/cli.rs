@@ -89,7 +89,9 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             let json = *json;
             let id = id_path(&args)?.to_path_buf();
             with_client(&args, |mut client, mut state| async move {
-                let received = client.poll(&mut state, crate::node::wall_clock_ms()).await?;
+                let received = client
+                    .poll(&mut state, crate::node::wall_clock_ms())
+                    .await?;
                 state.save(&state_path(&id))?;
                 let mut out = std::io::stdout().lock();
                 for r in &received {
@@ -202,13 +204,31 @@ mod tests {
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let a = parse(&["x", "client", "--directory", "http://d", "--id", "f", "poll", "--json"]);
+        let a = parse(&[
+            "x",
+            "client",
+            "--directory",
+            "http://d",
+            "--id",
+            "f",
+            "poll",
+            "--json",
+        ]);
         assert_eq!(a.directory.as_deref(), Some("http://d"));
         assert!(matches!(a.command, ClientCommand::Poll { json: true }));
         assert_eq!(a.enc_type, EncType::AesGcm);
         let a = parse(&[
-            "x", "client", "send", "--to", "05ab", "--text", "hi", "--id", "f",
-            "--enc-type", "xchacha20",
+            "x",
+            "client",
+            "send",
+            "--to",
+            "05ab",
+            "--text",
+            "hi",
+            "--id",
+            "f",
+            "--enc-type",
+            "xchacha20",
         ]);
         assert_eq!(a.id.as_deref(), Some(Path::new("f")));
         assert_eq!(a.enc_type, EncType::XChaCha20);

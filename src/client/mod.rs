@@ -280,9 +280,9 @@ impl Client {
     /// Applies the strike rules of clients.md 1.3 to a failure.
     fn blame(&mut self, e: &SendError, path: &[NodeInfo], dest: &NodeInfo) {
         let culprit = match e {
-            SendError::Build(crate::onion::BuildError::BadKey { hop }) => Culprit::Node(
-                path.get(*hop).unwrap_or(dest).pubkey_ed25519,
-            ),
+            SendError::Build(crate::onion::BuildError::BadKey { hop }) => {
+                Culprit::Node(path.get(*hop).unwrap_or(dest).pubkey_ed25519)
+            }
             SendError::Build(_) => Culprit::Path,
             // An empty path means the destination itself was the entry.
             SendError::Guard(_) if path.is_empty() => Culprit::Node(dest.pubkey_ed25519),
@@ -423,7 +423,8 @@ impl Client {
     ) -> Result<(), ClientError> {
         let key = hex::encode(node.pubkey_ed25519);
         for _ in 0..MAX_PAGES {
-            let params = self.retrieve_params(state.last_hash.get(&key).map(String::as_str), now_ms);
+            let params =
+                self.retrieve_params(state.last_hash.get(&key).map(String::as_str), now_ms);
             let reply = self.request_node(node, "retrieve", params).await?;
             if reply.status == 421 {
                 let me = self.identity.account();
@@ -435,7 +436,10 @@ impl Client {
                 });
             }
             let reply = check_status("retrieve", reply)?;
-            let messages = reply.body["messages"].as_array().cloned().unwrap_or_default();
+            let messages = reply.body["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             for m in &messages {
                 let Some(r) = self.open_retrieved(m) else {
                     continue;
@@ -474,7 +478,9 @@ impl Client {
 }
 
 fn rpc_payload(method: &str, params: Value) -> Vec<u8> {
-    json!({"method": method, "params": params}).to_string().into_bytes()
+    json!({"method": method, "params": params})
+        .to_string()
+        .into_bytes()
 }
 
 fn check_status(method: &str, reply: NodeReply) -> Result<NodeReply, ClientError> {

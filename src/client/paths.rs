@@ -110,13 +110,21 @@ impl PathManager {
         if self.pool.is_empty() {
             return Err(PathError::NoNodes);
         }
-        let others = self.pool.iter().filter(|n| &n.pubkey_ed25519 != dest).count();
+        let others = self
+            .pool
+            .iter()
+            .filter(|n| &n.pubkey_ed25519 != dest)
+            .count();
         let want = PATH_HOPS.min(others);
         // A temporary guard (the usual one was a destination) is not kept beyond its request.
-        let guard_first = want == 0 || self.guard.is_none() || self.path.first() == self.guard.as_ref();
+        let guard_first =
+            want == 0 || self.guard.is_none() || self.path.first() == self.guard.as_ref();
         let whole = self.path.len() == want
             && guard_first
-            && self.path.iter().all(|k| k != dest && self.node(k).is_some());
+            && self
+                .path
+                .iter()
+                .all(|k| k != dest && self.node(k).is_some());
         if !whole {
             self.rebuild(dest, want, rng);
         }
@@ -274,7 +282,10 @@ mod tests {
         let guard = pm.guard().unwrap();
         assert_eq!(p[0], guard);
         // Same path for another destination off the path.
-        let other = (1..=8u8).map(|i| [i; 32]).find(|k| !p.contains(k) && *k != [1; 32]).unwrap();
+        let other = (1..=8u8)
+            .map(|i| [i; 32])
+            .find(|k| !p.contains(k) && *k != [1; 32])
+            .unwrap();
         assert_eq!(keys(&pm.path_for(&other, &mut rng).unwrap()), p);
         // A destination on the path forces a new path, still with the same guard.
         let q = keys(&pm.path_for(&p[2], &mut rng).unwrap());

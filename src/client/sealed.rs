@@ -100,7 +100,10 @@ pub fn seal_message(
 pub fn open_message(recipient: &Identity, data: &[u8]) -> Result<Opened, Rejected> {
     let secret = SecretKey::from(*recipient.x25519_secret());
     let plain = Zeroizing::new(secret.unseal(data).map_err(|_| Rejected::Undecryptable)?);
-    let text_len = plain.len().checked_sub(TRAILER).ok_or(Rejected::Malformed)?;
+    let text_len = plain
+        .len()
+        .checked_sub(TRAILER)
+        .ok_or(Rejected::Malformed)?;
     let (text, trailer) = plain.split_at(text_len);
     let (sender_ed, sig) = trailer.split_at(32);
     let sender_ed: [u8; 32] = sender_ed.try_into().map_err(|_| Rejected::Malformed)?;
@@ -146,7 +149,10 @@ mod tests {
         // Only the recipient can open it.
         assert_eq!(open_message(&alice, &data), Err(Rejected::Undecryptable));
         // Sealing is randomised.
-        assert_ne!(data, seal_message(&alice, &bob.account(), "hi bob ✓").unwrap());
+        assert_ne!(
+            data,
+            seal_message(&alice, &bob.account(), "hi bob ✓").unwrap()
+        );
     }
 
     #[test]
@@ -159,21 +165,33 @@ mod tests {
         assert_eq!(open_message(&bob, &data), Err(Rejected::Undecryptable));
 
         // Mallory claims Alice's key but cannot sign as her.
-        let sig = mallory.sign(&signed_part(b"pay 1000", &alice.ed25519_public(), &bob.x25519_public()));
+        let sig = mallory.sign(&signed_part(
+            b"pay 1000",
+            &alice.ed25519_public(),
+            &bob.x25519_public(),
+        ));
         let mut plain = b"pay 1000".to_vec();
         plain.extend_from_slice(&alice.ed25519_public());
         plain.extend_from_slice(&sig);
-        let forged = PublicKey::from(bob.x25519_public()).seal(&mut OsRng, &plain).unwrap();
+        let forged = PublicKey::from(bob.x25519_public())
+            .seal(&mut OsRng, &plain)
+            .unwrap();
         assert_eq!(open_message(&bob, &forged), Err(Rejected::BadSignature));
 
         // A message Alice sealed to Mallory, re-sealed by Mallory to Bob, fails: the signature
         // covers the intended recipient.
         let to_mallory = seal_message(&alice, &mallory.account(), "secret").unwrap();
-        let inner = SecretKey::from(*mallory.x25519_secret()).unseal(&to_mallory).unwrap();
-        let resealed = PublicKey::from(bob.x25519_public()).seal(&mut OsRng, &inner).unwrap();
+        let inner = SecretKey::from(*mallory.x25519_secret())
+            .unseal(&to_mallory)
+            .unwrap();
+        let resealed = PublicKey::from(bob.x25519_public())
+            .seal(&mut OsRng, &inner)
+            .unwrap();
         assert_eq!(open_message(&bob, &resealed), Err(Rejected::BadSignature));
 
-        let short = PublicKey::from(bob.x25519_public()).seal(&mut OsRng, &[0; 95]).unwrap();
+        let short = PublicKey::from(bob.x25519_public())
+            .seal(&mut OsRng, &[0; 95])
+            .unwrap();
         assert_eq!(open_message(&bob, &short), Err(Rejected::Malformed));
         assert_eq!(open_message(&bob, b"short"), Err(Rejected::Undecryptable));
 
@@ -190,11 +208,17 @@ mod tests {
         let alice = Identity::from_seed([1; 32]);
         let bob = Identity::from_seed([2; 32]);
         let text = [0xffu8, 0xfe];
-        let sig = alice.sign(&signed_part(&text, &alice.ed25519_public(), &bob.x25519_public()));
+        let sig = alice.sign(&signed_part(
+            &text,
+            &alice.ed25519_public(),
+            &bob.x25519_public(),
+        ));
         let mut plain = text.to_vec();
         plain.extend_from_slice(&alice.ed25519_public());
         plain.extend_from_slice(&sig);
-        let data = PublicKey::from(bob.x25519_public()).seal(&mut OsRng, &plain).unwrap();
+        let data = PublicKey::from(bob.x25519_public())
+            .seal(&mut OsRng, &plain)
+            .unwrap();
         assert_eq!(open_message(&bob, &data), Err(Rejected::NotUtf8));
     }
 }

@@ -143,7 +143,9 @@ fn parse_reply(plain: &[u8]) -> Option<NodeReply> {
         .as_u64()
         .and_then(|s| u16::try_from(s).ok())?;
     let body = match v.get("body") {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        Some(Value::String(s)) => {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+        }
         Some(other) => other.clone(),
         None => Value::Null,
     };
@@ -159,11 +161,18 @@ mod tests {
     #[test]
     fn replies_parse_whether_the_body_is_embedded_or_a_string() {
         let r = parse_reply(br#"{"status":200,"body":"{\"hash\":\"h\"}"}"#).unwrap();
-        assert_eq!(r, NodeReply { status: 200, body: json!({"hash": "h"}) });
+        assert_eq!(
+            r,
+            NodeReply {
+                status: 200,
+                body: json!({"hash": "h"})
+            }
+        );
         let r = parse_reply(br#"{"status":421,"body":{"snodes":[]}}"#).unwrap();
         assert_eq!(r.body, json!({"snodes": []}));
-        let r = parse_reply(br#"{"status_code":401,"body":"retrieve signature verification failed"}"#)
-            .unwrap();
+        let r =
+            parse_reply(br#"{"status_code":401,"body":"retrieve signature verification failed"}"#)
+                .unwrap();
         assert_eq!(
             (r.status, r.body),
             (401, json!("retrieve signature verification failed"))

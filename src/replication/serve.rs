@@ -104,14 +104,6 @@ impl AeReply {
     }
 }
 
-/// The anti-entropy paths, for the router.
-pub const AE_PATHS: [&str; 4] = [
-    PATH_AE_DIGEST,
-    PATH_AE_BUCKET,
-    PATH_AE_FETCH,
-    PATH_AE_DELETE,
-];
-
 /// Answers the anti-entropy request `body` that `sender` (authenticated, listed) made to
 /// `path`. Only members of our own swarm may reconcile with us (403 otherwise); malformed or
 /// oversized requests get 400; a store failure 500. Blocking.
