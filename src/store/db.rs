@@ -62,6 +62,10 @@ const SEQ_BLOCK: u64 = 1 << 16;
 const LOCK_STRIPES: usize = 256;
 /// The size figure is re-read from RocksDB at most this often.
 const SIZE_CACHE_MS: i64 = 1_000;
+/// Block size of the messages CF. A retrieve reads consecutive messages (10 × 1 KiB is
+/// typical), so 16 KiB blocks mean one or two block reads per page instead of three or four
+/// at the default 4 KiB (BENCHMARKS.md "Store").
+const MESSAGES_BLOCK_BYTES: usize = 16 << 10;
 /// Shared block cache for every column family.
 const BLOCK_CACHE_BYTES: usize = 128 << 20;
 
@@ -118,6 +122,7 @@ fn cf_options(cache: &Cache, bloom: bool, tombstone_heavy: bool) -> Options {
 fn messages_cf_options(cache: &Cache) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
+    block.set_block_size(MESSAGES_BLOCK_BYTES);
     block.set_bloom_filter(10.0, false);
     block.set_whole_key_filtering(true);
     let mut o = Options::default();
