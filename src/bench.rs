@@ -30,6 +30,10 @@ pub enum BenchMode {
     Store,
     /// Signed `retrieve` requests of accounts filled first.
     Retrieve,
+    /// `store` through 3-hop onion paths (aes-gcm), as Session clients send it.
+    OnionStore,
+    /// Signed `retrieve` through 3-hop onion paths.
+    OnionRetrieve,
 }
 
 /// Options of one run.
@@ -179,7 +183,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let accounts: Arc<Vec<Account>> = Arc::new((0..opts.accounts).map(Account::new).collect());
     let body = STANDARD.encode(vec![0x5a_u8; opts.size]);
 
-    if opts.mode == BenchMode::Retrieve {
+    if matches!(opts.mode, BenchMode::Retrieve | BenchMode::OnionRetrieve) {
         // Something to read: one message per account.
         for (i, a) in accounts.iter().enumerate() {
             let node = pick(&membership, &a.id, i).context("no swarm owns the account")?;
@@ -209,6 +213,17 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         let (total, mode) = (opts.requests, opts.mode);
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
+            // One onion client per worker (paths and guard are per client, as in Session).
+            let mut onion = match mode {
+                BenchMode::OnionStore | BenchMode::OnionRetrieve => crate::client::Client::from_nodes(
+                    crate::client::Identity::generate(),
+                    membership.nodes.clone(),
+                    crate::onion::EncType::AesGcm,
+                    None,
+                )
+                .ok(),
+                _ => None,
+            };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -220,9 +235,17 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                     continue;
                 };
                 let t = Instant::now();
-                let ok = match mode {
-                    BenchMode::Store => store_once(&http, node, a, &body, i as u64).await.is_ok(),
-                    BenchMode::Retrieve => retrieve_once(&http, node, a).await.is_ok(),
+                let ok = match (mode, onion.as_mut()) {
+                    (BenchMode::Store, _) => store_once(&http, node, a, &body, i as u64).await.is_ok(),
+                    (BenchMode::Retrieve, _) => retrieve_once(&http, node, a).await.is_ok(),
+                    (BenchMode::OnionStore, Some(c)) => {
+                        let params = store_params(a, &body, i as u64);
+                        onion_call(c, a, "store", params).await
+                    }
+                    (BenchMode::OnionRetrieve, Some(c)) => {
+                        onion_call(c, a, "retrieve", retrieve_params(a)).await
+                    }
+                    _ => false,
                 };
                 if ok {
                     mine.push(t.elapsed());
@@ -287,6 +310,22 @@ async fn post(http: &reqwest::Client, node: &NodeInfo, req: Value) -> anyhow::Re
     Ok(resp.json().await?)
 }
 
+/// Params of an unauthenticated store with a distinct body (the counter in the first bytes).
+fn store_params(a: &Account, body_b64: &str, n: u64) -> Value {
+    let mut data = STANDARD.decode(body_b64).unwrap_or_default();
+    let len = data.len().min(8);
+    data[..len].copy_from_slice(&n.to_le_bytes()[..len]);
+    let now = crate::node::wall_clock_ms();
+    json!({"pubkey": a.id, "timestamp": now, "ttl": 3_600_000, "data": STANDARD.encode(&data)})
+}
+
+/// Params of a signed retrieve of namespace 0.
+fn retrieve_params(a: &Account) -> Value {
+    let now = crate::node::wall_clock_ms();
+    let sig = STANDARD.encode(a.sk.sign(format!("retrieve{now}").as_bytes()).to_bytes());
+    json!({"pubkey": a.id, "pubkey_ed25519": a.ed_hex, "timestamp": now, "signature": sig})
+}
+
 async fn store_once(
     http: &reqwest::Client,
     node: &NodeInfo,
@@ -294,32 +333,25 @@ async fn store_once(
     body_b64: &str,
     n: u64,
 ) -> anyhow::Result<()> {
-    // A distinct body per request (so every store is new): the counter in the first bytes.
-    let mut data = STANDARD.decode(body_b64)?;
-    let len = data.len().min(8);
-    data[..len].copy_from_slice(&n.to_le_bytes()[..len]);
-    let now = crate::node::wall_clock_ms();
-    post(
-        http,
-        node,
-        json!({"method": "store", "params": {
-            "pubkey": a.id, "timestamp": now, "ttl": 3_600_000, "data": STANDARD.encode(&data)}}),
-    )
-    .await
-    .map(|_| ())
+    let params = store_params(a, body_b64, n);
+    post(http, node, json!({"method": "store", "params": params}))
+        .await
+        .map(|_| ())
 }
 
 async fn retrieve_once(http: &reqwest::Client, node: &NodeInfo, a: &Account) -> anyhow::Result<()> {
-    let now = crate::node::wall_clock_ms();
-    let sig = STANDARD.encode(a.sk.sign(format!("retrieve{now}").as_bytes()).to_bytes());
-    post(
-        http,
-        node,
-        json!({"method": "retrieve", "params": {
-            "pubkey": a.id, "pubkey_ed25519": a.ed_hex, "timestamp": now, "signature": sig}}),
-    )
-    .await
-    .map(|_| ())
+    let params = retrieve_params(a);
+    post(http, node, json!({"method": "retrieve", "params": params}))
+        .await
+        .map(|_| ())
+}
+
+/// One RPC through an onion path; true on a 2xx answer.
+async fn onion_call(c: &mut crate::client::Client, a: &Account, method: &str, params: Value) -> bool {
+    match AccountId::from_hex(&a.id) {
+        Ok(account) => c.request(&account, method, params).await.is_ok(),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
