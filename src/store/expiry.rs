@@ -13,6 +13,9 @@ use super::{ExpireMode, ExpiryUpdate, StoreError};
 use crate::message::{AccountId, Namespace, NamespaceSel};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// One expiry-index entry: (expiry ‖ seq key, message key).
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
 /// Expiry-index entries read per sweep round (each round locks one account at a time).
 const SWEEP_CHUNK: usize = 1_024;
 
@@ -123,7 +126,7 @@ impl Store {
         let mut lower: Vec<u8> = Vec::new();
         let mut removed = 0u64;
         loop {
-            let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(SWEEP_CHUNK);
+            let mut chunk: Vec<IndexEntry> = Vec::with_capacity(SWEEP_CHUNK);
             self.inner
                 .iterate(CF_EXPIRIES, &lower, Some(upper.clone()), |k, v| {
                     chunk.push((k.to_vec(), v.to_vec()));
@@ -140,8 +143,8 @@ impl Store {
     }
 
     /// Deletes the expired messages an expiry-index chunk points at, one account at a time.
-    fn sweep_chunk(&self, chunk: Vec<(Vec<u8>, Vec<u8>)>, now_ms: i64) -> Result<u64, StoreError> {
-        let mut by_account: BTreeMap<AccountId, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    fn sweep_chunk(&self, chunk: Vec<IndexEntry>, now_ms: i64) -> Result<u64, StoreError> {
+        let mut by_account: BTreeMap<AccountId, Vec<IndexEntry>> = BTreeMap::new();
         for (ek, mk) in chunk {
             let account = keys::parse_message_key(&mk)?.account;
             by_account.entry(account).or_default().push((ek, mk));

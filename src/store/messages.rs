@@ -249,12 +249,12 @@ mod tests {
         assert_eq!(rb.messages, vec![mb.clone()]);
         // b cannot delete or expire a's message.
         assert!(
-            s.delete_hashes(&b, &[ma.hash.clone()])
+            s.delete_hashes(&b, std::slice::from_ref(&ma.hash))
                 .expect("d")
                 .is_empty()
         );
         assert!(
-            s.get_expiries(&b, &[ma.hash.clone()], NOW)
+            s.get_expiries(&b, std::slice::from_ref(&ma.hash), NOW)
                 .expect("g")
                 .is_empty()
         );

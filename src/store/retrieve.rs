@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(r.messages, vec![long.clone()]);
         assert!(s.get_by_hash(&short.hash, later).expect("g").is_none());
         assert!(
-            s.get_expiries(&a, &[short.hash.clone()], later)
+            s.get_expiries(&a, std::slice::from_ref(&short.hash), later)
                 .expect("g")
                 .is_empty()
         );
