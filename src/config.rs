@@ -318,10 +318,9 @@ impl Config {
                 why: format!("{:?} is not an IPv4 address", self.network.public_ip),
             });
         }
-        if !self.network.directory.is_empty()
-            && !(self.network.directory.starts_with("http://")
-                || self.network.directory.starts_with("https://"))
-        {
+        let dir = &self.network.directory;
+        let is_url = dir.starts_with("http://") || dir.starts_with("https://");
+        if !dir.is_empty() && !is_url {
             return Err(ConfigError::Invalid {
                 key: "network.directory",
                 why: "must be an http:// or https:// URL".into(),

@@ -291,10 +291,10 @@ impl Node {
         tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
         // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
         let notifier = crate::notify::Notifier::from_env();
-        if let Some(n) = &notifier {
-            if let Some(every) = n.watchdog_every() {
-                tracker.spawn(crate::notify::watchdog(n.clone(), every, cancel.clone()));
-            }
+        if let Some(n) = &notifier
+            && let Some(every) = n.watchdog_every()
+        {
+            tracker.spawn(crate::notify::watchdog(n.clone(), every, cancel.clone()));
         }
         tracker.spawn(crate::status::monitor::run(state.clone(), notifier, cancel.clone()));
         if let Some(dir_client) = directory {
