@@ -112,8 +112,9 @@ fn requested_fields(params: &Map<String, Value>) -> Result<BTreeSet<&'static str
     }
 }
 
-/// The body of `get_service_nodes` / `get_n_service_nodes`.
-fn service_nodes(
+/// The body of `get_service_nodes` / `get_n_service_nodes` (also what a node answers to a
+/// client's `oxend_request`, from its own membership view). Errors are oxend's messages.
+pub fn service_nodes(
     params: &Map<String, Value>,
     m: &Membership,
     rng: &mut impl Rng,
