@@ -152,18 +152,31 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         // The smallest key after `after` is `after ‖ 0x00`.
         let lower = after.map(|a| [a, &[0u8]].concat()).unwrap_or_default();
+        self.scan_range(&lower, None, limit, now_ms, |m| f(&m))
+    }
+
+    /// Visits live messages with keys in `[lower, upper)` in key order, at most `limit` of
+    /// them; returns the last visited key when more follow (the resume cursor), else `None`.
+    pub(super) fn scan_range(
+        &self,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        limit: usize,
+        now_ms: i64,
+        mut f: impl FnMut(Message),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let limit = limit.max(1);
         let mut visited = 0usize;
         let mut last: Option<Vec<u8>> = None;
         let mut more = false;
-        self.inner.iterate(CF_MESSAGES, &lower, None, |k, v| {
+        self.inner.iterate(CF_MESSAGES, lower, upper, |k, v| {
             if visited == limit {
                 more = true;
                 return Ok(false);
             }
             let rec = Record::decode(v)?;
             if !rec.is_expired(now_ms) {
-                f(&rec.to_message(&keys::parse_message_key(k)?));
+                f(rec.to_message(&keys::parse_message_key(k)?));
                 visited += 1;
             }
             last = Some(k.to_vec());

@@ -218,32 +218,14 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
         now_ms: i64,
-        mut f: impl FnMut(Message),
+        f: impl FnMut(Message),
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let prefix = account.to_bytes();
         let lower = match after {
             Some(a) => [a, &[0u8]].concat(),
             None => prefix.to_vec(),
         };
-        let limit = limit.max(1);
-        let mut visited = 0usize;
-        let mut last: Option<Vec<u8>> = None;
-        let mut more = false;
-        self.inner
-            .iterate(CF_MESSAGES, &lower, keys::prefix_end(&prefix), |k, v| {
-                if visited == limit {
-                    more = true;
-                    return Ok(false);
-                }
-                let rec = Record::decode(v)?;
-                if !rec.is_expired(now_ms) {
-                    f(rec.to_message(&keys::parse_message_key(k)?));
-                    visited += 1;
-                }
-                last = Some(k.to_vec());
-                Ok(true)
-            })?;
-        Ok(if more { last } else { None })
+        self.scan_range(&lower, keys::prefix_end(&prefix), limit, now_ms, f)
     }
 }
 
