@@ -162,7 +162,7 @@ pub fn text(r: &StatusReport) -> String {
         None => o.push_str("swarm        none\n"),
     }
     let rc = &r.reachability;
-    if let Some(s) = &r.swarm {
+    if let (Some(s), true) = (&r.swarm, n.directory) {
         let tested: Vec<_> = s.peers.iter().filter_map(|p| p.last_test).collect();
         let ok = tested.iter().filter(|t| t.reachable).count();
         let _ = writeln!(
