@@ -253,7 +253,7 @@ async fn onion_hop(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let (body, _sender) = match authenticate(&state, &uri, &headers, body).await {
+    let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
         Ok(x) => x,
         Err(resp) => {
             record(&state, OnionOutcome::Unauthenticated, started);
@@ -264,7 +264,7 @@ async fn onion_hop(
     record(&state, outcome, started);
     let mut resp = signed(
         &state,
-        PATH_ONION,
+        &caller,
         reply.status,
         BINARY,
         reply.body.to_vec(),

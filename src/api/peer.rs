@@ -1,5 +1,5 @@
 //! The peer router: `/snode/v1/…` endpoints, accepted only from nodes the directory lists,
-//! with every request and response signed (see `peer::auth`).
+//! with every request and response authenticated (see `peer::auth`).
 //!
 //! Owns authentication of peers and the framing of their requests. Must not hold business
 //! logic: forwarded requests go to `rpc`, bulk data to the store.
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::response::{read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
-use crate::peer::auth::{self, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::peer::auth::{HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, wire};
 use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, RpcBody, RpcResponse, handle_method};
@@ -32,16 +32,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Checks the request signature and that the sender is a listed node; returns the body.
+/// An authenticated peer request's sender and path: what its answer is authenticated for.
+pub(crate) struct Caller {
+    /// The sending node's Ed25519 pubkey.
+    pub(crate) sender: [u8; 32],
+    /// The request path (bound into the answer's MAC).
+    pub(crate) path: String,
+}
+
+/// Checks the request's MAC and that the sender is a listed node; returns the body.
 pub(crate) async fn authenticate(
     state: &AppState,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(axum::body::Bytes, [u8; 32]), Response> {
+) -> Result<(axum::body::Bytes, Caller), Response> {
     let body = read_body(body, MAX_REQUEST_BODY).await?;
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let sender = auth::verify_request(
+    let sender = state.onion.peers.auth().verify(
         get(HEADER_PUBKEY),
         get(HEADER_TIMESTAMP),
         get(HEADER_SIGNATURE),
@@ -54,12 +62,30 @@ pub(crate) async fn authenticate(
     if state.rpc.membership.borrow().node(&sender).is_none() {
         return Err(text(403, "peer is not a listed service node"));
     }
-    Ok((body, sender))
+    Ok((
+        body,
+        Caller {
+            sender,
+            path: uri.path().to_string(),
+        },
+    ))
 }
 
-/// Builds a response signed so the requester knows it came from us.
-pub(crate) fn signed(state: &AppState, path: &str, status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-    let sig = auth::sign_request(&state.keys, "RESPONSE", path, &body, (state.rpc.clock)());
+/// Builds a response authenticated for `to`, so the requester knows it came from us.
+pub(crate) fn signed(
+    state: &AppState,
+    to: &Caller,
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response {
+    let clock = (state.rpc.clock)();
+    let Ok(sig) = state.onion.peers.auth().sign(&to.sender, "RESPONSE", &to.path, &body, clock)
+    else {
+        // Only reachable for a sender whose key is not a curve point, which authenticate()
+        // already refused.
+        return text(500, "Internal Server Error\n");
+    };
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -73,30 +99,31 @@ pub(crate) fn signed(state: &AppState, path: &str, status: u16, content_type: &'
     resp
 }
 
-fn signed_text(state: &AppState, path: &str, status: u16, body: &str) -> Response {
-    signed(state, path, status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+fn signed_text(state: &AppState, to: &Caller, status: u16, body: &str) -> Response {
+    signed(state, to, status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
 }
 
-fn signed_rpc(state: &AppState, path: &str, resp: RpcResponse) -> Response {
+fn signed_rpc(state: &AppState, to: &Caller, resp: RpcResponse) -> Response {
     match resp.body {
-        RpcBody::Json(v) => signed(state, path, resp.status, "application/json", v.to_string().into_bytes()),
-        RpcBody::Text(t) => signed_text(state, path, resp.status, &t),
-        RpcBody::Bytes(b) => signed(state, path, resp.status, "application/octet-stream", b),
+        RpcBody::Json(v) => {
+            signed(state, to, resp.status, "application/json", v.to_string().into_bytes())
+        }
+        RpcBody::Text(t) => signed_text(state, to, resp.status, &t),
+        RpcBody::Bytes(b) => signed(state, to, resp.status, "application/octet-stream", b),
     }
 }
 
 async fn storage_cc(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let path = uri.path().to_string();
-    let (body, _sender) = match authenticate(&state, &uri, &headers, body).await {
+    let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return signed_text(&state, &path, 400, "invalid json"),
+        Err(_) => return signed_text(&state, &caller, 400, "invalid json"),
     };
     let (Some(method), Some(params)) = (req["method"].as_str(), req.get("params")) else {
-        return signed_text(&state, &path, 400, "invalid json");
+        return signed_text(&state, &caller, 400, "invalid json");
     };
     // `"retry": true`: re-sent from the sender's durable retry queue, possibly long after
     // the client signed it (see `Origin::PeerRetry`).
@@ -106,7 +133,7 @@ async fn storage_cc(State(state): State<AppState>, uri: Uri, headers: HeaderMap,
         Origin::Peer
     };
     let resp = handle_method(&state.rpc, method, params, origin).await;
-    signed_rpc(&state, &path, resp)
+    signed_rpc(&state, &caller, resp)
 }
 
 /// The anti-entropy endpoints (`replication::protocol`): authenticated like every peer
@@ -118,8 +145,7 @@ async fn anti_entropy(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let path = uri.path().to_string();
-    let (body, sender) = match authenticate(&state, &uri, &headers, body).await {
+    let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -127,26 +153,25 @@ async fn anti_entropy(
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
     let now = (state.rpc.clock)();
-    let p = path.clone();
+    let (p, sender) = (caller.path.clone(), caller.sender);
     let served = tokio::task::spawn_blocking(move || {
         crate::replication::serve::serve(&p, &store, &membership, &me, &sender, &body, now)
     })
     .await;
     match served {
-        Ok(r) => signed(&state, &path, r.status, r.content_type, r.body),
-        Err(_) => signed_text(&state, &path, 500, "Internal Server Error\n"),
+        Ok(r) => signed(&state, &caller, r.status, r.content_type, r.body),
+        Err(_) => signed_text(&state, &caller, 500, "Internal Server Error\n"),
     }
 }
 
 async fn data(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let path = uri.path().to_string();
-    let (body, _sender) = match authenticate(&state, &uri, &headers, body).await {
+    let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let msgs = match wire::decode_batch(&body) {
         Ok(m) => m,
-        Err(e) => return signed_text(&state, &path, 400, &e.to_string()),
+        Err(e) => return signed_text(&state, &caller, 400, &e.to_string()),
     };
     // Only keep what our swarm owns: a confused or stale sender must not fill our disk.
     let membership = state.rpc.membership.borrow().clone();
@@ -166,28 +191,28 @@ async fn data(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body:
     match result {
         Ok(Ok(new)) => {
             let body = serde_json::json!({"accepted": n, "new": new}).to_string();
-            signed(&state, &path, 200, "application/json", body.into_bytes())
+            signed(&state, &caller, 200, "application/json", body.into_bytes())
         }
         Ok(Err(crate::store::StoreError::Full { .. })) => {
-            signed_text(&state, &path, 507, "store is full")
+            signed_text(&state, &caller, 507, "store is full")
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "bulk store from peer failed");
-            signed_text(&state, &path, 500, "Internal Server Error\n")
+            signed_text(&state, &caller, 500, "Internal Server Error\n")
         }
-        Err(_) => signed_text(&state, &path, 500, "Internal Server Error\n"),
+        Err(_) => signed_text(&state, &caller, 500, "Internal Server Error\n"),
     }
 }
 
 async fn ping(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let path = uri.path().to_string();
-    if let Err(r) = authenticate(&state, &uri, &headers, body).await {
-        return r;
-    }
+    let caller = match authenticate(&state, &uri, &headers, body).await {
+        Ok((_, caller)) => caller,
+        Err(r) => return r,
+    };
     // Only authenticated pings from listed nodes count as "peers reach us".
     state
         .status
         .reachability
         .record_incoming(crate::reachability::PingKind::PeerPing, (state.rpc.clock)());
-    signed_text(&state, &path, 200, "pong")
+    signed_text(&state, &caller, 200, "pong")
 }

@@ -1,15 +1,16 @@
-//! Signed HTTPS requests to other nodes (`/snode/v1/…`), with signed responses checked.
+//! Authenticated HTTPS requests to other nodes (`/snode/v1/…`), with authenticated responses
+//! checked.
 //!
 //! Owns the one pooled HTTP client a node uses for its peers. Certificates are self-signed and
-//! not tied to node identities, so authenticity comes from Ed25519 signatures on both the
-//! request and the response (a forged acknowledgement could otherwise make a node drop data it
+//! not tied to node identities, so authenticity comes from the pairwise MACs of `peer::auth`
+//! on both the request and the response (a forged acknowledgement could otherwise make a node drop data it
 //! handed off). Must not decide what to send: callers (replication, onion relay) do.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
 
-use super::auth::{self, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use super::auth::{HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, PeerAuth};
 use crate::keys::NodeKeys;
 use crate::rpc::Clock;
 use crate::swarm::NodeInfo;
@@ -42,7 +43,7 @@ pub struct PeerResponse {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
-    keys: Arc<NodeKeys>,
+    auth: Arc<PeerAuth>,
     clock: Clock,
 }
 
@@ -60,7 +61,16 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(PeerClient { http, keys, clock })
+        Ok(PeerClient {
+            http,
+            auth: Arc::new(PeerAuth::new(keys)),
+            clock,
+        })
+    }
+
+    /// The node's peer authentication (shared with the receiving side of the node).
+    pub fn auth(&self) -> &PeerAuth {
+        &self.auth
     }
 
     /// POSTs `body` to `path` on `peer`, within `timeout`.
@@ -74,7 +84,11 @@ impl PeerClient {
         let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
         let now = (self.clock)();
         let mut req = self.http.post(url).timeout(timeout);
-        for (name, value) in auth::sign_request(&self.keys, "POST", path, &body, now) {
+        let headers = self
+            .auth
+            .sign(&peer.pubkey_ed25519, "POST", path, &body, now)
+            .map_err(|_| PeerError::NotAuthentic)?;
+        for (name, value) in headers {
             req = req.header(name, value);
         }
         let resp = req.body(body).send().await.map_err(|e| classify(e, timeout))?;
@@ -82,7 +96,7 @@ impl PeerClient {
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| classify(e, timeout))?;
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let signer = auth::verify_request(
+        let signer = self.auth.verify(
             get(HEADER_PUBKEY),
             get(HEADER_TIMESTAMP),
             get(HEADER_SIGNATURE),
