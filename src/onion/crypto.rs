@@ -315,7 +315,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    pub(crate) fn h32(s: &str) -> [u8; 32] {
+    fn h32(s: &str) -> [u8; 32] {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).expect("test vector is 64 hex digits");
         out
@@ -495,7 +495,6 @@ mod tests {
             client_shared_secret(&secret, &one),
             Err(PeelError::LowOrderKey)
         );
-        assert!(is_all_zero(&[0u8; 32]));
-        assert!(!is_all_zero(&one));
+        assert!(is_all_zero(&[0u8; 32]) && !is_all_zero(&one));
     }
 }
