@@ -215,13 +215,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             let mut mine = Vec::new();
             // One onion client per worker (paths and guard are per client, as in Session).
             let mut onion = match mode {
-                BenchMode::OnionStore | BenchMode::OnionRetrieve => crate::client::Client::from_nodes(
-                    crate::client::Identity::generate(),
-                    membership.nodes.clone(),
-                    crate::onion::EncType::AesGcm,
-                    None,
-                )
-                .ok(),
+                BenchMode::OnionStore | BenchMode::OnionRetrieve => {
+                    crate::client::Client::from_nodes(
+                        crate::client::Identity::generate(),
+                        membership.nodes.clone(),
+                        crate::onion::EncType::AesGcm,
+                        None,
+                    )
+                    .ok()
+                }
                 _ => None,
             };
             loop {
@@ -236,7 +238,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 };
                 let t = Instant::now();
                 let ok = match (mode, onion.as_mut()) {
-                    (BenchMode::Store, _) => store_once(&http, node, a, &body, i as u64).await.is_ok(),
+                    (BenchMode::Store, _) => {
+                        store_once(&http, node, a, &body, i as u64).await.is_ok()
+                    }
                     (BenchMode::Retrieve, _) => retrieve_once(&http, node, a).await.is_ok(),
                     (BenchMode::OnionStore, Some(c)) => {
                         let params = store_params(a, &body, i as u64);
@@ -347,7 +351,12 @@ async fn retrieve_once(http: &reqwest::Client, node: &NodeInfo, a: &Account) -> 
 }
 
 /// One RPC through an onion path; true on a 2xx answer.
-async fn onion_call(c: &mut crate::client::Client, a: &Account, method: &str, params: Value) -> bool {
+async fn onion_call(
+    c: &mut crate::client::Client,
+    a: &Account,
+    method: &str,
+    params: Value,
+) -> bool {
     match AccountId::from_hex(&a.id) {
         Ok(account) => c.request(&account, method, params).await.is_ok(),
         Err(_) => false,

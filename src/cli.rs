@@ -204,7 +204,11 @@ fn print_pubkeys(keys: &NodeKeys, json: bool) -> anyhow::Result<()> {
         });
         writeln!(out, "{v}")?;
     } else {
-        writeln!(out, "pubkey_ed25519: {}", hex::encode(keys.pubkey_ed25519()))?;
+        writeln!(
+            out,
+            "pubkey_ed25519: {}",
+            hex::encode(keys.pubkey_ed25519())
+        )?;
         writeln!(out, "pubkey_x25519:  {}", hex::encode(keys.pubkey_x25519()))?;
         writeln!(out, "address:        {}", keys.snode_address())?;
     }
@@ -361,7 +365,11 @@ fn run_testnet(args: TestnetArgs) -> anyhow::Result<()> {
         .await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", net.summary().await)?;
-        writeln!(out, "  manifest: {}", args.dir.join("testnet.json").display())?;
+        writeln!(
+            out,
+            "  manifest: {}",
+            args.dir.join("testnet.json").display()
+        )?;
         out.flush()?;
         drop(out);
         wait_for_signal().await?;
@@ -420,7 +428,8 @@ fn write_run_file(dir: &Path, node: &crate::node::NodeHandle) -> anyhow::Result<
     });
     // Written then renamed, so a reader never sees half a file.
     let tmp = dir.join(format!("{RUN_FILE}.tmp"));
-    std::fs::write(&tmp, v.to_string()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, v.to_string())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join(RUN_FILE))
         .with_context(|| format!("cannot write {}", dir.join(RUN_FILE).display()))
 }

@@ -310,8 +310,7 @@ impl Config {
 
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.network.public_ip.is_empty()
-            && self.network.public_ip.parse::<Ipv4Addr>().is_err()
+        if !self.network.public_ip.is_empty() && self.network.public_ip.parse::<Ipv4Addr>().is_err()
         {
             return Err(ConfigError::Invalid {
                 key: "network.public_ip",
@@ -327,7 +326,10 @@ impl Config {
             });
         }
         for (key, d) in [
-            ("network.membership_poll_interval", self.network.membership_poll_interval),
+            (
+                "network.membership_poll_interval",
+                self.network.membership_poll_interval,
+            ),
             ("network.announce_interval", self.network.announce_interval),
             ("network.ping_interval", self.network.ping_interval),
         ] {

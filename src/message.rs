@@ -225,8 +225,7 @@ pub fn message_hash(account: &AccountId, namespace: Namespace, data: &[u8]) -> S
 /// Whether `s` looks like a message hash: 43 characters of the standard base64 alphabet.
 pub fn is_valid_hash(s: &str) -> bool {
     s.len() == HASH_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
@@ -326,6 +325,8 @@ mod tests {
     fn hash_format() {
         assert!(is_valid_hash("4sMyAuaZlMwww3oFvfhazfw7ASx/7TDtO+TVc8aAjHs"));
         assert!(!is_valid_hash("4sMyAuaZlMwww3oFvfhazfw7ASx/7TDtO+TVc8aAjH"));
-        assert!(!is_valid_hash("4sMyAuaZlMwww3oFvfhazfw7ASx/7TDtO+TVc8aAjH_"));
+        assert!(!is_valid_hash(
+            "4sMyAuaZlMwww3oFvfhazfw7ASx/7TDtO+TVc8aAjH_"
+        ));
     }
 }

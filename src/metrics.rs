@@ -6,8 +6,8 @@
 //! (method names, status codes, outcome enums).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of one node.
@@ -92,11 +92,17 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> 
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    reg(r, IntCounter::new(name, help).expect("valid metric name and help (static)"))
+    reg(
+        r,
+        IntCounter::new(name, help).expect("valid metric name and help (static)"),
+    )
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    reg(r, IntGauge::new(name, help).expect("valid metric name and help (static)"))
+    reg(
+        r,
+        IntGauge::new(name, help).expect("valid metric name and help (static)"),
+    )
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -143,7 +149,10 @@ impl Metrics {
         let build_info = reg(
             &r,
             IntGaugeVec::new(
-                Opts::new("snode_build_info", "Build information; the value is always 1"),
+                Opts::new(
+                    "snode_build_info",
+                    "Build information; the value is always 1",
+                ),
                 &["version"],
             )
             .expect("valid metric opts (static)"),
@@ -277,7 +286,11 @@ impl Metrics {
             build_info,
             ready: gauge(&r, "snode_ready", "1 while the node serves clients, else 0"),
             peer_tests_total,
-            peers_tested: gauge(&r, "snode_peers_tested", "Listed nodes this node has tested"),
+            peers_tested: gauge(
+                &r,
+                "snode_peers_tested",
+                "Listed nodes this node has tested",
+            ),
             peers_unreachable: gauge(
                 &r,
                 "snode_peers_unreachable",

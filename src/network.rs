@@ -177,7 +177,10 @@ pub async fn test_reachability(
         if !passed {
             tracing::debug!(peer = %&hex::encode(peer.pubkey_ed25519)[..8], "peer unreachable");
         }
-        if let Err(e) = client.report_at(&keys, &peer.pubkey_ed25519, passed, clock()).await {
+        if let Err(e) = client
+            .report_at(&keys, &peer.pubkey_ed25519, passed, clock())
+            .await
+        {
             tracing::debug!(error = %e, "reachability report failed");
         }
     }

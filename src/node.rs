@@ -22,8 +22,8 @@ use crate::api::listener::{PublicListener, RemoteAddr};
 use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::keys::NodeKeys;
 use crate::directory::client::DirectoryClient;
+use crate::keys::NodeKeys;
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkTiming};
 use crate::peer::client::PeerClient;
@@ -192,9 +192,13 @@ impl Node {
         let metrics = Metrics::new();
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
         let clock: Clock = opts.clock.unwrap_or_else(|| Arc::new(wall_clock_ms));
-        let status = Arc::new(crate::status::StatusState::new(metrics.clone(), clock(), networked));
-        let peer_client =
-            PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg)).map_err(NodeError::HttpClient)?;
+        let status = Arc::new(crate::status::StatusState::new(
+            metrics.clone(),
+            clock(),
+            networked,
+        ));
+        let peer_client = PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg))
+            .map_err(NodeError::HttpClient)?;
         let directory = if networked {
             Some(
                 DirectoryClient::new(&cfg.network.directory)
@@ -236,7 +240,7 @@ impl Node {
                 crate::onion::NodeOnionKey::from_secret(&zeroize::Zeroizing::new(
                     keys.x25519_secret().to_bytes(),
                 ))
-                    .map_err(NodeError::OnionKey)?,
+                .map_err(NodeError::OnionKey)?,
             ),
             onion: crate::api::onion::OnionServices {
                 peers: peer_client.clone(),
@@ -251,14 +255,15 @@ impl Node {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let listener = PublicListener::start(public_tcp, Some(tls), cancel.child_token())
-            .map_err(|source| NodeError::Bind {
+        let listener = PublicListener::start(public_tcp, Some(tls), cancel.child_token()).map_err(
+            |source| NodeError::Bind {
                 what: "public HTTPS",
                 addr: public_addr,
                 source,
-            })?;
-        let public_app = api::public::router(state.clone())
-            .into_make_service_with_connect_info::<RemoteAddr>();
+            },
+        )?;
+        let public_app =
+            api::public::router(state.clone()).into_make_service_with_connect_info::<RemoteAddr>();
         let c = cancel.clone();
         tracker.spawn(async move {
             if let Err(e) = axum::serve(listener, public_app)
@@ -285,7 +290,11 @@ impl Node {
             cfg.storage.expiry_sweep_interval,
             cancel.clone(),
         ));
-        tracker.spawn(refresh_stats(store.clone(), metrics.clone(), cancel.clone()));
+        tracker.spawn(refresh_stats(
+            store.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
         tracker.spawn(replicator.clone().run_retry(cancel.clone()));
         tracker.spawn(replicator.clone().run_handoff(cancel.clone()));
         tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
@@ -296,7 +305,11 @@ impl Node {
         {
             tracker.spawn(crate::notify::watchdog(n.clone(), every, cancel.clone()));
         }
-        tracker.spawn(crate::status::monitor::run(state.clone(), notifier, cancel.clone()));
+        tracker.spawn(crate::status::monitor::run(
+            state.clone(),
+            notifier,
+            cancel.clone(),
+        ));
         if let Some(dir_client) = directory {
             let timing = NetworkTiming {
                 poll_interval: cfg.network.membership_poll_interval,
@@ -387,7 +400,9 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
         metrics.data_bytes_held.set(s.data_bytes as i64);
         metrics.accounts_held.set(s.accounts as i64);
         metrics.store_disk_bytes.set(s.disk_bytes as i64);
-        metrics.replication_queue_depth.set(store.pending_len() as i64);
+        metrics
+            .replication_queue_depth
+            .set(store.pending_len() as i64);
     }
 }
 

@@ -29,10 +29,10 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
     }
     // systemd sets WATCHDOG_PID to the main process; a child that inherited the variables
     // must not keep the watchdog of its parent alive. Unset means "this process".
-    if let Some(pid) = pid {
-        if pid.trim().parse::<u32>().ok()? != my_pid {
-            return None;
-        }
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok()? != my_pid
+    {
+        return None;
     }
     Some(Duration::from_micros(usec / 2))
 }

@@ -167,7 +167,10 @@ impl Testnet {
             .timeout(Duration::from_secs(2))
             .build()?;
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
-        let nodes = self.manifest["nodes"].as_array().cloned().unwrap_or_default();
+        let nodes = self.manifest["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         loop {
             for (i, child) in self.children.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait()? {
@@ -206,7 +209,12 @@ impl Testnet {
     /// A short human summary: directory, swarms and members, how to use it.
     pub async fn summary(&self) -> String {
         let m = match &self.directory_client {
-            Some(dc) => dc.get_service_nodes(None).await.ok().flatten().unwrap_or_default(),
+            Some(dc) => dc
+                .get_service_nodes(None)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
             None => Default::default(),
         };
         let mut s = format!(
@@ -217,7 +225,11 @@ impl Testnet {
         for (id, members) in m.swarms() {
             s.push_str(&format!("  swarm {:016x}:", id.0));
             for n in members {
-                s.push_str(&format!(" {}…@{}", &hex::encode(n.pubkey_ed25519)[..8], n.https_port));
+                s.push_str(&format!(
+                    " {}…@{}",
+                    &hex::encode(n.pubkey_ed25519)[..8],
+                    n.https_port
+                ));
             }
             s.push('\n');
         }

@@ -12,7 +12,11 @@ use std::time::Duration;
 const CONVERGE: Duration = Duration::from_secs(60);
 
 async fn hashes_at(c: &reqwest::Client, addr: &str, user: &User) -> HashSet<String> {
-    retrieve_all(c, addr, user).await.into_iter().map(|(h, _)| h).collect()
+    retrieve_all(c, addr, user)
+        .await
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect()
 }
 
 /// Waits until every member in `idx` holds exactly `want` for `user`.
@@ -31,7 +35,13 @@ async fn wait_all_hold(net: &TestNet, idx: &[usize], user: &User, want: &HashSet
 async fn store_n(c: &reqwest::Client, addr: &str, user: &User, n: usize, tag: &str) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
-        let v = rpc_json(c, addr, "store", user.store_params(format!("{tag} {i}").as_bytes(), 600_000)).await;
+        let v = rpc_json(
+            c,
+            addr,
+            "store",
+            user.store_params(format!("{tag} {i}").as_bytes(), 600_000),
+        )
+        .await;
         out.push(v["hash"].as_str().expect("hash").to_string());
     }
     out
@@ -46,7 +56,13 @@ async fn stores_deletes_and_expiries_reach_every_member() {
 
     // A store at one member is retrievable from every member; the response has one signed
     // entry per member.
-    let v = rpc_json(&c, &net.addr(2), "store", alice.store_params(b"to everyone", 600_000)).await;
+    let v = rpc_json(
+        &c,
+        &net.addr(2),
+        "store",
+        alice.store_params(b"to everyone", 600_000),
+    )
+    .await;
     let swarm = v["swarm"].as_object().expect("swarm");
     assert_eq!(swarm.len(), 5, "{v}");
     assert!(swarm.values().all(|e| e["signature"].is_string()), "{v}");
@@ -88,7 +104,10 @@ async fn a_member_down_during_stores_catches_up_after_restart() {
     net.wait_converged().await;
     let c = client();
     let bob = User::new(42);
-    let mut want: HashSet<String> = store_n(&c, &net.addr(0), &bob, 10, "before").await.into_iter().collect();
+    let mut want: HashSet<String> = store_n(&c, &net.addr(0), &bob, 10, "before")
+        .await
+        .into_iter()
+        .collect();
     net.stop(3).await;
     want.extend(store_n(&c, &net.addr(1), &bob, 30, "while down").await);
     net.restart(3).await;
@@ -103,7 +122,10 @@ async fn a_partitioned_member_converges_after_healing() {
     net.wait_converged().await;
     let c = client();
     let carol = User::new(43);
-    let mut want: HashSet<String> = store_n(&c, &net.addr(0), &carol, 5, "before").await.into_iter().collect();
+    let mut want: HashSet<String> = store_n(&c, &net.addr(0), &carol, 5, "before")
+        .await
+        .into_iter()
+        .collect();
     net.partition(4);
     want.extend(store_n(&c, &net.addr(1), &carol, 25, "during").await);
     // While cut off it cannot have them (its proxy drops everything, including its own
@@ -119,7 +141,10 @@ async fn a_node_joining_later_gets_its_swarms_data() {
     net.wait_converged().await;
     let c = client();
     let dave = User::new(44);
-    let want: HashSet<String> = store_n(&c, &net.addr(0), &dave, 40, "existing").await.into_iter().collect();
+    let want: HashSet<String> = store_n(&c, &net.addr(0), &dave, 40, "existing")
+        .await
+        .into_iter()
+        .collect();
     let new = net.add_member().await;
     net.wait_converged().await;
     wait_all_hold(&net, &[new], &dave, &want).await;
@@ -137,7 +162,12 @@ async fn a_swarm_split_moves_data_and_frees_old_owners() {
     let users: Vec<User> = (0..16).map(|i| User::new(100 + i)).collect();
     let mut stored = Vec::new();
     for u in &users {
-        stored.push(store_n(&c, &net.addr(0), u, 3, "pre-split").await.into_iter().collect::<HashSet<_>>());
+        stored.push(
+            store_n(&c, &net.addr(0), u, 3, "pre-split")
+                .await
+                .into_iter()
+                .collect::<HashSet<_>>(),
+        );
     }
     net.add_member().await;
     net.wait_converged().await;
@@ -149,7 +179,9 @@ async fn a_swarm_split_moves_data_and_frees_old_owners() {
         // Every new owner holds the account's messages…
         wait_all_hold(&net, &owners, u, want).await;
         // …and a non-owner answers 421 with the owning swarm.
-        let other = (0..net.members.len()).find(|i| !owners.contains(i)).expect("a non-owner");
+        let other = (0..net.members.len())
+            .find(|i| !owners.contains(i))
+            .expect("a non-owner");
         let (status, body) = rpc(&c, &net.addr(other), "retrieve", u.retrieve_params(None)).await;
         assert_eq!(status, 421, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");

@@ -20,7 +20,13 @@ async fn store_and_retrieve_over_https() {
     assert!(info["t"].as_i64().expect("t") > 0);
     assert!(info["hf"].is_array());
 
-    let stored = rpc_json(&c, &addr, "store", alice.store_params(b"hello alice", 60_000)).await;
+    let stored = rpc_json(
+        &c,
+        &addr,
+        "store",
+        alice.store_params(b"hello alice", 60_000),
+    )
+    .await;
     let hash = stored["hash"].as_str().expect("hash").to_string();
     assert_eq!(hash.len(), 43);
     let me = hex::encode(node.pubkey_ed25519());
@@ -54,16 +60,29 @@ async fn edge_errors_have_the_original_texts() {
     let addr = node.https_addr().to_string();
     let c = client();
 
-    let r = c.post(format!("https://{addr}/storage_rpc/v1")).body("not json").send().await.expect("send");
+    let r = c
+        .post(format!("https://{addr}/storage_rpc/v1"))
+        .body("not json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.text().await.expect("body"), "invalid json");
 
-    let r = c.get(format!("https://{addr}/nope")).send().await.expect("send");
+    let r = c
+        .get(format!("https://{addr}/nope"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(r.text().await.expect("body"), "GET /nope Not Found");
 
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
-    let r = c.post(format!("https://{addr}/storage_rpc/v1")).body(big).send().await;
+    let r = c
+        .post(format!("https://{addr}/storage_rpc/v1"))
+        .body(big)
+        .send()
+        .await;
     // The node may close the connection while the client is still sending; either way the
     // request is refused and the node keeps serving.
     if let Ok(r) = r {
@@ -79,12 +98,25 @@ async fn edge_errors_have_the_original_texts() {
         .expect("send");
     assert_eq!(r.status().as_u16(), 410);
 
-    let r = c.post(format!("https://{addr}/ping_test/v1")).send().await.expect("send");
+    let r = c
+        .post(format!("https://{addr}/ping_test/v1"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().contains_key("x-oxen-snode-pubkey"));
-    assert!(r.headers()["server"].to_str().expect("server").contains("snode"));
+    assert!(
+        r.headers()["server"]
+            .to_str()
+            .expect("server")
+            .contains("snode")
+    );
 
-    let r = c.get(format!("https://{addr}/get_stats/v1")).send().await.expect("send");
+    let r = c
+        .get(format!("https://{addr}/get_stats/v1"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.text().await.expect("body"), r#"{"version":"2.8.0"}"#);
 
     // The node still answers after all that.
@@ -131,14 +163,29 @@ async fn admin_endpoints_and_metrics() {
     rpc_json(&c, &addr, "store", alice.store_params(b"m1", 60_000)).await;
     rpc_json(&c, &addr, "retrieve", alice.retrieve_params(None)).await;
 
-    let health = reqwest::get(format!("http://{admin}/health")).await.expect("health");
+    let health = reqwest::get(format!("http://{admin}/health"))
+        .await
+        .expect("health");
     assert_eq!(health.status().as_u16(), 200);
-    let ready = reqwest::get(format!("http://{admin}/ready")).await.expect("ready");
+    let ready = reqwest::get(format!("http://{admin}/ready"))
+        .await
+        .expect("ready");
     assert_eq!(ready.status().as_u16(), 200);
 
-    let text = reqwest::get(format!("http://{admin}/metrics")).await.expect("m").text().await.expect("t");
-    assert!(text.contains(r#"snode_requests_total{method="store",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"snode_requests_total{method="retrieve",status="200"} 1"#), "{text}");
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        text.contains(r#"snode_requests_total{method="store",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"snode_requests_total{method="retrieve",status="200"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("snode_messages_stored_total 1"), "{text}");
     assert!(text.contains("snode_build_info{version="), "{text}");
     assert!(text.contains("process_resident_memory_bytes"), "{text}");

@@ -84,12 +84,11 @@ fn run(dir: &Path, envs: &[(&str, &str)], extra: &[&str], log: &Path) -> Running
 fn run_file(dir: &Path, pid: u32) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("snode.run.json")) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                if v["pid"].as_u64() == Some(u64::from(pid)) {
-                    return v;
-                }
-            }
+        if let Ok(text) = std::fs::read_to_string(dir.join("snode.run.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && v["pid"].as_u64() == Some(u64::from(pid))
+        {
+            return v;
         }
         assert!(Instant::now() < deadline, "no run file from pid {pid}");
         std::thread::sleep(Duration::from_millis(50));

@@ -15,8 +15,16 @@ fn snode() -> Command {
 }
 
 fn init(dir: &Path) {
-    let out = snode().args(["init", "--data-dir"]).arg(dir).output().expect("init runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = snode()
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert!(text.contains("pubkey_ed25519: "), "{text}");
     assert!(text.contains("pubkey_x25519: "), "{text}");
@@ -24,7 +32,16 @@ fn init(dir: &Path) {
 
 fn start(dir: &Path) -> Child {
     snode()
-        .args(["run", "--bind-ip", "127.0.0.1", "--https-port", "0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "run",
+            "--bind-ip",
+            "127.0.0.1",
+            "--https-port",
+            "0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -60,7 +77,8 @@ async fn kill_9_mid_write_loses_no_acknowledged_message() {
         let (c, addr, dave, acked) = (c.clone(), addr.clone(), dave.clone(), acked.clone());
         writers.push(tokio::spawn(async move {
             for i in 0.. {
-                let params = dave.store_params(format!("writer {w} message {i}").as_bytes(), 600_000);
+                let params =
+                    dave.store_params(format!("writer {w} message {i}").as_bytes(), 600_000);
                 let resp = c
                     .post(format!("https://{addr}/storage_rpc/v1"))
                     .json(&serde_json::json!({"method": "store", "params": params}))
@@ -70,7 +88,9 @@ async fn kill_9_mid_write_loses_no_acknowledged_message() {
                 if resp.status().as_u16() != 200 {
                     break;
                 }
-                let Ok(v) = resp.json::<Value>().await else { break };
+                let Ok(v) = resp.json::<Value>().await else {
+                    break;
+                };
                 if let Some(h) = v["hash"].as_str() {
                     acked.lock().expect("lock").push(h.to_string());
                 }
@@ -91,10 +111,18 @@ async fn kill_9_mid_write_loses_no_acknowledged_message() {
 
     let mut child = start(dir.path());
     let addr = https_addr(dir.path(), child.id()).await;
-    let stored: std::collections::HashSet<String> =
-        retrieve_all(&c, &addr, &dave).await.into_iter().map(|(h, _)| h).collect();
+    let stored: std::collections::HashSet<String> = retrieve_all(&c, &addr, &dave)
+        .await
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|h| !stored.contains(*h)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged messages lost", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost",
+        lost.len(),
+        acked.len()
+    );
     child.kill().expect("kill");
     child.wait().expect("reaped");
 }
@@ -106,15 +134,29 @@ async fn sigterm_drains_and_exits_zero() {
     let mut child = start(dir.path());
     let addr = https_addr(dir.path(), child.id()).await;
     rpc_json(&client(), &addr, "info", serde_json::json!({})).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
-    let code = tokio::task::spawn_blocking(move || child.wait().expect("wait")).await.expect("join");
+    let code = tokio::task::spawn_blocking(move || child.wait().expect("wait"))
+        .await
+        .expect("join");
     assert!(code.success(), "exit status {code:?}");
 }
 
 fn run_fails(dir: &Path, https_port: &str) -> String {
     let out = snode()
-        .args(["run", "--bind-ip", "127.0.0.1", "--https-port", https_port, "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "run",
+            "--bind-ip",
+            "127.0.0.1",
+            "--https-port",
+            https_port,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdin(Stdio::null())
         .output()
@@ -134,7 +176,11 @@ fn bad_setups_fail_before_serving_with_one_line() {
 
     init(dir.path());
     // init refuses to overwrite keys without --force.
-    let out = snode().args(["init", "--data-dir"]).arg(dir.path()).output().expect("init");
+    let out = snode()
+        .args(["init", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("init");
     assert!(!out.status.success());
     // Unknown config key.
     std::fs::write(dir.path().join("node.toml"), "[network]\nhttps_prot = 5\n").expect("write");
@@ -152,7 +198,11 @@ fn bad_setups_fail_before_serving_with_one_line() {
     assert!(err.contains(&port), "{err}");
 
     // keys show prints the same keys init made.
-    let out = snode().args(["keys", "show", "--json", "--data-dir"]).arg(dir.path()).output().expect("keys");
+    let out = snode()
+        .args(["keys", "show", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("keys");
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["pubkey_ed25519"].as_str().expect("ed").len(), 64);

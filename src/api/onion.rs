@@ -262,13 +262,7 @@ async fn onion_hop(
     };
     let (reply, outcome) = hop_layer(&state, &body).await;
     record(&state, outcome, started);
-    let mut resp = signed(
-        &state,
-        &caller,
-        reply.status,
-        BINARY,
-        reply.body.to_vec(),
-    );
+    let mut resp = signed(&state, &caller, reply.status, BINARY, reply.body.to_vec());
     // The signature covers the body only; the content type is informational.
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, reply.content_type);

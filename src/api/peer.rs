@@ -49,16 +49,20 @@ pub(crate) async fn authenticate(
 ) -> Result<(axum::body::Bytes, Caller), Response> {
     let body = read_body(body, MAX_REQUEST_BODY).await?;
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let sender = state.onion.peers.auth().verify(
-        get(HEADER_PUBKEY),
-        get(HEADER_TIMESTAMP),
-        get(HEADER_SIGNATURE),
-        "POST",
-        uri.path(),
-        &body,
-        (state.rpc.clock)(),
-    )
-    .map_err(|e| text(401, e.to_string()))?;
+    let sender = state
+        .onion
+        .peers
+        .auth()
+        .verify(
+            get(HEADER_PUBKEY),
+            get(HEADER_TIMESTAMP),
+            get(HEADER_SIGNATURE),
+            "POST",
+            uri.path(),
+            &body,
+            (state.rpc.clock)(),
+        )
+        .map_err(|e| text(401, e.to_string()))?;
     if state.rpc.membership.borrow().node(&sender).is_none() {
         return Err(text(403, "peer is not a listed service node"));
     }
@@ -80,15 +84,18 @@ pub(crate) fn signed(
     body: Vec<u8>,
 ) -> Response {
     let clock = (state.rpc.clock)();
-    let Ok(sig) = state.onion.peers.auth().sign(&to.sender, "RESPONSE", &to.path, &body, clock)
+    let Ok(sig) = state
+        .onion
+        .peers
+        .auth()
+        .sign(&to.sender, "RESPONSE", &to.path, &body, clock)
     else {
         // Only reachable for a sender whose key is not a curve point, which authenticate()
         // already refused.
         return text(500, "Internal Server Error\n");
     };
     let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     for (name, value) in sig {
@@ -100,20 +107,35 @@ pub(crate) fn signed(
 }
 
 fn signed_text(state: &AppState, to: &Caller, status: u16, body: &str) -> Response {
-    signed(state, to, status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    signed(
+        state,
+        to,
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 fn signed_rpc(state: &AppState, to: &Caller, resp: RpcResponse) -> Response {
     match resp.body {
-        RpcBody::Json(v) => {
-            signed(state, to, resp.status, "application/json", v.to_string().into_bytes())
-        }
+        RpcBody::Json(v) => signed(
+            state,
+            to,
+            resp.status,
+            "application/json",
+            v.to_string().into_bytes(),
+        ),
         RpcBody::Text(t) => signed_text(state, to, resp.status, &t),
         RpcBody::Bytes(b) => signed(state, to, resp.status, "application/octet-stream", b),
     }
 }
 
-async fn storage_cc(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn storage_cc(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,

@@ -66,8 +66,8 @@ impl RateLimiter {
 
     fn refill(&self, b: &mut Bucket, now: Instant) {
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * f64::from(self.cfg.per_second))
-            .min(f64::from(self.cfg.burst));
+        b.tokens =
+            (b.tokens + elapsed * f64::from(self.cfg.per_second)).min(f64::from(self.cfg.burst));
         b.last = now;
     }
 
@@ -174,7 +174,10 @@ mod tests {
             assert!(l.allow(ip("2001:db8::1"), now));
         }
         assert!(!l.allow(ip("2001:db8::2"), now), "same /64 shares a bucket");
-        assert!(l.allow(ip("2001:db8:0:1::1"), now), "another /64 is independent");
+        assert!(
+            l.allow(ip("2001:db8:0:1::1"), now),
+            "another /64 is independent"
+        );
         assert!(l.allow(ip("5.6.7.8"), now));
         assert!(l.allow(ip("::ffff:5.6.7.9"), now));
     }
@@ -190,7 +193,10 @@ mod tests {
         for i in 0..3u8 {
             assert!(l.allow(IpAddr::from([10, 0, 0, i]), now));
         }
-        assert!(!l.allow(ip("10.0.0.9"), now), "full table refuses newcomers");
+        assert!(
+            !l.allow(ip("10.0.0.9"), now),
+            "full table refuses newcomers"
+        );
         // Once the old buckets have refilled they are purged and make room.
         let later = now + Duration::from_secs(1);
         assert!(l.allow(ip("10.0.0.9"), later));

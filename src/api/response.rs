@@ -55,7 +55,9 @@ pub async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(text(413, "Request body too large"))
             } else {
                 // The client went away or sent a broken body: nothing useful to say.

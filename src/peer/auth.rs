@@ -51,7 +51,13 @@ pub enum PeerAuthError {
     BadSignature,
 }
 
-fn mac_input(sender: &[u8; 32], method: &str, path: &str, timestamp_ms: i64, body: &[u8]) -> Vec<u8> {
+fn mac_input(
+    sender: &[u8; 32],
+    method: &str,
+    path: &str,
+    timestamp_ms: i64,
+    body: &[u8],
+) -> Vec<u8> {
     let digest = Blake2b::<U32>::digest(body);
     let mut m = Vec::with_capacity(128 + method.len() + path.len());
     m.extend_from_slice(sender);
@@ -103,7 +109,11 @@ impl PeerAuth {
             return Err(PeerAuthError::BadSignature);
         }
         let me = self.me();
-        let (lo, hi) = if me <= *peer { (me, *peer) } else { (*peer, me) };
+        let (lo, hi) = if me <= *peer {
+            (me, *peer)
+        } else {
+            (*peer, me)
+        };
         let mut mac = <Blake2bMac<U32> as KeyInit>::new_from_slice(b"snode-peer-mac-v1")
             .map_err(|_| PeerAuthError::BadSignature)?;
         Mac::update(&mut mac, shared.as_bytes());
@@ -128,9 +138,12 @@ impl PeerAuth {
         timestamp_ms: i64,
         body: &[u8],
     ) -> Result<Hmac<Sha256>, PeerAuthError> {
-        let mut mac =
-            <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).map_err(|_| PeerAuthError::BadSignature)?;
-        hmac::Mac::update(&mut mac, &mac_input(sender, method, path, timestamp_ms, body));
+        let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+            .map_err(|_| PeerAuthError::BadSignature)?;
+        hmac::Mac::update(
+            &mut mac,
+            &mac_input(sender, method, path, timestamp_ms, body),
+        );
         Ok(mac)
     }
 
@@ -145,7 +158,8 @@ impl PeerAuth {
     ) -> Result<[(&'static str, String); 3], PeerAuthError> {
         let key = self.pair_key(peer)?;
         let me = self.me();
-        let tag = hmac::Mac::finalize(self.mac(&key, &me, method, path, now_ms, body)?).into_bytes();
+        let tag =
+            hmac::Mac::finalize(self.mac(&key, &me, method, path, now_ms, body)?).into_bytes();
         Ok([
             (HEADER_PUBKEY, hex::encode(me)),
             (HEADER_TIMESTAMP, now_ms.to_string()),
@@ -193,7 +207,11 @@ mod tests {
     fn headers<'a>(
         h: &'a [(&'static str, String); 3],
     ) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
-        (Some(h[0].1.as_str()), Some(h[1].1.as_str()), Some(h[2].1.as_str()))
+        (
+            Some(h[0].1.as_str()),
+            Some(h[1].1.as_str()),
+            Some(h[2].1.as_str()),
+        )
     }
 
     fn pair() -> (PeerAuth, PeerAuth) {
@@ -206,9 +224,14 @@ mod tests {
     #[test]
     fn round_trip_and_tampering() {
         let (a, b) = pair();
-        let h = a.sign(&b.me(), "POST", "/snode/v1/data", b"body", 1_000_000).expect("sign");
+        let h = a
+            .sign(&b.me(), "POST", "/snode/v1/data", b"body", 1_000_000)
+            .expect("sign");
         let (p, t, s) = headers(&h);
-        assert_eq!(b.verify(p, t, s, "POST", "/snode/v1/data", b"body", 1_000_500), Ok(a.me()));
+        assert_eq!(
+            b.verify(p, t, s, "POST", "/snode/v1/data", b"body", 1_000_500),
+            Ok(a.me())
+        );
         assert_eq!(
             b.verify(p, t, s, "POST", "/snode/v1/data", b"bodx", 1_000_500),
             Err(PeerAuthError::BadSignature)
@@ -230,7 +253,15 @@ mod tests {
             Err(PeerAuthError::Malformed)
         );
         assert_eq!(
-            b.verify(p, Some("x"), s, "POST", "/snode/v1/data", b"body", 1_000_000),
+            b.verify(
+                p,
+                Some("x"),
+                s,
+                "POST",
+                "/snode/v1/data",
+                b"body",
+                1_000_000
+            ),
             Err(PeerAuthError::Malformed)
         );
     }
@@ -243,19 +274,40 @@ mod tests {
         let forged = c.sign(&b.me(), "POST", "/x", b"", 1_000).expect("sign");
         let a_hex = hex::encode(a.me());
         assert_eq!(
-            b.verify(Some(&a_hex), Some(&forged[1].1), Some(&forged[2].1), "POST", "/x", b"", 1_000),
+            b.verify(
+                Some(&a_hex),
+                Some(&forged[1].1),
+                Some(&forged[2].1),
+                "POST",
+                "/x",
+                b"",
+                1_000
+            ),
             Err(PeerAuthError::BadSignature)
         );
         // A's own message reflected back to A as if B had sent it fails: the sender is MACed.
         let h = a.sign(&b.me(), "POST", "/x", b"", 1_000).expect("sign");
         let b_hex = hex::encode(b.me());
         assert_eq!(
-            a.verify(Some(&b_hex), Some(&h[1].1), Some(&h[2].1), "POST", "/x", b"", 1_000),
+            a.verify(
+                Some(&b_hex),
+                Some(&h[1].1),
+                Some(&h[2].1),
+                "POST",
+                "/x",
+                b"",
+                1_000
+            ),
             Err(PeerAuthError::BadSignature)
         );
         // Both directions share one key.
-        let back = b.sign(&a.me(), "RESPONSE", "/x", b"ok", 1_000).expect("sign");
+        let back = b
+            .sign(&a.me(), "RESPONSE", "/x", b"ok", 1_000)
+            .expect("sign");
         let (p, t, s) = headers(&back);
-        assert_eq!(a.verify(p, t, s, "RESPONSE", "/x", b"ok", 1_000), Ok(b.me()));
+        assert_eq!(
+            a.verify(p, t, s, "RESPONSE", "/x", b"ok", 1_000),
+            Ok(b.me())
+        );
     }
 }

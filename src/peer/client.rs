@@ -91,21 +91,27 @@ impl PeerClient {
         for (name, value) in headers {
             req = req.header(name, value);
         }
-        let resp = req.body(body).send().await.map_err(|e| classify(e, timeout))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(e, timeout))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| classify(e, timeout))?;
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let signer = self.auth.verify(
-            get(HEADER_PUBKEY),
-            get(HEADER_TIMESTAMP),
-            get(HEADER_SIGNATURE),
-            "RESPONSE",
-            path,
-            &body,
-            (self.clock)(),
-        )
-        .map_err(|_| PeerError::NotAuthentic)?;
+        let signer = self
+            .auth
+            .verify(
+                get(HEADER_PUBKEY),
+                get(HEADER_TIMESTAMP),
+                get(HEADER_SIGNATURE),
+                "RESPONSE",
+                path,
+                &body,
+                (self.clock)(),
+            )
+            .map_err(|_| PeerError::NotAuthentic)?;
         if signer != peer.pubkey_ed25519 {
             return Err(PeerError::NotAuthentic);
         }

@@ -232,7 +232,10 @@ mod tests {
         let msgs = vec![m; fit + 1];
         let blobs = encode_batches(&msgs, MAX_BATCH_BYTES);
         assert_eq!(blobs.len(), 2);
-        let total: usize = blobs.iter().map(|b| decode_batch(b).expect("ok").len()).sum();
+        let total: usize = blobs
+            .iter()
+            .map(|b| decode_batch(b).expect("ok").len())
+            .sum();
         assert_eq!(total, fit + 1);
     }
 

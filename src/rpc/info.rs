@@ -56,4 +56,3 @@ pub(crate) fn oxend_request(ctx: &RpcContext, params: &Value) -> RpcResponse {
         }
     })())
 }
-

@@ -225,12 +225,12 @@ pub fn text(r: &StatusReport) -> String {
         q.recent.proxy,
         q.rate_limited
     );
-    if let Some(s) = &r.swarm {
-        if !s.peers.is_empty() {
-            o.push_str("swarm peers\n");
-            for p in &s.peers {
-                o.push_str(&peer_line(p, r.now_ms));
-            }
+    if let Some(s) = &r.swarm
+        && !s.peers.is_empty()
+    {
+        o.push_str("swarm peers\n");
+        for p in &s.peers {
+            o.push_str(&peer_line(p, r.now_ms));
         }
     }
     o

@@ -105,7 +105,12 @@ impl User {
 }
 
 /// POSTs a JSON-RPC call to `/storage_rpc/v1`; returns status and body text.
-pub async fn rpc(client: &reqwest::Client, node: &str, method: &str, params: Value) -> (u16, String) {
+pub async fn rpc(
+    client: &reqwest::Client,
+    node: &str,
+    method: &str,
+    params: Value,
+) -> (u16, String) {
     let resp = client
         .post(format!("https://{node}/storage_rpc/v1"))
         .json(&json!({"method": method, "params": params}))
@@ -123,15 +128,27 @@ pub async fn rpc_json(client: &reqwest::Client, node: &str, method: &str, params
 }
 
 /// Every message hash the node returns for `user`, following `more` pages.
-pub async fn retrieve_all(client: &reqwest::Client, node: &str, user: &User) -> Vec<(String, Vec<u8>)> {
+pub async fn retrieve_all(
+    client: &reqwest::Client,
+    node: &str,
+    user: &User,
+) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut last: Option<String> = None;
     loop {
-        let v = rpc_json(client, node, "retrieve", user.retrieve_params(last.as_deref())).await;
+        let v = rpc_json(
+            client,
+            node,
+            "retrieve",
+            user.retrieve_params(last.as_deref()),
+        )
+        .await;
         let msgs = v["messages"].as_array().expect("messages").clone();
         for m in &msgs {
             let hash = m["hash"].as_str().expect("hash").to_string();
-            let data = STANDARD.decode(m["data"].as_str().expect("data")).expect("b64");
+            let data = STANDARD
+                .decode(m["data"].as_str().expect("data"))
+                .expect("b64");
             out.push((hash, data));
         }
         if !v["more"].as_bool().unwrap_or(false) || msgs.is_empty() {
@@ -152,7 +169,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

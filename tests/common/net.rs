@@ -46,7 +46,9 @@ impl Proxy {
         let (r, c) = (rules.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, peer)) = listener.accept().await else { continue };
+                let Ok((mut inbound, peer)) = listener.accept().await else {
+                    continue;
+                };
                 {
                     let rules = r.lock().expect("rules");
                     if rules.down || rules.blocked.contains(&peer.ip()) {
@@ -62,7 +64,12 @@ impl Proxy {
                 c.lock().expect("conns").push(task);
             }
         });
-        Proxy { addr, rules, conns, accept }
+        Proxy {
+            addr,
+            rules,
+            conns,
+            accept,
+        }
     }
 
     fn kill_connections(&self) {
@@ -148,7 +155,13 @@ impl TestNet {
         .await
         .expect("directory");
         let url = format!("http://{}", directory.addr());
-        let mut net = TestNet { tmp, directory: Some(directory), url, members: Vec::new(), tweak };
+        let mut net = TestNet {
+            tmp,
+            directory: Some(directory),
+            url,
+            members: Vec::new(),
+            tweak,
+        };
         for _ in 0..n {
             net.add_member().await;
         }
@@ -163,7 +176,14 @@ impl TestNet {
         let ip = Ipv4Addr::new(127, 0, 1, 10 + i as u8);
         let target = Arc::new(Mutex::new(SocketAddr::from((ip, 1))));
         let proxy = Proxy::start(target.clone()).await;
-        self.members.push(Member { dir, ip, proxy, target, node: None, pubkey: [0; 32] });
+        self.members.push(Member {
+            dir,
+            ip,
+            proxy,
+            target,
+            node: None,
+            pubkey: [0; 32],
+        });
         self.restart(i).await;
         i
     }
@@ -229,16 +249,24 @@ impl TestNet {
     /// Waits until every running node acts on the directory's current membership and is in
     /// a swarm.
     pub async fn wait_converged(&self) {
-        wait_for("membership convergence", Duration::from_secs(60), || async {
-            let view = self.directory_view().await;
-            let running: Vec<&NodeHandle> = self.members.iter().filter_map(|m| m.node.as_ref()).collect();
-            let ok = view.nodes.len() == self.members.len()
-                && running.iter().all(|n| {
-                    let m = n.membership();
-                    m.block_hash == view.block_hash && m.swarm_of(&n.pubkey_ed25519()).is_some()
-                });
-            ok.then_some(())
-        })
+        wait_for(
+            "membership convergence",
+            Duration::from_secs(60),
+            || async {
+                let view = self.directory_view().await;
+                let running: Vec<&NodeHandle> = self
+                    .members
+                    .iter()
+                    .filter_map(|m| m.node.as_ref())
+                    .collect();
+                let ok = view.nodes.len() == self.members.len()
+                    && running.iter().all(|n| {
+                        let m = n.membership();
+                        m.block_hash == view.block_hash && m.swarm_of(&n.pubkey_ed25519()).is_some()
+                    });
+                ok.then_some(())
+            },
+        )
         .await;
     }
 
