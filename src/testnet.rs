@@ -177,19 +177,23 @@ impl Testnet {
                     bail!("node-{i} exited during start-up ({status}); see its snode.log");
                 }
             }
-            let registered = match &self.directory_client {
-                Some(dc) => match dc.get_service_nodes(None).await {
-                    Ok(Some(m)) => m.nodes.len(),
-                    _ => 0,
-                },
-                None => 0,
+            let listing = match &self.directory_client {
+                Some(dc) => dc.get_service_nodes(None).await.ok().flatten(),
+                None => None,
             };
+            let (registered, height) = listing.map_or((0, 0), |m| (m.nodes.len(), m.height));
+            // Ready means serving *and* acting on the directory's current membership, so the
+            // first store after start-up reaches every member of its swarm.
             let mut ready = 0;
             for n in &nodes {
-                let url = format!("http://127.0.0.1:{}/ready", n["admin_port"]);
-                if let Ok(r) = http.get(url).send().await
-                    && r.status().is_success()
-                {
+                let url = format!("http://127.0.0.1:{}/status", n["admin_port"]);
+                let Ok(r) = http.get(url).send().await else {
+                    continue;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                if v["ready"] == json!(true) && v["network"]["height"] == json!(height) {
                     ready += 1;
                 }
             }
