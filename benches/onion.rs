@@ -28,14 +28,8 @@ fn node(rng: &mut StdRng) -> (NodeOnionKey, [u8; 32], HopKeys) {
 /// Process CPU time (user + system) from `/proc/self/stat`, in 10 ms ticks (USER_HZ = 100 on
 /// Linux); each pass runs for about a second, so that is precise to about 1 %.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<u64> = after_comm
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    let secs = snode::bench::process_cpu_seconds(std::process::id()).unwrap_or(0.0);
+    Duration::from_secs_f64(secs)
 }
 
 /// Runs `f` `ops` times on this thread and reports wall and CPU time per operation.

@@ -74,14 +74,8 @@ fn message(acc: &AccountId, n: u64) -> Message {
 /// (USER_HZ is 100 on Linux); the fixed-work passes run for seconds, so that is precise
 /// to well under 1 %.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<u64> = after_comm
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    let secs = snode::bench::process_cpu_seconds(std::process::id()).unwrap_or(0.0);
+    Duration::from_secs_f64(secs)
 }
 
 /// A store holding `accounts × PER_ACCOUNT` messages, written with `bulk_store` and flushed

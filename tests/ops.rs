@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use snode::status::StatusReport;
 
 fn snode() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_snode"))
+    common::snode_bin()
 }
 
 fn read(path: &Path) -> String {
@@ -23,16 +23,7 @@ fn read(path: &Path) -> String {
 }
 
 fn init(dir: &Path) {
-    let out = snode()
-        .args(["init", "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("init runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli_init(dir);
 }
 
 /// A `snode run` process, killed if a test fails before stopping it.

@@ -11,21 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn snode() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_snode"))
+    snode_bin()
 }
 
 fn init(dir: &Path) {
-    let out = snode()
-        .args(["init", "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("init runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf8");
+    let text = cli_init(dir);
     assert!(text.contains("pubkey_ed25519: "), "{text}");
     assert!(text.contains("pubkey_x25519: "), "{text}");
 }

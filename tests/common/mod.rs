@@ -13,6 +13,26 @@ use snode::config::Config;
 use snode::keys::NodeKeys;
 use snode::node::{KEY_FILE, Node, NodeHandle, NodeOptions};
 
+/// The `snode` binary under test.
+pub fn snode_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_snode"))
+}
+
+/// Runs the real `snode init --data-dir dir`; returns what it printed.
+pub fn cli_init(dir: &Path) -> String {
+    let out = snode_bin()
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
 /// Writes keys and a TLS certificate into `dir`, as `snode init` does.
 pub fn init_dir(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir");
