@@ -9,14 +9,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::de::IgnoredAny;
 use tokio::time::Instant;
 
 use super::listener::RemoteAddr;
 use super::response::{read_body, rpc, text};
 use super::{AppState, MAX_REQUEST_BODY, SERVER_HEADER};
 use crate::message::b64;
-use crate::rpc::{Origin, handle_request, method_label};
+use crate::rpc::{Origin, handle_request_labelled};
 
 /// Routes of the public listener.
 pub fn router(state: AppState) -> Router {
@@ -35,16 +34,6 @@ async fn server_header(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::SERVER, HeaderValue::from_static(SERVER_HEADER));
     resp
-}
-
-/// Just the method name of an RPC envelope, for metrics labels; everything else is skipped.
-#[derive(serde::Deserialize)]
-struct MethodOnly<'a> {
-    #[serde(borrow)]
-    method: Option<&'a str>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    params: Option<IgnoredAny>,
 }
 
 async fn storage_rpc(
@@ -71,12 +60,7 @@ async fn storage_rpc(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let label = serde_json::from_slice::<MethodOnly<'_>>(&bytes)
-        .ok()
-        .and_then(|m| m.method)
-        .map(method_label)
-        .unwrap_or("invalid");
-    let resp = handle_request(&state.rpc, &bytes, Origin::Client).await;
+    let (label, resp) = handle_request_labelled(&state.rpc, &bytes, Origin::Client).await;
     let status = resp.status.to_string();
     state
         .metrics

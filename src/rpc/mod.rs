@@ -285,17 +285,28 @@ impl RpcContext {
 
 /// Handles a whole request body: the JSON envelope of 1.2, then the method.
 pub async fn handle_request(ctx: &RpcContext, body: &[u8], origin: Origin) -> RpcResponse {
+    handle_request_labelled(ctx, body, origin).await.1
+}
+
+/// As [`handle_request`], also returning the method's metrics label (`method_label`, or
+/// `"invalid"` when the envelope has no usable method), so the edge parses the body once.
+pub async fn handle_request_labelled(
+    ctx: &RpcContext,
+    body: &[u8],
+    origin: Origin,
+) -> (&'static str, RpcResponse) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return text(400, "invalid json");
+        return ("invalid", text(400, "invalid json"));
     };
     let Some(method) = v.get("method").and_then(Value::as_str) else {
-        return text(400, "invalid json: no `method` field");
+        return ("invalid", text(400, "invalid json: no `method` field"));
     };
+    let label = method_label(method);
     let params = match v.get("params") {
         Some(p) if p.is_object() => p,
-        _ => return text(400, "invalid json: no `params` field"),
+        _ => return (label, text(400, "invalid json: no `params` field")),
     };
-    handle_method(ctx, method, params, origin).await
+    (label, handle_method(ctx, method, params, origin).await)
 }
 
 /// Handles one method with its params object.
