@@ -1,4 +1,4 @@
-//! Benches of the onion hot path (DESIGN.md "Performance targets"): peeling one layer at 1 KiB
+//! Benches of the onion hot path (targets in BENCHMARKS.md): peeling one layer at 1 KiB
 //! and 64 KiB with aes-gcm and xchacha20, a whole entry layer (parse + peel + route + reply),
 //! the bare X25519 of aws-lc-rs against x25519-dalek (which decided the node's choice), and
 //! building a 3-hop onion on the client. Each case runs twice: criterion (wall time), then a

@@ -1,4 +1,4 @@
-//! Criterion benches of the RocksDB message store (DESIGN.md "Performance targets"): storing
+//! Criterion benches of the RocksDB message store (targets in BENCHMARKS.md): storing
 //! 1 KiB messages from one and from two threads, and a paged retrieve (the 10 messages after a
 //! `last_hash` cursor of one account) with 10 000 and with 1 000 000 messages stored, the
 //! latter also restricted to 100 hot accounts whose blocks stay in the block cache.

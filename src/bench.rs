@@ -319,13 +319,13 @@ fn store_params(a: &Account, body_b64: &str, n: u64) -> Value {
     let mut data = STANDARD.decode(body_b64).unwrap_or_default();
     let len = data.len().min(8);
     data[..len].copy_from_slice(&n.to_le_bytes()[..len]);
-    let now = crate::node::wall_clock_ms();
+    let now = crate::clock::wall_clock_ms();
     json!({"pubkey": a.id, "timestamp": now, "ttl": 3_600_000, "data": STANDARD.encode(&data)})
 }
 
 /// Params of a signed retrieve of namespace 0.
 fn retrieve_params(a: &Account) -> Value {
-    let now = crate::node::wall_clock_ms();
+    let now = crate::clock::wall_clock_ms();
     let sig = STANDARD.encode(a.sk.sign(format!("retrieve{now}").as_bytes()).to_bytes());
     json!({"pubkey": a.id, "pubkey_ed25519": a.ed_hex, "timestamp": now, "signature": sig})
 }

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, LogFormat};
 use crate::keys::NodeKeys;
 use crate::node::{KEY_FILE, Node, NodeOptions};
+use crate::status::client::RUN_FILE;
 
 /// snode: a service node for a Session-style private messenger network.
 #[derive(Debug, Parser)]
@@ -299,12 +300,15 @@ fn run_node(args: RunArgs) -> anyhow::Result<()> {
     let cfg = effective_config(&args)?;
     init_logging(&cfg);
     runtime()?.block_on(async move {
-        let node = Node::spawn(NodeOptions {
-            data_dir: args.data_dir.clone(),
-            config: cfg,
-            clock: None,
-        })
-        .await?;
+        let mut opts = NodeOptions::new(args.data_dir.clone(), cfg);
+        // systemd's variables are read here, at the process boundary; the node only sends.
+        opts.notifier = crate::notify::Notifier::from_vars(
+            std::env::var_os("NOTIFY_SOCKET").as_deref(),
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+            std::process::id(),
+        );
+        let node = Node::spawn(opts).await?;
         write_run_file(&args.data_dir, &node)?;
         wait_for_signal().await?;
         tracing::info!("shutting down");
@@ -414,10 +418,7 @@ fn show_status(args: &StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Name of the file `snode run` writes once it listens: pid and bound ports, for scripts,
-/// `snode testnet` and tests that start nodes on port 0.
-pub const RUN_FILE: &str = "snode.run.json";
-
+/// Writes `RUN_FILE`, the pid and bound ports `snode status`, scripts and tests read back.
 fn write_run_file(dir: &Path, node: &crate::node::NodeHandle) -> anyhow::Result<()> {
     let v = serde_json::json!({
         "pid": std::process::id(),

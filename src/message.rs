@@ -84,7 +84,7 @@ impl AccountId {
         hex::encode(self.to_bytes())
     }
 
-    /// A short, log-safe prefix (DESIGN.md: never log full account pubkeys).
+    /// A short, log-safe prefix: logs never carry a full account pubkey (ARCHITECTURE.md, invariants).
     pub fn short(&self) -> String {
         let h = self.to_hex();
         format!("{}…", &h[..8])

@@ -13,13 +13,13 @@ use rand::seq::SliceRandom as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::directory::client::DirectoryClient;
 use crate::keys::NodeKeys;
 use crate::message::b64;
 use crate::peer::PATH_PING;
 use crate::peer::client::PeerClient;
-use crate::rpc::Clock;
-use crate::swarm::{Membership, NodeInfo, SwarmId};
+use crate::swarm::{Membership, NodeInfo};
 
 /// Timing of the network loops.
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +136,7 @@ pub async fn test_reachability(
     timing: NetworkTiming,
     clock: Clock,
     observed: crate::reachability::Reachability,
+    mut rng: rand::rngs::StdRng,
     cancel: CancellationToken,
 ) {
     let http = match reqwest::Client::builder()
@@ -169,7 +170,7 @@ pub async fn test_reachability(
                 .filter(|n| n.pubkey_ed25519 != me)
                 .cloned()
                 .collect();
-            order.shuffle(&mut rand::thread_rng());
+            order.shuffle(&mut rng);
         }
         let Some(peer) = order.pop() else { continue };
         let passed = test_peer(&http, &peers, &peer).await;
@@ -184,9 +185,4 @@ pub async fn test_reachability(
             tracing::debug!(error = %e, "reachability report failed");
         }
     }
-}
-
-/// Whether `me` is in a swarm in `m` (the node is ready only then).
-pub fn in_swarm(m: &Membership, me: &[u8; 32]) -> bool {
-    matches!(m.swarm_of(me), Some(id) if id != SwarmId::UNASSIGNED)
 }

@@ -10,7 +10,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,14 +23,17 @@ use tokio_util::task::TaskTracker;
 use crate::api::listener::{PublicListener, RemoteAddr};
 use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
+use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::directory::client::DirectoryClient;
 use crate::keys::NodeKeys;
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkTiming};
+use crate::notify::Notifier;
 use crate::peer::client::PeerClient;
 use crate::replication::{Replicator, ReplicatorParts};
-use crate::rpc::{Clock, RpcContext};
+use crate::rpc::RpcContext;
+use crate::status::{StatusSource, StatusState};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId};
 
@@ -43,17 +48,6 @@ pub const STORE_DIR: &str = "storage";
 /// How often store gauges (messages, bytes, accounts, disk) are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The protocol version snode reports as its `version` in directory listings.
-pub const PROTOCOL_VERSION: [u16; 3] = [2, 8, 0];
-
-/// Wall-clock milliseconds since the Unix epoch: the one clock persisted expiries use.
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// What a node needs to start.
 pub struct NodeOptions {
     /// Data directory: keys, TLS files, store.
@@ -62,6 +56,26 @@ pub struct NodeOptions {
     pub config: Config,
     /// Clock for TTL and signature windows; `None` = the wall clock.
     pub clock: Option<Clock>,
+    /// Seed of the node's randomness (peer test order, sampled node lists); `None` = from
+    /// the OS. Tests and simulations fix it to replay a history.
+    pub rng_seed: Option<u64>,
+    /// The service manager's notification socket (systemd `Type=notify`), when it gave one:
+    /// the caller reads the environment (`cli`), the node only sends.
+    pub notifier: Option<Notifier>,
+}
+
+impl NodeOptions {
+    /// Options for a node in `data_dir` with `config`, the wall clock, OS randomness and no
+    /// service manager.
+    pub fn new(data_dir: PathBuf, config: Config) -> NodeOptions {
+        NodeOptions {
+            data_dir,
+            config,
+            clock: None,
+            rng_seed: None,
+            notifier: None,
+        }
+    }
 }
 
 /// Why a node could not start.
@@ -177,7 +191,7 @@ impl Node {
             },
             omq_port: 0,
             swarm_id: SwarmId(0),
-            version: PROTOCOL_VERSION,
+            version: crate::rpc::STORAGE_SERVER_VERSION,
         };
         // Without a directory the node is a one-node network owning every account; with one,
         // it owns nothing (and is not ready) until the directory places it in a swarm.
@@ -191,12 +205,8 @@ impl Node {
 
         let metrics = Metrics::new();
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
-        let clock: Clock = opts.clock.unwrap_or_else(|| Arc::new(wall_clock_ms));
-        let status = Arc::new(crate::status::StatusState::new(
-            metrics.clone(),
-            clock(),
-            networked,
-        ));
+        let clock: Clock = opts.clock.unwrap_or_else(clock::wall);
+        let status = Arc::new(StatusState::new(metrics.clone(), clock(), networked));
         let peer_client = PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg))
             .map_err(NodeError::HttpClient)?;
         let directory = if networked {
@@ -219,6 +229,14 @@ impl Node {
             config: cfg.replication.clone(),
             testnet: cfg.network.testnet,
         });
+        // One seed, then an independent stream per consumer, so adding a consumer does not
+        // shift what the others draw.
+        let mut seeds = match opts.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        let rpc_rng = crate::rpc::seeded_rng(seeds.r#gen());
+        let reachability_rng = StdRng::seed_from_u64(seeds.r#gen());
         let rpc = RpcContext {
             store: store.clone(),
             keys: keys.clone(),
@@ -227,6 +245,7 @@ impl Node {
             metrics: metrics.clone(),
             clock: clock.clone(),
             testnet: cfg.network.testnet,
+            rng: rpc_rng,
         };
         let state = AppState {
             rpc,
@@ -255,13 +274,12 @@ impl Node {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let listener = PublicListener::start(public_tcp, Some(tls), cancel.child_token()).map_err(
-            |source| NodeError::Bind {
+        let listener = PublicListener::start(public_tcp, Some(tls), &tracker, cancel.child_token())
+            .map_err(|source| NodeError::Bind {
                 what: "public HTTPS",
                 addr: public_addr,
                 source,
-            },
-        )?;
+            })?;
         let public_app =
             api::public::router(state.clone()).into_make_service_with_connect_info::<RemoteAddr>();
         let c = cancel.clone();
@@ -273,7 +291,15 @@ impl Node {
                 tracing::error!(error = %e, "public listener failed");
             }
         });
-        let admin_app = api::admin::router(state.clone());
+        let status_source = StatusSource {
+            me: keys.pubkey_ed25519(),
+            membership: membership_rx.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            state: status.clone(),
+            clock: clock.clone(),
+        };
+        let admin_app = api::admin::router(status_source.clone());
         let c = cancel.clone();
         tracker.spawn(async move {
             if let Err(e) = axum::serve(admin_tcp, admin_app)
@@ -299,14 +325,14 @@ impl Node {
         tracker.spawn(replicator.clone().run_handoff(cancel.clone()));
         tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
         // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
-        let notifier = crate::notify::Notifier::from_env();
+        let notifier = opts.notifier;
         if let Some(n) = &notifier
             && let Some(every) = n.watchdog_every()
         {
             tracker.spawn(crate::notify::watchdog(n.clone(), every, cancel.clone()));
         }
         tracker.spawn(crate::status::monitor::run(
-            state.clone(),
+            status_source,
             notifier,
             cancel.clone(),
         ));
@@ -333,6 +359,7 @@ impl Node {
                 timing,
                 clock.clone(),
                 status.reachability.clone(),
+                reachability_rng,
                 cancel.clone(),
             ));
         }

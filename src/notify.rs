@@ -2,20 +2,24 @@
 //! `STATUS=…` every few seconds, `WATCHDOG=1` at half of `WATCHDOG_USEC`, `STOPPING=1` at the
 //! end. Sent only when systemd (or anything else) set `NOTIFY_SOCKET`.
 //!
-//! Owns reading the environment systemd sets and sending datagrams through the `sd-notify`
-//! crate. Must not decide what to say: the status monitor (`status::monitor`) does. Never
-//! changes the environment (the crate's `unset_env` is always false), so nothing here is
-//! process-global beyond what systemd handed the process.
+//! Owns interpreting what systemd hands the process (`Notifier::from_vars`: the socket path and
+//! the watchdog variables, read from the environment by `cli` only and given to the node in
+//! `NodeOptions`) and sending the datagrams. Must not decide what to say: the status monitor
+//! (`status::monitor`) does. Reads no environment variable itself, so two nodes in one process
+//! (tests) can have different notifiers, or none.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-/// A handle on the service manager's notification socket; exists only when `NOTIFY_SOCKET`
-/// is set.
+/// A handle on the service manager's notification socket; exists only when the service
+/// manager gave one (`NOTIFY_SOCKET`).
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    socket: OsString,
     watchdog: Option<Duration>,
 }
 
@@ -38,20 +42,27 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
 }
 
 impl Notifier {
-    /// The notifier systemd asked for, or `None` when `NOTIFY_SOCKET` is not set.
-    pub fn from_env() -> Option<Notifier> {
-        let socket = std::env::var_os("NOTIFY_SOCKET")?;
-        if socket.is_empty() {
-            return None;
-        }
-        let var = |k: &str| std::env::var(k).ok();
+    /// The notifier the service manager asked for, from the values of `NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC` and `WATCHDOG_PID` and our pid; `None` without a socket.
+    pub fn from_vars(
+        socket: Option<&OsStr>,
+        watchdog_usec: Option<&str>,
+        watchdog_pid: Option<&str>,
+        my_pid: u32,
+    ) -> Option<Notifier> {
+        let socket = socket.filter(|s| !s.is_empty())?;
         Some(Notifier {
-            watchdog: watchdog_interval(
-                var("WATCHDOG_USEC").as_deref(),
-                var("WATCHDOG_PID").as_deref(),
-                std::process::id(),
-            ),
+            socket: socket.to_owned(),
+            watchdog: watchdog_interval(watchdog_usec, watchdog_pid, my_pid),
         })
+    }
+
+    /// A notifier sending to `socket` (a path, or `@name` for an abstract socket).
+    pub fn new(socket: impl Into<OsString>, watchdog: Option<Duration>) -> Notifier {
+        Notifier {
+            socket: socket.into(),
+            watchdog,
+        }
     }
 
     /// How often the watchdog wants `WATCHDOG=1`, if it is on.
@@ -62,7 +73,7 @@ impl Notifier {
     fn send(&self, state: NotifyState<'_>) {
         // A failed notification must not take the node down; systemd will notice on its own
         // (start timeout, watchdog) if notifications keep failing.
-        if let Err(e) = sd_notify::notify(false, &[state]) {
+        if let Err(e) = send_datagram(&self.socket, &format!("{state}\n")) {
             tracing::debug!(error = %e, "systemd notification failed");
         }
     }
@@ -87,6 +98,32 @@ impl Notifier {
     pub fn stopping(&self) {
         self.send(NotifyState::Stopping);
     }
+}
+
+/// One datagram to the notification socket, as sd_notify(3) sends it. A socket name starting
+/// with `@` is in Linux's abstract namespace (systemd uses one for containers); the
+/// `sd-notify` crate would treat it as a file path, so the datagram is sent here and the crate
+/// only formats the lines.
+fn send_datagram(socket: &OsStr, msg: &str) -> std::io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket);
+    #[cfg(target_os = "linux")]
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt as _;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        sock.connect_addr(&addr)?;
+        return sock.send(msg.as_bytes()).map(|_| ());
+    }
+    let _ = bytes;
+    sock.connect(socket)?;
+    let sent = sock.send(msg.as_bytes())?;
+    if sent != msg.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "incomplete notification",
+        ));
+    }
+    Ok(())
 }
 
 /// Sends `WATCHDOG=1` every `every` until cancelled. Runs on the node's runtime, so a wedged
@@ -126,6 +163,39 @@ mod tests {
         assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
         assert_eq!(watchdog_interval(Some("30000000"), Some("8"), 7), None);
         assert_eq!(watchdog_interval(Some("30000000"), Some("x"), 7), None);
+    }
+
+    #[test]
+    fn notifier_exists_only_with_a_socket() {
+        assert!(Notifier::from_vars(None, Some("30000000"), None, 7).is_none());
+        assert!(Notifier::from_vars(Some(OsStr::new("")), None, None, 7).is_none());
+        let n = Notifier::from_vars(Some(OsStr::new("/run/x")), Some("30000000"), None, 7);
+        assert_eq!(
+            n.and_then(|n| n.watchdog_every()),
+            Some(Duration::from_secs(15))
+        );
+    }
+
+    #[test]
+    fn datagrams_reach_a_path_socket_and_an_abstract_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        Notifier::new(path.as_os_str(), None).ready();
+        let mut buf = [0u8; 64];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt as _;
+            let name = format!("snode-notify-test-{}", std::process::id());
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+            let server = UnixDatagram::bind_addr(&addr).unwrap();
+            Notifier::new(format!("@{name}"), None).stopping();
+            let n = server.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"STOPPING=1\n");
+        }
     }
 
     #[test]

@@ -13,12 +13,15 @@ pub mod monitor;
 pub mod render;
 pub mod window;
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use crate::api::AppState;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::reachability::{IncomingPings, PEER_SILENCE_MS, PeerObservation, Reachability};
-use crate::store::StoreStats;
+use crate::store::{Store, StoreStats};
 use crate::swarm::{Membership, SwarmId};
 use window::{RecentRequests, RequestCounts, sum_counters};
 
@@ -199,18 +202,55 @@ pub struct ReportInputs<'a> {
     pub now_ms: i64,
 }
 
-/// The report of a running node.
-pub fn report(state: &AppState, now_ms: i64) -> StatusReport {
-    let membership = state.rpc.membership.borrow().clone();
-    build(ReportInputs {
-        me: state.keys.pubkey_ed25519(),
-        membership: &membership,
-        not_ready: state.not_ready_reason(),
-        store: state.rpc.store.stats(),
-        metrics: &state.metrics,
-        state: &state.status,
-        now_ms,
-    })
+/// Why a node cannot serve clients, or `None` when it can. Keys are loaded and the store is
+/// open by construction of a running node; what remains is knowing our swarm. The one rule
+/// behind `/ready`, the public endpoints' 503 and the report's `ready`.
+pub fn not_ready_reason(membership: &Membership, me: &[u8; 32]) -> Option<String> {
+    match membership.swarm_of(me) {
+        Some(id) if id != SwarmId::UNASSIGNED => None,
+        _ => Some("not in any swarm".to_string()),
+    }
+}
+
+/// What status reads of a running node: a narrow view assembled by `node` and shared by the
+/// admin endpoints (`/ready`, `/status`, `/metrics`) and the monitor. It holds handles, not
+/// copies, so every report is current; nothing here can change the node.
+#[derive(Clone)]
+pub struct StatusSource {
+    /// The node's Ed25519 pubkey.
+    pub me: [u8; 32],
+    /// The membership the node acts on.
+    pub membership: watch::Receiver<Arc<Membership>>,
+    /// The message store (read for its counters only).
+    pub store: Store,
+    /// The node's metrics.
+    pub metrics: Metrics,
+    /// Reachability, recent requests, start time.
+    pub state: Arc<StatusState>,
+    /// The node's clock.
+    pub clock: Clock,
+}
+
+impl StatusSource {
+    /// Why the node cannot serve clients now (see [`not_ready_reason`]).
+    pub fn not_ready(&self) -> Option<String> {
+        not_ready_reason(&self.membership.borrow(), &self.me)
+    }
+
+    /// The report of the node as it is now. Reads a RocksDB property for the disk figure:
+    /// cheap, but callers on async workers run it with `spawn_blocking`.
+    pub fn report(&self) -> StatusReport {
+        let membership = self.membership.borrow().clone();
+        build(ReportInputs {
+            me: self.me,
+            membership: &membership,
+            not_ready: not_ready_reason(&membership, &self.me),
+            store: self.store.stats(),
+            metrics: &self.metrics,
+            state: &self.state,
+            now_ms: (self.clock)(),
+        })
+    }
 }
 
 /// Builds a report from its inputs (pure apart from reading counters).
@@ -259,7 +299,7 @@ pub fn build(i: ReportInputs<'_>) -> StatusReport {
     });
     StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        protocol_version: crate::node::PROTOCOL_VERSION
+        protocol_version: crate::rpc::STORAGE_SERVER_VERSION
             .map(|v| v.to_string())
             .join("."),
         pubkey_ed25519: hex::encode(i.me),

@@ -16,13 +16,14 @@ use serde_json::{Value, json};
 use snode::api::listener::{PublicListener, RemoteAddr};
 use snode::api::rate_limit::RateLimiter;
 use snode::api::{AppState, onion::OnionServices, onion_exit::ExitClient};
+use snode::clock::Clock;
 use snode::config::{Config, ReplicationConfig};
 use snode::keys::NodeKeys;
 use snode::message::{AccountId, Message, Namespace, message_hash};
 use snode::metrics::Metrics;
 use snode::peer::client::PeerClient;
 use snode::replication::{Replicator, ReplicatorParts};
-use snode::rpc::{Clock, Origin, RpcContext, handle_method};
+use snode::rpc::{Origin, RpcContext, handle_method};
 use snode::store::{Store, StoreOptions};
 use snode::swarm::{Membership, NodeInfo, SwarmId, swarm_space};
 use tokio::net::TcpListener;
@@ -41,15 +42,16 @@ struct Replica {
     tcp: Option<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
     cancel: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
     _dir: tempfile::TempDir,
 }
 
 fn clock() -> Clock {
-    Arc::new(snode::node::wall_clock_ms)
+    Arc::new(snode::clock::wall_clock_ms)
 }
 
 fn now() -> i64 {
-    snode::node::wall_clock_ms()
+    snode::clock::wall_clock_ms()
 }
 
 fn fast() -> ReplicationConfig {
@@ -95,6 +97,7 @@ impl Replica {
             metrics: metrics.clone(),
             clock: clock(),
             testnet: false,
+            rng: snode::rpc::seeded_rng(7),
         };
         let cfg = Config::default();
         let state = AppState {
@@ -134,6 +137,7 @@ impl Replica {
             tcp: Some(tcp),
             tls,
             cancel,
+            tasks: tokio_util::task::TaskTracker::new(),
             _dir: dir,
         }
     }
@@ -142,9 +146,13 @@ impl Replica {
     /// accepts), which the sender sees as a timeout.
     fn serve(&mut self) {
         let tcp = self.tcp.take().expect("serve once");
-        let listener =
-            PublicListener::start(tcp, Some(self.tls.clone()), self.cancel.child_token())
-                .expect("listener");
+        let listener = PublicListener::start(
+            tcp,
+            Some(self.tls.clone()),
+            &self.tasks,
+            self.cancel.child_token(),
+        )
+        .expect("listener");
         let app = snode::api::peer::router(self.state.clone())
             .into_make_service_with_connect_info::<RemoteAddr>();
         let c = self.cancel.clone();

@@ -10,11 +10,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AppState;
 use super::response::text;
+use crate::status::StatusSource;
 
-/// Routes of the admin listener.
-pub fn router(state: AppState) -> Router {
+/// Routes of the admin listener: they read the node through its `StatusSource` only.
+pub fn router(state: StatusSource) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { text(200, "ok\n") }))
@@ -23,7 +23,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<StatusSource>) -> Response {
     let mut r = state.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -32,17 +32,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
     r
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
-    match state.not_ready_reason() {
+async fn ready(State(state): State<StatusSource>) -> Response {
+    match state.not_ready() {
         None => text(200, "ready\n"),
         Some(why) => text(503, format!("not ready: {why}\n")),
     }
 }
 
-async fn status(State(state): State<AppState>) -> Response {
-    let now = (state.rpc.clock)();
+async fn status(State(state): State<StatusSource>) -> Response {
     // The store's disk figure is a RocksDB property read: cheap, but keep it off the workers.
-    match tokio::task::spawn_blocking(move || crate::status::report(&state, now)).await {
+    match tokio::task::spawn_blocking(move || state.report()).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(_) => text(500, "Internal Server Error\n"),
     }

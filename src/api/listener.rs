@@ -3,7 +3,9 @@
 //!
 //! Owns accepting connections and TLS handshakes. Handshakes run in their own tasks, so one
 //! slow or malicious client cannot stall accepting others; finished streams reach `accept`
-//! through a bounded channel. Must not know about routes or requests.
+//! through a bounded channel. The accept loop and every handshake task belong to the node's
+//! `TaskTracker` and stop on its cancellation token, so a node's shutdown waits for them and
+//! none outlives it. Must not know about routes or requests.
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
@@ -18,6 +20,7 @@ use tokio::time::Duration;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A client that has not finished its handshake in this time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,17 +92,18 @@ impl Connected<IncomingStream<'_, PublicListener>> for RemoteAddr {
 }
 
 impl PublicListener {
-    /// Starts accepting on `tcp`; handshakes with `tls` when given. The accept task stops when
-    /// `cancel` fires.
+    /// Starts accepting on `tcp`; handshakes with `tls` when given. The accept task and the
+    /// handshake tasks run on `tasks` and stop when `cancel` fires.
     pub fn start(
         tcp: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
+        tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> std::io::Result<PublicListener> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(READY_QUEUE);
         let acceptor = tls.map(TlsAcceptor::from);
-        tokio::spawn(accept_loop(tcp, acceptor, tx, cancel));
+        tasks.spawn(accept_loop(tcp, acceptor, tx, tasks.clone(), cancel));
         Ok(PublicListener { local, ready: rx })
     }
 }
@@ -108,6 +112,7 @@ async fn accept_loop(
     tcp: TcpListener,
     acceptor: Option<TlsAcceptor>,
     tx: mpsc::Sender<(PublicIo, SocketAddr)>,
+    tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
     loop {
@@ -134,10 +139,23 @@ async fn accept_loop(
             Some(acc) => {
                 let acc = acc.clone();
                 let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
+                let cancel = cancel.clone();
+                tasks.spawn(async move {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream));
+                    let done = tokio::select! {
+                        biased;
+                        // Shutting down: a half-open handshake is dropped, not waited for.
+                        _ = cancel.cancelled() => return,
+                        r = handshake => r,
+                    };
+                    match done {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((PublicIo::Tls(Box::new(tls)), addr)).await;
+                            let io = PublicIo::Tls(Box::new(tls));
+                            tokio::select! {
+                                // The server stopped taking connections: drop this one.
+                                _ = cancel.cancelled() => {}
+                                _ = tx.send((io, addr)) => {}
+                            }
                         }
                         // Failed handshakes are routine on a public port (scanners); debug only.
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),

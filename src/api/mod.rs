@@ -53,10 +53,6 @@ impl AppState {
     /// Why the node cannot serve clients yet, or `None` when it can (keys are loaded and the
     /// store is open by construction; what remains is knowing our swarm).
     pub fn not_ready_reason(&self) -> Option<String> {
-        let membership = self.rpc.membership.borrow().clone();
-        match membership.swarm_of(&self.keys.pubkey_ed25519()) {
-            Some(id) if id != crate::swarm::SwarmId::UNASSIGNED => None,
-            _ => Some("not in any swarm".to_string()),
-        }
+        crate::status::not_ready_reason(&self.rpc.membership.borrow(), &self.keys.pubkey_ed25519())
     }
 }

@@ -79,7 +79,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             let text = text.clone();
             with_client(&args, |mut client, _state| async move {
                 let hash = client
-                    .send(&to, &text, ttl_ms, crate::node::wall_clock_ms())
+                    .send(&to, &text, ttl_ms, crate::clock::wall_clock_ms())
                     .await?;
                 writeln!(std::io::stdout().lock(), "{hash}")?;
                 Ok(client)
@@ -90,7 +90,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             let id = id_path(&args)?.to_path_buf();
             with_client(&args, |mut client, mut state| async move {
                 let received = client
-                    .poll(&mut state, crate::node::wall_clock_ms())
+                    .poll(&mut state, crate::clock::wall_clock_ms())
                     .await?;
                 state.save(&state_path(&id))?;
                 let mut out = std::io::stdout().lock();

@@ -1,4 +1,4 @@
-//! A Session-compatible client (DESIGN.md "Client"): identity, node list from the directory,
+//! A Session-compatible client: identity, node list from the directory,
 //! 3-hop onion paths with a reused guard, signed storage requests, retry on 421 with the
 //! swarm the node returns, and end-to-end sealed, signed message bodies.
 //!

@@ -10,7 +10,7 @@
 
 use super::announce::{sign_announcement, sign_report};
 use super::rpc::NODE_FIELDS;
-use super::wall_clock_ms;
+use crate::clock::wall_clock_ms;
 use crate::keys::NodeKeys;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
 use serde_json::{Value, json};

@@ -23,11 +23,3 @@ pub use announce::{SignedAnnouncement, SignedReport, sign_announcement, sign_rep
 pub use client::{DirectoryClient, DirectoryClientError, Registration};
 pub use server::{DirectoryConfig, DirectoryError, DirectoryHandle, serve};
 pub use state::{Admission, BadAllowList, Policy, Registry};
-
-/// Wall-clock milliseconds since the Unix epoch: the one clock of the I/O shell (`server`
-/// checks timestamps with it, `client` signs with it); the pure parts take `now_ms` instead.
-pub(crate) fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}

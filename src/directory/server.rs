@@ -12,7 +12,8 @@
 
 use super::persist::{PersistError, load, save, state_path};
 use super::state::{Admission, Effect, Policy, RegisterError, Registry, ReportError};
-use super::{announce, rpc, wall_clock_ms as now_ms};
+use super::{announce, rpc};
+use crate::clock::wall_clock_ms as now_ms;
 use crate::swarm::Membership;
 use axum::Router;
 use axum::body::Bytes;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 
 use super::auth::{HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, PeerAuth};
+use crate::clock::Clock;
 use crate::keys::NodeKeys;
-use crate::rpc::Clock;
 use crate::swarm::NodeInfo;
 use std::sync::Arc;
 

@@ -17,11 +17,12 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::message::{AccountId, Namespace, b64_decode, message_hash};
 use crate::metrics::Metrics;
 use crate::peer::PATH_STORAGE_CC;
 use crate::peer::client::{PeerClient, PeerError, PeerResponse};
-use crate::rpc::{Clock, ForwardFuture, PeerReply, SwarmForwarder};
+use crate::rpc::{ForwardFuture, PeerReply, SwarmForwarder};
 use crate::store::{PendingPayload, Store};
 use crate::swarm::NodeInfo;
 

@@ -41,10 +41,10 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::clock::Clock;
 use crate::config::ReplicationConfig;
 use crate::metrics::Metrics;
 use crate::peer::client::{PeerClient, PeerError};
-use crate::rpc::Clock;
 use crate::store::{Store, StoreError};
 use crate::swarm::{Membership, NodeInfo};
 

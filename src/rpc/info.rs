@@ -39,7 +39,14 @@ pub(crate) fn oxend_request(ctx: &RpcContext, params: &Value) -> RpcResponse {
                 let empty = Map::new();
                 let p = inner.as_object().unwrap_or(&empty);
                 let m = ctx.snapshot();
-                match crate::directory::rpc::service_nodes(p, &m, &mut rand::thread_rng()) {
+                // The lock is held for one in-memory sample, never across an await.
+                let sampled = match ctx.rng.lock() {
+                    Ok(mut rng) => crate::directory::rpc::service_nodes(p, &m, &mut *rng),
+                    Err(poisoned) => {
+                        crate::directory::rpc::service_nodes(p, &m, &mut *poisoned.into_inner())
+                    }
+                };
+                match sampled {
                     Ok(result) => {
                         let mut obj = Map::new();
                         obj.insert("result".into(), result);

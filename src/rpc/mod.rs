@@ -32,9 +32,6 @@ use serde_json::{Map, Value, json};
 
 use crate::swarm::{Membership, NodeInfo};
 
-/// Milliseconds since the Unix epoch; a parameter so tests fix time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 /// A boxed, sendable future (handlers recurse through batch/ifelse).
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -85,9 +82,20 @@ pub struct RpcContext {
     /// This node's metrics.
     pub metrics: crate::metrics::Metrics,
     /// Wall clock, ms since epoch.
-    pub clock: Clock,
+    pub clock: crate::clock::Clock,
     /// Accept 64-hex pubkeys as type `05` (storage-server.md 1.3).
     pub testnet: bool,
+    /// Randomness of answers that sample (`oxend_request get_service_nodes` with a `limit`);
+    /// seeded by the node's caller, so a test or simulation replays the same answers.
+    pub rng: Arc<std::sync::Mutex<rand::rngs::StdRng>>,
+}
+
+/// The randomness of an `RpcContext`, from a seed.
+pub fn seeded_rng(seed: u64) -> Arc<std::sync::Mutex<rand::rngs::StdRng>> {
+    use rand::SeedableRng as _;
+    Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(
+        seed,
+    )))
 }
 
 /// Who sent a request; decides recursion and timestamp tolerances.

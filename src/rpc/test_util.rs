@@ -162,6 +162,7 @@ pub(super) fn net_with(size: usize, owner: &AccountId, max_bytes: u64) -> Net {
             metrics: Metrics::new(),
             clock: Arc::new(|| NOW),
             testnet: false,
+            rng: super::seeded_rng(i as u64),
         };
         if i > 0 {
             forwarder.peers.lock().expect("lock").insert(

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use super::StatusReport;
 
+/// Name of the file `snode run` writes in its data directory once it listens (pid and bound
+/// ports), for `snode status`, scripts and tests that start nodes on port 0. Its reader is
+/// below; the writer is `cli`'s `run`.
+pub const RUN_FILE: &str = "snode.run.json";
+
 /// How long `snode status` waits for the node.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -83,7 +88,7 @@ pub fn admin_addr_from_run_file(text: &str) -> Result<SocketAddr, String> {
 
 /// The admin address of the node running from `data_dir`.
 pub fn admin_addr(data_dir: &Path) -> Result<SocketAddr, StatusError> {
-    let path = data_dir.join(crate::cli::RUN_FILE);
+    let path = data_dir.join(RUN_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| StatusError::RunFile {
         path: path.clone(),
         dir: data_dir.display().to_string(),

@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::status_line;
 use super::window::RequestCounts;
-use super::{StatusReport, report};
-use crate::api::AppState;
+use super::{StatusReport, StatusSource};
 use crate::notify::Notifier;
 
 /// How often the monitor looks (and refreshes systemd's STATUS line).
@@ -30,9 +29,9 @@ pub struct Observed {
     pub store_level: u8,
 }
 
-/// One operator-facing change, with the level it is logged at.
+/// One operator-facing state transition, with the level it is logged at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum Transition {
     /// The node serves clients now.
     Ready,
     /// The node stopped serving clients (or does not yet, at start), and why.
@@ -66,14 +65,14 @@ fn store_level(r: &StatusReport) -> u8 {
     }
 }
 
-/// The changes between what was observed and `r` (pure); updates `seen`.
-pub fn changes(seen: &mut Observed, r: &StatusReport) -> Vec<Change> {
+/// The transitions between what was observed and `r` (pure); updates `seen`.
+pub fn transitions(seen: &mut Observed, r: &StatusReport) -> Vec<Transition> {
     let mut out = Vec::new();
     let ready = r.not_ready.is_none();
     if seen.ready != Some(ready) {
         out.push(match &r.not_ready {
-            None => Change::Ready,
-            Some(why) => Change::NotReady {
+            None => Transition::Ready,
+            Some(why) => Transition::NotReady {
                 why: why.clone(),
                 was_ready: seen.ready == Some(true),
             },
@@ -82,8 +81,8 @@ pub fn changes(seen: &mut Observed, r: &StatusReport) -> Vec<Change> {
     }
     let reached = r.reachability.reached_by_peers;
     match (seen.reached_by_peers, reached) {
-        (prev, Some(false)) if prev != Some(false) => out.push(Change::Unreached),
-        (Some(false), Some(true)) => out.push(Change::ReachedAgain),
+        (prev, Some(false)) if prev != Some(false) => out.push(Transition::Unreached),
+        (Some(false), Some(true)) => out.push(Transition::ReachedAgain),
         _ => {}
     }
     if reached.is_some() {
@@ -91,7 +90,7 @@ pub fn changes(seen: &mut Observed, r: &StatusReport) -> Vec<Change> {
     }
     let level = store_level(r);
     if level != seen.store_level {
-        out.push(Change::Store {
+        out.push(Transition::Store {
             level,
             percent: r.store.used_percent() as u64,
         });
@@ -100,43 +99,43 @@ pub fn changes(seen: &mut Observed, r: &StatusReport) -> Vec<Change> {
     out
 }
 
-fn log(change: &Change) {
+fn log(change: &Transition) {
     match change {
-        Change::Ready => tracing::info!("node ready: serving clients"),
-        Change::NotReady {
+        Transition::Ready => tracing::info!("node ready: serving clients"),
+        Transition::NotReady {
             why,
             was_ready: true,
         } => {
             tracing::warn!(reason = %why, "node no longer ready: refusing clients")
         }
-        Change::NotReady {
+        Transition::NotReady {
             why,
             was_ready: false,
         } => {
             tracing::info!(reason = %why, "node not ready yet")
         }
-        Change::Unreached => tracing::warn!(
+        Transition::Unreached => tracing::warn!(
             "no peer has tested this node for 2 minutes: check that its HTTPS port is reachable \
              from the internet at the address the directory lists"
         ),
-        Change::ReachedAgain => tracing::info!("peers reach this node again"),
-        Change::Store { level: 2, percent } => {
+        Transition::ReachedAgain => tracing::info!("peers reach this node again"),
+        Transition::Store { level: 2, percent } => {
             tracing::warn!(
                 percent,
                 "store is full: refusing new messages until some expire"
             )
         }
-        Change::Store { level: 1, percent } => {
+        Transition::Store { level: 1, percent } => {
             tracing::warn!(percent, "store is nearly full")
         }
-        Change::Store { percent, .. } => tracing::info!(percent, "store has room again"),
+        Transition::Store { percent, .. } => tracing::info!(percent, "store has room again"),
     }
 }
 
 /// Runs until cancelled: samples request counters, exports gauges, logs changes, and — when
 /// systemd supervises the node — sends `READY=1` once ready, `STATUS=` every tick and
 /// `STOPPING=1` at the end.
-pub async fn run(state: AppState, notifier: Option<Notifier>, cancel: CancellationToken) {
+pub async fn run(source: StatusSource, notifier: Option<Notifier>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(MONITOR_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = Observed::default();
@@ -147,16 +146,16 @@ pub async fn run(state: AppState, notifier: Option<Notifier>, cancel: Cancellati
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let now = (state.rpc.clock)();
-        state
-            .status
+        let now = (source.clock)();
+        source
+            .state
             .recent
-            .record(now, RequestCounts::from_metrics(&state.metrics));
-        let membership = state.rpc.membership.borrow().clone();
-        state.status.reachability.retain_listed(&membership);
-        let r = report(&state, now);
-        export(&state, &r);
-        for c in changes(&mut seen, &r) {
+            .record(now, RequestCounts::from_metrics(&source.metrics));
+        let membership = source.membership.borrow().clone();
+        source.state.reachability.retain_listed(&membership);
+        let r = source.report();
+        export(&source.metrics, &r);
+        for c in transitions(&mut seen, &r) {
             log(&c);
         }
         if let Some(n) = &notifier {
@@ -173,8 +172,7 @@ pub async fn run(state: AppState, notifier: Option<Notifier>, cancel: Cancellati
 }
 
 /// Copies what the report knows into the gauges the dashboard and alerts use.
-fn export(state: &AppState, r: &StatusReport) {
-    let m = &state.metrics;
+fn export(m: &crate::metrics::Metrics, r: &StatusReport) {
     m.ready.set(i64::from(r.ready));
     m.peers_tested.set(r.reachability.tested as i64);
     m.peers_unreachable
@@ -193,20 +191,20 @@ mod tests {
         r.not_ready = Some("not in any swarm".into());
         r.ready = false;
         assert_eq!(
-            changes(&mut seen, &r),
-            vec![Change::NotReady {
+            transitions(&mut seen, &r),
+            vec![Transition::NotReady {
                 why: "not in any swarm".into(),
                 was_ready: false
             }]
         );
-        assert_eq!(changes(&mut seen, &r), vec![], "no change, no line");
+        assert_eq!(transitions(&mut seen, &r), vec![], "no change, no line");
         r.not_ready = None;
         r.ready = true;
-        assert_eq!(changes(&mut seen, &r), vec![Change::Ready]);
+        assert_eq!(transitions(&mut seen, &r), vec![Transition::Ready]);
         r.not_ready = Some("not in any swarm".into());
         assert_eq!(
-            changes(&mut seen, &r),
-            vec![Change::NotReady {
+            transitions(&mut seen, &r),
+            vec![Transition::NotReady {
                 why: "not in any swarm".into(),
                 was_ready: true
             }]
@@ -218,18 +216,18 @@ mod tests {
         let mut seen = Observed::default();
         let mut r = sample_report();
         r.reachability.reached_by_peers = None;
-        let _ = changes(&mut seen, &r);
+        let _ = transitions(&mut seen, &r);
         r.reachability.reached_by_peers = Some(true);
         assert_eq!(
-            changes(&mut seen, &r),
+            transitions(&mut seen, &r),
             vec![],
             "reached from the start is no news"
         );
         r.reachability.reached_by_peers = Some(false);
-        assert_eq!(changes(&mut seen, &r), vec![Change::Unreached]);
-        assert_eq!(changes(&mut seen, &r), vec![]);
+        assert_eq!(transitions(&mut seen, &r), vec![Transition::Unreached]);
+        assert_eq!(transitions(&mut seen, &r), vec![]);
         r.reachability.reached_by_peers = Some(true);
-        assert_eq!(changes(&mut seen, &r), vec![Change::ReachedAgain]);
+        assert_eq!(transitions(&mut seen, &r), vec![Transition::ReachedAgain]);
     }
 
     #[test]
@@ -238,28 +236,28 @@ mod tests {
         let mut r = sample_report();
         r.store.max_bytes = 1000;
         r.store.disk_bytes = 100;
-        let _ = changes(&mut seen, &r);
+        let _ = transitions(&mut seen, &r);
         r.store.disk_bytes = 950;
         assert_eq!(
-            changes(&mut seen, &r),
-            vec![Change::Store {
+            transitions(&mut seen, &r),
+            vec![Transition::Store {
                 level: 1,
                 percent: 95
             }]
         );
         r.store.disk_bytes = 1000;
         assert_eq!(
-            changes(&mut seen, &r),
-            vec![Change::Store {
+            transitions(&mut seen, &r),
+            vec![Transition::Store {
                 level: 2,
                 percent: 100
             }]
         );
-        assert_eq!(changes(&mut seen, &r), vec![]);
+        assert_eq!(transitions(&mut seen, &r), vec![]);
         r.store.disk_bytes = 10;
         assert_eq!(
-            changes(&mut seen, &r),
-            vec![Change::Store {
+            transitions(&mut seen, &r),
+            vec![Transition::Store {
                 level: 0,
                 percent: 1
             }]

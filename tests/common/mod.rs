@@ -57,6 +57,8 @@ pub async fn spawn_node(dir: &Path, config: Config) -> NodeHandle {
         data_dir: dir.to_path_buf(),
         config,
         clock: None,
+        rng_seed: None,
+        notifier: None,
     })
     .await
     .expect("node starts")
@@ -71,7 +73,7 @@ pub fn client() -> reqwest::Client {
 }
 
 pub fn now_ms() -> i64 {
-    snode::node::wall_clock_ms()
+    snode::clock::wall_clock_ms()
 }
 
 /// A Session-style user: Ed25519 key and the `05` Session ID derived from it.
