@@ -158,9 +158,13 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
             "expire: shorten parameter cannot be used with this subaccount token (missing delete access)",
         );
     }
+    // Only a request that itself says `extend` skips trivial extensions (upstream 2.9+); a
+    // subaccount forced into extend-only mode gets every extension it asks for.
     let mode = if req.shorten {
         ExpireMode::ShortenOnly
-    } else if req.extend || !may_shorten {
+    } else if req.extend {
+        ExpireMode::ExtendNonTrivial
+    } else if !may_shorten {
         ExpireMode::ExtendOnly
     } else {
         ExpireMode::Set

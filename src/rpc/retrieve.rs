@@ -1,5 +1,6 @@
-//! `retrieve` (storage-server.md 1.5): auth rules by namespace, paging after `last_hash`, and
-//! the `max_count` / `max_size` budget.
+//! `retrieve` (storage-server.md 1.5): auth rules by namespace, paging after `last_hash` (or
+//! before it, newest first, with upstream 2.9's `reverse_direction`), and the `max_count` /
+//! `max_size` budget.
 //!
 //! Owns the choice between the signed and unsigned paths and the budget arithmetic; the
 //! store does the per-message size accounting. Must not return expired messages (the store
@@ -67,6 +68,8 @@ fn retrieve(ctx: &RpcContext, params: &Value) -> Result<RpcResponse, RpcResponse
         },
     };
     let (max_count, max_size) = budget(p.int("max_count")?, p.int("max_size")?);
+    // Upstream 2.9+: newest first, `last_hash` paging backwards (storage-server.md 8).
+    let newest_first = p.bool("reverse_direction")?.unwrap_or(false);
 
     // The signed path is taken as soon as any auth field is present or a namespace that
     // needs auth is named explicitly (the original's parse).
@@ -110,13 +113,17 @@ fn retrieve(ctx: &RpcContext, params: &Value) -> Result<RpcResponse, RpcResponse
     let (messages, more) = if ns == Namespace::TESTING {
         (Vec::new(), false)
     } else {
-        let r = ctx
-            .store
-            .retrieve(&account, ns, last_hash, max_count, max_size, now)
-            .map_err(|e| {
-                tracing::error!(error = %e, "retrieve failed");
-                text(500, "request failed")
-            })?;
+        let r = if newest_first {
+            ctx.store
+                .retrieve_newest_first(&account, ns, last_hash, max_count, max_size, now)
+        } else {
+            ctx.store
+                .retrieve(&account, ns, last_hash, max_count, max_size, now)
+        };
+        let r = r.map_err(|e| {
+            tracing::error!(error = %e, "retrieve failed");
+            text(500, "request failed")
+        })?;
         let list = r
             .messages
             .iter()

@@ -122,6 +122,7 @@ pub(crate) fn revoked_subaccounts(ctx: &RpcContext, params: &Value) -> RpcRespon
             text(500, "request failed")
         })?;
         let revoked: Vec<String> = list.iter().map(|t| b64(t)).collect();
-        Ok(json_resp(200, json!({ "revoked": revoked })))
+        // Upstream names the list after the method (2.11); 2.8's dev branch said `revoked`.
+        Ok(json_resp(200, json!({ "revoked_subaccounts": revoked })))
     })())
 }

@@ -278,3 +278,61 @@ async fn get_expiries() {
         "get_expiries signature verification failed",
     );
 }
+
+#[tokio::test]
+async fn extend_skips_trivial_extensions_only_when_the_request_says_extend() {
+    let c = Client::new(1);
+    let owner = c.session();
+    let n = net(1, &owner);
+    // Lifetime one day: 1 % of it is 864 000 ms.
+    let h = put(&n, &owner, b"m", NOW + DAY);
+    let one_percent = DAY / 100;
+    let ask = |target: i64| expire_req(&c, "extend", json!(target), std::slice::from_ref(&h));
+    // Less than 1 % further: not rewritten, reported unchanged with the current expiry.
+    let r = n.call("expire", ask(NOW + DAY + one_percent - 1)).await;
+    let e = &json_of(&r)["swarm"][n.hex(0)];
+    assert_eq!(e["updated"], json!([]), "{r:?}");
+    assert_eq!(e["unchanged"], json!({ h.clone(): NOW + DAY }));
+    assert_eq!(expiry_of(&n, &h), NOW + DAY);
+    // Exactly 1 %: applied.
+    let r = n.call("expire", ask(NOW + DAY + one_percent)).await;
+    let e = &json_of(&r)["swarm"][n.hex(0)];
+    assert_eq!(e["updated"], json!([h.clone()]), "{r:?}");
+    assert_eq!(expiry_of(&n, &h), NOW + DAY + one_percent);
+    // Without `extend` (set semantics) a small raise is applied as before.
+    let small = NOW + DAY + one_percent + 1;
+    let r = n
+        .call(
+            "expire",
+            expire_req(&c, "", json!(small), std::slice::from_ref(&h)),
+        )
+        .await;
+    assert_eq!(
+        json_of(&r)["swarm"][n.hex(0)]["updated"],
+        json!([h.clone()])
+    );
+    assert_eq!(expiry_of(&n, &h), small);
+}
+
+#[tokio::test]
+async fn a_subaccount_forced_to_extend_gets_small_extensions() {
+    let admin = Client::new(3);
+    let member = Client::new(4);
+    let group = admin.group();
+    let n = net(1, &group);
+    let h = put(&n, &group, b"g", NOW + DAY);
+    // No Delete access and no mode: extend-only by force, not by request, so the trivial
+    // extension rule does not apply (upstream 2.11 behaves the same).
+    let target = NOW + DAY + 1_000;
+    let t = SubaccountToken::new(3, Access::WRITE, member.ed());
+    let p = json!({"pubkey": group.to_hex(), "messages": [h], "expiry": target,
+        "signature": member.sign(&msg::expire("", &[target], std::slice::from_ref(&h))),
+        "subaccount": crate::message::b64(&t.0), "subaccount_sig": admin.sign(&t.0)});
+    let r = n.call("expire", p).await;
+    assert_eq!(
+        json_of(&r)["swarm"][n.hex(0)]["updated"],
+        json!([h.clone()]),
+        "{r:?}"
+    );
+    assert_eq!(expiry_of(&n, &h), target);
+}

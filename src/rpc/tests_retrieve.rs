@@ -266,3 +266,45 @@ async fn subaccounts_and_revocation() {
     p["subaccount_sig"] = json!(admin.sign(&w.0));
     assert_eq!(n.call("retrieve", p).await.status, 401);
 }
+
+#[tokio::test]
+async fn reverse_direction_pages_from_the_newest_backwards() {
+    let c = Client::new(1);
+    let owner = c.session();
+    let n = net(1, &owner);
+    let all: Vec<String> = (0..5u8).map(|i| put(&n, &owner, 0, &[i])).collect();
+    let newest_first: Vec<String> = all.iter().rev().cloned().collect();
+    let mut p = signed(&c, 0, NOW);
+    p["reverse_direction"] = json!(true);
+    p["max_count"] = json!(2);
+    let v = json_of(&n.call("retrieve", p.clone()).await).clone();
+    assert_eq!(hashes(&v), newest_first[..2]);
+    assert_eq!(v["more"], json!(true));
+    // `last_hash` pages backwards: only older messages, none repeated.
+    p["last_hash"] = json!(all[3]);
+    let v = json_of(&n.call("retrieve", p.clone()).await).clone();
+    assert_eq!(hashes(&v), newest_first[2..4]);
+    assert_eq!(v["more"], json!(true));
+    p["last_hash"] = json!(all[1]);
+    let v = json_of(&n.call("retrieve", p.clone()).await).clone();
+    assert_eq!(hashes(&v), newest_first[4..]);
+    assert_eq!(v["more"], json!(false));
+    // An unknown or empty cursor starts from the newest.
+    for cursor in ["A".repeat(43), String::new()] {
+        p["last_hash"] = json!(cursor);
+        assert_eq!(
+            hashes(json_of(&n.call("retrieve", p.clone()).await)),
+            newest_first[..2]
+        );
+    }
+    // `false` is the forwards order.
+    p["reverse_direction"] = json!(false);
+    p.as_object_mut().expect("obj").remove("last_hash");
+    assert_eq!(
+        hashes(json_of(&n.call("retrieve", p.clone()).await)),
+        all[..2]
+    );
+    // A non-boolean is refused like any malformed field.
+    p["reverse_direction"] = json!("yes");
+    assert_eq!(n.call("retrieve", p).await.status, 400);
+}

@@ -73,7 +73,7 @@ async fn revoke_then_unrevoke_across_the_swarm() {
     let list = json!({"pubkey": group.to_hex(), "timestamp": NOW,
         "signature": admin.sign(&msg::revoked_subaccounts(NOW))});
     let r = n.call("revoked_subaccounts", list).await;
-    assert_eq!(json_of(&r), &json!({"revoked": [b64(&t.0)]}));
+    assert_eq!(json_of(&r), &json!({"revoked_subaccounts": [b64(&t.0)]}));
 
     let r = n
         .call(
@@ -178,7 +178,7 @@ async fn revoked_subaccounts_errors() {
             "signature": admin.sign(&msg::revoked_subaccounts(signed_ts))})
     };
     let r = n.call("revoked_subaccounts", req(NOW, NOW)).await;
-    assert_eq!(json_of(&r), &json!({"revoked": []}));
+    assert_eq!(json_of(&r), &json!({"revoked_subaccounts": []}));
     assert_text(
         &n.call("revoked_subaccounts", req(NOW + 61_000, NOW + 61_000))
             .await,

@@ -74,6 +74,14 @@ impl Store {
                 ExpireMode::Set => true,
                 ExpireMode::ShortenOnly => rec.expiry_ms > new_expiry_ms,
                 ExpireMode::ExtendOnly => rec.expiry_ms < new_expiry_ms,
+                ExpireMode::ExtendNonTrivial => {
+                    rec.expiry_ms < new_expiry_ms
+                        && !super::is_trivial_extension(
+                            rec.timestamp_ms,
+                            rec.expiry_ms,
+                            new_expiry_ms,
+                        )
+                }
             };
             if !allowed {
                 out.unchanged.insert(h.to_string(), rec.expiry_ms);
@@ -317,5 +325,17 @@ mod tests {
         let st = s.stats();
         assert_eq!((st.messages, st.accounts), (1, 1));
         assert!(s.get_by_hash(&keep.hash, NOW).expect("g").is_some());
+    }
+
+    #[test]
+    fn trivial_extension_is_under_one_percent_of_the_lifetime_and_cannot_overflow() {
+        use super::super::is_trivial_extension;
+        // Lifetime 10 000 ms: 1 % is 100 ms.
+        assert!(is_trivial_extension(0, 10_000, 10_099));
+        assert!(!is_trivial_extension(0, 10_000, 10_100));
+        assert!(!is_trivial_extension(0, 10_000, 20_000));
+        assert!(is_trivial_extension(i64::MIN, i64::MAX, i64::MAX));
+        assert!(is_trivial_extension(i64::MIN, 0, 1));
+        assert!(!is_trivial_extension(i64::MAX, i64::MIN, i64::MAX));
     }
 }

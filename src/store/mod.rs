@@ -97,6 +97,18 @@ pub enum ExpireMode {
     ShortenOnly,
     /// Only raise (`WHERE expiry < new`).
     ExtendOnly,
+    /// Only raise, and not trivially: the client asked to `extend` (upstream 2.9+). A raise of
+    /// less than 1 % of the message's lifetime (expiry − timestamp) leaves it unchanged, so
+    /// clients that re-extend on every read do not rewrite every message every time.
+    ExtendNonTrivial,
+}
+
+/// Whether raising `expiry_ms` to `new_expiry_ms` is a trivial extension: less than 1 % of
+/// the lifetime `expiry_ms - timestamp_ms` (exact integer arithmetic, no overflow).
+pub fn is_trivial_extension(timestamp_ms: i64, expiry_ms: i64, new_expiry_ms: i64) -> bool {
+    let gain = i128::from(new_expiry_ms) - i128::from(expiry_ms);
+    let lifetime = i128::from(expiry_ms) - i128::from(timestamp_ms);
+    gain * 100 < lifetime
 }
 
 /// Result of `update_expiry`.

@@ -35,41 +35,128 @@ impl Store {
         max_size: i64,
         now_ms: i64,
     ) -> Result<Retrieved, StoreError> {
+        self.page(
+            account,
+            ns,
+            last_hash,
+            Budget::new(max_count, max_size),
+            Direction::OldestFirst,
+            now_ms,
+        )
+    }
+
+    /// `retrieve` with `reverse_direction` (upstream 2.9+): newest first, and `last_hash`
+    /// pages backwards (only messages older than it). An unknown `last_hash` (or `None`)
+    /// starts at the newest; budgets and `more` as `retrieve`.
+    pub fn retrieve_newest_first(
+        &self,
+        account: &AccountId,
+        ns: Namespace,
+        last_hash: Option<&str>,
+        max_count: usize,
+        max_size: i64,
+        now_ms: i64,
+    ) -> Result<Retrieved, StoreError> {
+        self.page(
+            account,
+            ns,
+            last_hash,
+            Budget::new(max_count, max_size),
+            Direction::NewestFirst,
+            now_ms,
+        )
+    }
+
+    fn page(
+        &self,
+        account: &AccountId,
+        ns: Namespace,
+        last_hash: Option<&str>,
+        mut budget: Budget,
+        direction: Direction,
+        now_ms: i64,
+    ) -> Result<Retrieved, StoreError> {
         let prefix = keys::account_ns_prefix(account, ns);
-        let mut lower = prefix.to_vec();
-        if let Some(h) = last_hash.filter(|h| !h.is_empty()) {
-            // The cursor is a position, so it counts even if that message has just expired.
-            if let Some(key) = self.inner.find_hash_key(h)?
-                && key.starts_with(&prefix)
-            {
-                lower = key;
-                lower.push(0);
-            }
-        }
-        let max_count = if max_count == 0 {
-            usize::MAX
-        } else {
-            max_count
+        // The cursor is a position, so it counts even if that message has just expired; one
+        // of another account or namespace is unknown here.
+        let cursor = match last_hash.filter(|h| !h.is_empty()) {
+            Some(h) => self
+                .inner
+                .find_hash_key(h)?
+                .filter(|key| key.starts_with(&prefix)),
+            None => None,
         };
         let mut out = Retrieved::default();
-        let mut used = 0i64;
-        self.inner.iterate_account_ns(&prefix, &lower, |k, v| {
+        let mut take = |k: &[u8], v: &[u8]| -> Result<bool, StoreError> {
             let rec = Record::decode(v)?;
             if rec.is_expired(now_ms) {
                 return Ok(true);
             }
-            let size = accounted_size(&rec);
-            let over_size = !out.messages.is_empty() && used.saturating_add(size) > max_size;
-            if out.messages.len() >= max_count || over_size {
+            if !budget.admit(&rec, out.messages.len()) {
                 out.more = true;
                 return Ok(false);
             }
-            used = used.saturating_add(size);
             out.messages
                 .push(rec.to_message(&keys::parse_message_key(k)?));
             Ok(true)
-        })?;
+        };
+        match direction {
+            Direction::OldestFirst => {
+                let lower = match cursor {
+                    Some(mut key) => {
+                        key.push(0);
+                        key
+                    }
+                    None => prefix.to_vec(),
+                };
+                self.inner.iterate_account_ns(&prefix, &lower, &mut take)?;
+            }
+            Direction::NewestFirst => {
+                self.inner
+                    .iterate_account_ns_rev(&prefix, cursor.as_deref(), &mut take)?;
+            }
+        }
         Ok(out)
+    }
+}
+
+/// Which end of an account+namespace a page starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// The count and size budget of one page.
+struct Budget {
+    max_count: usize,
+    max_size: i64,
+    used: i64,
+}
+
+impl Budget {
+    fn new(max_count: usize, max_size: i64) -> Budget {
+        Budget {
+            max_count: if max_count == 0 {
+                usize::MAX
+            } else {
+                max_count
+            },
+            max_size,
+            used: 0,
+        }
+    }
+
+    /// Whether the page, holding `taken` messages, may take `rec` too. Stops *before* the
+    /// message that would push the size over the budget, but a page always takes one.
+    fn admit(&mut self, rec: &Record<'_>, taken: usize) -> bool {
+        let size = accounted_size(rec);
+        let over_size = taken > 0 && self.used.saturating_add(size) > self.max_size;
+        if taken >= self.max_count || over_size {
+            return false;
+        }
+        self.used = self.used.saturating_add(size);
+        true
     }
 }
 
@@ -132,6 +219,69 @@ mod tests {
             .retrieve(&a, Namespace(0), Some(""), 1, BIG, NOW)
             .expect("r");
         assert_eq!(r.messages, vec![ms[0].clone()]);
+    }
+
+    #[test]
+    fn newest_first_pages_backwards_without_skips_or_repeats() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let ms: Vec<_> = (0..50u32)
+            .map(|i| msg(&a, 0, &i.to_be_bytes(), NOW + i64::from(i), NOW + HOUR))
+            .collect();
+        for m in &ms {
+            s.store(m, NOW).expect("store");
+        }
+        // Neighbours in key order must never leak in: another namespace and another account.
+        s.store(&msg(&a, 5, b"other ns", NOW, NOW + HOUR), NOW)
+            .expect("store");
+        s.store(&msg(&account(2), 0, b"other account", NOW, NOW + HOUR), NOW)
+            .expect("store");
+        let mut want = ms.clone();
+        want.reverse();
+        // Pages of 7 from the newest, each `last_hash` the oldest of the previous page.
+        let mut got = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let r = s
+                .retrieve_newest_first(&a, Namespace(0), last.as_deref(), 7, BIG, NOW)
+                .expect("retrieve");
+            got.extend(r.messages.iter().cloned());
+            last = r.messages.last().map(|m| m.hash.clone());
+            if !r.more {
+                break;
+            }
+        }
+        assert_eq!(got, want);
+        // Before message i come messages i-1 … 0; before the oldest, nothing.
+        let r = s
+            .retrieve_newest_first(&a, Namespace(0), Some(&ms[10].hash), 1000, BIG, NOW)
+            .expect("r");
+        assert_eq!(r.messages, want[40..].to_vec());
+        assert!(!r.more);
+        let r = s
+            .retrieve_newest_first(&a, Namespace(0), Some(&ms[0].hash), 10, BIG, NOW)
+            .expect("r");
+        assert!(r.messages.is_empty() && !r.more);
+        // Unknown, empty or another namespace's cursor → from the newest.
+        for cursor in ["A".repeat(43), String::new()] {
+            let r = s
+                .retrieve_newest_first(&a, Namespace(0), Some(&cursor), 1, BIG, NOW)
+                .expect("r");
+            assert_eq!(r.messages, vec![ms[49].clone()]);
+            assert!(r.more);
+        }
+        // Expired messages are skipped; the size budget stops before the message that would
+        // exceed it but takes at least one.
+        let r = s
+            .retrieve_newest_first(&a, Namespace(0), None, 0, 1, NOW + 2 * HOUR)
+            .expect("r");
+        assert!(r.messages.is_empty() && !r.more);
+        let r = s
+            .retrieve_newest_first(&a, Namespace(0), None, 0, 1, NOW)
+            .expect("r");
+        assert_eq!(r.messages, vec![ms[49].clone()]);
+        assert!(r.more);
     }
 
     #[test]

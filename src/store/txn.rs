@@ -100,6 +100,41 @@ impl Inner {
         )
     }
 
+    /// Like `iterate_account_ns`, newest first: the keys of `prefix` strictly below `upper`
+    /// (the whole range when `None`), in descending order.
+    pub(super) fn iterate_account_ns_rev(
+        &self,
+        prefix: &[u8],
+        upper: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        // Reverse iteration cannot use the prefix bloom (prefix mode needs a forward seek
+        // target), so it runs in total order, bounded on both sides to this one range.
+        let mut ro = ReadOptions::default();
+        ro.set_total_order_seek(true);
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        match upper {
+            Some(u) => ro.set_iterate_upper_bound(u.to_vec()),
+            None => {
+                if let Some(u) = keys::prefix_end(prefix) {
+                    ro.set_iterate_upper_bound(u);
+                }
+            }
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, ro);
+        it.seek_to_last();
+        while let Some((k, v)) = it.item() {
+            if !f(k, v)? {
+                return Ok(());
+            }
+            it.prev();
+        }
+        it.status().map_err(|source| StoreError::Db {
+            op: "iterate",
+            source,
+        })
+    }
+
     fn run_iterator(
         mut it: rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
         lower: &[u8],
