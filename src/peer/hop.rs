@@ -212,6 +212,12 @@ mod tests {
             b"d4:datal1:xee",
             b"d6:hop_no1:xe",
             b"d4:data-1:e",
+            // Canonical bencode only (the shared reader): no leading zeros, `-0` or `+`.
+            b"d4:data1:x6:hop_noi01ee",
+            b"d4:data1:x6:hop_noi-0ee",
+            b"d4:data1:x6:hop_noi+1ee",
+            // Unknown keys may carry byte strings or integers, nothing nested.
+            b"d4:data1:x5:extrali1eee",
         ] {
             assert!(decode_hop(bad).is_err(), "{bad:?}");
         }

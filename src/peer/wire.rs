@@ -222,4 +222,36 @@ mod tests {
             assert!(decode_batch(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn items_of_other_shapes_are_refused() {
+        let blob = |item: Vec<u8>| [vec![1u8, b'l'], item, vec![b'e']].concat();
+        let with_tail = |tail: &[u8]| {
+            let mut item = upstream_item();
+            item.pop();
+            item.extend_from_slice(tail);
+            blob(item)
+        };
+        assert!(decode_batch(&with_tail(b"i-21ee")).is_ok());
+        // A sixth element that is not an integer, a seventh, a namespace beyond i16.
+        assert!(decode_batch(&with_tail(b"1:xe")).is_err());
+        assert!(decode_batch(&with_tail(b"i0ei0ee")).is_err());
+        assert!(decode_batch(&with_tail(b"i32768ee")).is_err());
+        // Four elements.
+        let mut short = upstream_item();
+        let cut = short.len() - b"5:da\x00tae".len();
+        short.truncate(cut);
+        short.push(b'e');
+        assert!(decode_batch(&blob(short)).is_err());
+        // Canonical bencode only (the shared reader): no leading zeros.
+        let item = upstream_item();
+        let zero_len = [&b"l033:"[..], &item[4..]].concat();
+        assert!(decode_batch(&blob(zero_len)).is_err());
+        let at = item
+            .windows(10)
+            .position(|w| w == b"i12345678e")
+            .expect("timestamp");
+        let zero_int = [&item[..=at], &b"0"[..], &item[at + 1..]].concat();
+        assert!(decode_batch(&blob(zero_int)).is_err());
+    }
 }
