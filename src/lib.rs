@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bencode;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -261,8 +261,8 @@ impl Node {
                 ))
                 .map_err(NodeError::OnionKey)?,
             ),
+            peers: peer_client.clone(),
             onion: crate::api::onion::OnionServices {
-                peers: peer_client.clone(),
                 exit: Arc::new(
                     crate::api::onion_exit::ExitClient::new(cfg.onion.allow_private_targets)
                         .map_err(NodeError::HttpClient)?,

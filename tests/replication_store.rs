@@ -112,8 +112,8 @@ impl Replica {
                 snode::onion::NodeOnionKey::from_secret(&keys.x25519_secret().to_bytes())
                     .expect("onion key"),
             ),
+            peers: client,
             onion: OnionServices {
-                peers: client,
                 exit: Arc::new(ExitClient::new(true).expect("exit")),
             },
             status: Arc::new(snode::status::StatusState::new(

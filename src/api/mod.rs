@@ -1,14 +1,15 @@
-//! HTTP edge: the axum routers (public, admin), the listener, rate limiting and the one
-//! mapping from RPC responses to HTTP responses.
+//! HTTP edge: the axum routers (public, admin, peer, onion), the listener, rate limiting,
+//! the peer-authentication extractor (`peer`) and the one framing of answers into HTTP
+//! responses (`response`).
 //!
-//! Owns status codes, headers and body framing at the edge. Must not hold business logic:
-//! every request is handed to `rpc` (or `onion`) and the answer is only framed here.
+//! Owns status codes, headers and body framing at the edge. Must not hold business logic or
+//! protocol codecs: every request is handed to `rpc` (or `onion`, `replication`), bodies
+//! between nodes are decoded by `peer`, and the answer is only framed here.
 
 pub mod admin;
 pub mod listener;
 pub mod onion;
 pub mod onion_exit;
-pub mod onion_hop;
 pub mod peer;
 pub mod public;
 pub mod rate_limit;
@@ -43,7 +44,11 @@ pub struct AppState {
     pub keys: Arc<NodeKeys>,
     /// The node's X25519 key for peeling onion layers, parsed once per node.
     pub onion_key: Arc<crate::onion::NodeOnionKey>,
-    /// How onion layers reach the next node or an external server.
+    /// The node's one signed HTTPS client to other nodes, and its peer authentication, which
+    /// also checks what peers send us (`peer::AuthenticatedPeer`). Built once in `node`,
+    /// shared with replication, used here by the onion relay.
+    pub peers: crate::peer::client::PeerClient,
+    /// What onion routing needs of its own (the exit client to external servers).
     pub onion: onion::OnionServices,
     /// What `/status` reports beyond the above: reachability, recent requests, start time.
     pub status: Arc<crate::status::StatusState>,

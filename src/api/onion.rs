@@ -7,15 +7,16 @@
 //! external server (exit, via `onion_exit`) — and the exact statuses and texts of each error.
 //! Relays and exits pass the answer back verbatim; only the destination encrypts.
 //! Must not: log payloads, targets or keys (outcomes go to metrics, details at debug at most),
-//! or hold RPC logic (that is `rpc`).
+//! hold RPC logic (that is `rpc`), codecs (the hop body is `peer::hop`, layers are `onion`),
+//! peer authentication (`api::peer`) or HTTP framing (`api::response`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use axum::response::Response;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -23,13 +24,13 @@ use serde_json::{Value, json};
 use tokio::time::{Duration, Instant};
 
 use super::onion_exit::{ExitClient, ExitError};
-use super::onion_hop::{decode_hop, encode_hop};
-use super::peer::{authenticate, signed};
-use super::response::{read_body, text};
+use super::peer::{AuthenticatedPeer, PeerRejection};
+use super::response::{BINARY, Reply, TEXT, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
 use crate::onion::{EncType, Layer, ReplyKey, is_allowed_target, parse_combined, route};
 use crate::peer::PATH_ONION;
-use crate::peer::client::{PeerClient, PeerError};
+use crate::peer::client::PeerError;
+use crate::peer::hop::{decode_hop, encode_hop};
 use crate::rpc::{Origin, RpcBody, handle_request};
 
 /// Highest `hop_no` a node accepts from the previous hop (the original's `MAX_ONION_HOPS`).
@@ -37,12 +38,11 @@ pub const MAX_ONION_HOPS: u32 = 15;
 /// Time a relay gives the next node (the original's 30 s).
 pub const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How a node reaches beyond itself for onion requests: other nodes (relay) and external
-/// servers (exit). Cheap to clone.
+/// What onion routing needs of its own to reach beyond the node: the exit client to external
+/// servers. (Relays to other nodes use the node's one peer client, `AppState::peers`, shared
+/// with replication.) Cheap to clone.
 #[derive(Clone)]
 pub struct OnionServices {
-    /// Signed node-to-node HTTPS (shared with the rest of the node's peer traffic).
-    pub peers: PeerClient,
     /// HTTP(S) to external servers, with the node's address policy.
     pub exit: Arc<ExitClient>,
 }
@@ -115,65 +115,25 @@ impl OnionOutcome {
     }
 }
 
-/// A layer's answer before HTTP framing: plain for the entry, signed for a hop.
-struct Reply {
-    status: u16,
-    content_type: HeaderValue,
-    body: Bytes,
+/// Bytes whose type we do not know (a relayed answer): text when they read as text.
+fn opaque(status: u16, body: Bytes) -> Reply {
+    let ct = if std::str::from_utf8(&body).is_ok() {
+        TEXT
+    } else {
+        BINARY
+    };
+    Reply::new(status, ct, body)
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
-const BINARY: &str = "application/octet-stream";
-
-impl Reply {
-    fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            content_type: HeaderValue::from_static(TEXT),
-            body: Bytes::from(body.into()),
-        }
-    }
-
-    /// Bytes whose type we do not know (a relayed answer): text when they read as text.
-    fn opaque(status: u16, body: Bytes) -> Reply {
-        let ct = if std::str::from_utf8(&body).is_ok() {
-            TEXT
-        } else {
-            BINARY
-        };
-        Reply {
-            status,
-            content_type: HeaderValue::from_static(ct),
-            body,
-        }
-    }
-
-    /// `{"status": status, "body": body}` sealed with the layer's key; base64 unless the
-    /// layer asked for raw bytes. Always HTTP 200: the inner status is for the client only.
-    fn sealed(key: &ReplyKey, status: u16, body: Value, base64: bool) -> Reply {
-        let plain = json!({"status": status, "body": body}).to_string();
-        let sealed = key.encrypt(plain.as_bytes());
-        if base64 {
-            Reply {
-                status: 200,
-                content_type: HeaderValue::from_static(TEXT),
-                body: Bytes::from(STANDARD.encode(sealed)),
-            }
-        } else {
-            Reply {
-                status: 200,
-                content_type: HeaderValue::from_static(BINARY),
-                body: Bytes::from(sealed),
-            }
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let mut r = text(self.status, "");
-        *r.body_mut() = Body::from(self.body);
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, self.content_type);
-        r
+/// `{"status": status, "body": body}` sealed with the layer's key; base64 unless the layer
+/// asked for raw bytes. Always HTTP 200: the inner status is for the client only.
+fn sealed(key: &ReplyKey, status: u16, body: Value, base64: bool) -> Reply {
+    let plain = json!({"status": status, "body": body}).to_string();
+    let sealed = key.encrypt(plain.as_bytes());
+    if base64 {
+        Reply::new(200, TEXT, STANDARD.encode(sealed))
+    } else {
+        Reply::new(200, BINARY, sealed)
     }
 }
 
@@ -245,28 +205,22 @@ async fn onion_req_v2(State(state): State<AppState>, body: Body) -> Response {
 }
 
 /// `POST /snode/v1/onion`: a layer relayed by a listed node. Every answer is signed, so the
-/// relaying node knows it came from us and can pass it on unchanged.
+/// relaying node knows it came from us and can pass it on unchanged. A refused peer counts as
+/// an onion request too (`unauthenticated`), so the extractor's refusal is taken, not thrown.
 async fn onion_hop(
     State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    peer: Result<AuthenticatedPeer, PeerRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let (body, caller) = match authenticate(&state, &uri, &headers, body).await {
-        Ok(x) => x,
-        Err(resp) => {
-            record(&state, OnionOutcome::Unauthenticated, started);
-            return resp;
+    let peer = match peer {
+        Ok(p) => p,
+        Err(rejection) => {
+            record(&state, OnionOutcome::Unauthenticated, rejection.received);
+            return rejection.into_response();
         }
     };
-    let (reply, outcome) = hop_layer(&state, &body).await;
-    record(&state, outcome, started);
-    let mut resp = signed(&state, &caller, reply.status, BINARY, reply.body.to_vec());
-    // The signature covers the body only; the content type is informational.
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, reply.content_type);
-    resp
+    let (reply, outcome) = hop_layer(&state, &peer.body).await;
+    record(&state, outcome, peer.received);
+    peer.answer(&state, reply)
 }
 
 async fn hop_layer(state: &AppState, body: &[u8]) -> (Reply, OnionOutcome) {
@@ -329,7 +283,7 @@ async fn process_layer(
     let plain = zeroize::Zeroizing::new(plain);
     match route(&plain) {
         Err(_) => (
-            Reply::sealed(&reply_key, 400, json!("Invalid json"), true),
+            sealed(&reply_key, 400, json!("Invalid json"), true),
             OnionOutcome::InvalidJson,
         ),
         Ok(Layer::Final { body, json, base64 }) => {
@@ -351,7 +305,7 @@ async fn process_layer(
         }) => {
             if !is_allowed_target(&protocol, &target) {
                 return (
-                    Reply::sealed(&reply_key, 400, json!("Invalid url"), true),
+                    sealed(&reply_key, 400, json!("Invalid url"), true),
                     OnionOutcome::InvalidUrl,
                 );
             }
@@ -387,7 +341,7 @@ async fn final_destination(
         // them (the original first answered 500 here).
         RpcBody::Bytes(b) => Value::String(STANDARD.encode(b)),
     };
-    Reply::sealed(key, resp.status, body, base64)
+    sealed(key, resp.status, body, base64)
 }
 
 /// Sends the next layer to the next node and passes its answer back unchanged.
@@ -428,12 +382,11 @@ async fn relay(
     }
     let body = encode_hop(inner, enc_type, ephemeral_key, hop_no.saturating_add(1));
     match state
-        .onion
         .peers
         .post(&next, PATH_ONION, body, RELAY_TIMEOUT)
         .await
     {
-        Ok(r) => (Reply::opaque(r.status, r.body), OnionOutcome::Relayed),
+        Ok(r) => (opaque(r.status, r.body), OnionOutcome::Relayed),
         Err(PeerError::Timeout(_)) => (
             Reply::text(504, "Request time out"),
             OnionOutcome::RelayTimeout,
@@ -478,7 +431,7 @@ async fn exit(
             )
         }
         Err(ExitError::InvalidHost) => (
-            Reply::sealed(key, 400, json!("Invalid url"), true),
+            sealed(key, 400, json!("Invalid url"), true),
             OnionOutcome::InvalidUrl,
         ),
         // Not in the original, which proxied anywhere: plain text like its other exit

@@ -1,7 +1,8 @@
 //! The public router: client RPC, reachability ping, stats, and the original's 404 text.
 //!
 //! Owns the edge checks of storage-server.md 1.1 in their order (ready → rate limit →
-//! long-poll refusal → body size) and per-request metrics. Must not interpret RPC bodies.
+//! long-poll refusal → body size) and per-request metrics. Must not interpret RPC bodies or
+//! frame answers itself (`api::response` does).
 
 use axum::Router;
 use axum::body::Body;
@@ -12,7 +13,7 @@ use axum::routing::{get, post};
 use tokio::time::Instant;
 
 use super::listener::RemoteAddr;
-use super::response::{read_body, rpc, text};
+use super::response::{JSON, Reply, read_body, rpc, text};
 use super::{AppState, MAX_REQUEST_BODY, SERVER_HEADER};
 use crate::message::b64;
 use crate::rpc::{Origin, handle_request_labelled};
@@ -91,12 +92,7 @@ async fn ping_test(State(state): State<AppState>) -> Response {
 
 /// Deprecated in the original; kept because old tooling still calls it.
 async fn get_stats() -> Response {
-    let mut r = r#"{"version":"2.8.0"}"#.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    Reply::new(200, JSON, r#"{"version":"2.8.0"}"#).into_response()
 }
 
 async fn not_found(method: Method, uri: Uri, _req: Request) -> Response {

@@ -1,8 +1,14 @@
-//! Node-to-node protocol: request/response signatures, the bulk message format, and the
-//! signed HTTPS client. The receiving side's routes live in `api::peer`.
+//! Node-to-node protocol: request/response authentication (`auth`), the two body formats —
+//! bulk messages (`wire`) and onion hops (`hop`) — and the signed HTTPS client (`client`).
+//!
+//! Owns what goes over the wire between nodes and the paths it goes to. Must not hold HTTP
+//! server glue (the receiving routes are `api::peer` and `api::onion`) or decide what to send
+//! (callers: replication, the onion relay). The codecs share the one bencode reader
+//! (`crate::bencode`).
 
 pub mod auth;
 pub mod client;
+pub mod hop;
 pub mod wire;
 
 /// Path of forwarded recursive client requests (the original's `sn.storage_cc`).

@@ -4,8 +4,10 @@
 //!
 //! snode writes the namespace as a sixth element (the original 2.8 omitted it, so bootstrapped
 //! messages landed in namespace 0 — fixed upstream in 2.11.3) and reads items of 5 or 6
-//! elements. Pure: no I/O. Decoding is bounded by the input and never panics.
+//! elements. Owns the shape of a batch; the bencode rules are `bencode`'s (canonical, so a
+//! blob has one spelling). Pure: no I/O. Decoding is bounded by the input and never panics.
 
+use crate::bencode::{self, Decoder, Limits};
 use crate::message::{AccountId, Message, Namespace};
 
 /// The only version byte understood.
@@ -24,30 +26,28 @@ pub enum WireError {
     Malformed(usize),
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(b.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(b);
-}
-
-fn put_int(out: &mut Vec<u8>, i: i64) {
-    out.push(b'i');
-    out.extend_from_slice(i.to_string().as_bytes());
-    out.push(b'e');
-}
+/// The reader's bounds. Length: the transports bound a blob (the peer router's body limit,
+/// the fetch answer's `MAX_FETCH_BYTES`), so none is added here. Depth: a list of lists.
+/// Values: a reader allocates nothing per value and each message is tens of bytes, so the
+/// messages decoded are bounded by the blob; a count limit would only refuse real batches.
+const LIMITS: Limits = Limits {
+    max_len: usize::MAX,
+    max_depth: 2,
+    max_values: usize::MAX,
+};
 
 /// Encodes one message as a bencoded list item.
 fn encode_item(m: &Message, with_namespace: bool, out: &mut Vec<u8>) {
-    out.push(b'l');
-    put_bytes(out, &m.account.to_bytes());
-    put_bytes(out, m.hash.as_bytes());
-    put_int(out, m.timestamp_ms);
-    put_int(out, m.expiry_ms);
-    put_bytes(out, &m.data);
+    bencode::put_list(out);
+    bencode::put_bytes(out, &m.account.to_bytes());
+    bencode::put_bytes(out, m.hash.as_bytes());
+    bencode::put_int(out, m.timestamp_ms);
+    bencode::put_int(out, m.expiry_ms);
+    bencode::put_bytes(out, &m.data);
     if with_namespace {
-        put_int(out, i64::from(m.namespace.0));
+        bencode::put_int(out, i64::from(m.namespace.0));
     }
-    out.push(b'e');
+    bencode::put_end(out);
 }
 
 /// Splits `msgs` into blobs of at most `max_bytes` each (a single larger message gets a blob
@@ -60,110 +60,79 @@ pub fn encode_batches(msgs: &[Message], max_bytes: usize) -> Vec<Vec<u8>> {
         item.clear();
         encode_item(m, true, &mut item);
         if cur.len() > 2 && cur.len() + item.len() + 1 > max_bytes {
-            cur.push(b'e');
+            bencode::put_end(&mut cur);
             blobs.push(std::mem::replace(&mut cur, vec![VERSION, b'l']));
         }
         cur.extend_from_slice(&item);
     }
     if cur.len() > 2 {
-        cur.push(b'e');
+        bencode::put_end(&mut cur);
         blobs.push(cur);
     }
     blobs
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn err(&self) -> WireError {
-        WireError::Malformed(self.pos)
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), WireError> {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(self.err())
-        }
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
-        let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        let len: usize = std::str::from_utf8(&self.b[start..self.pos])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| self.err())?;
-        self.expect(b':')?;
-        let end = self.pos.checked_add(len).ok_or_else(|| self.err())?;
-        let out = self.b.get(self.pos..end).ok_or_else(|| self.err())?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn int(&mut self) -> Result<i64, WireError> {
-        self.expect(b'i')?;
-        let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_digit() || c == b'-') {
-            self.pos += 1;
-        }
-        let v = std::str::from_utf8(&self.b[start..self.pos])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| self.err())?;
-        self.expect(b'e')?;
-        Ok(v)
-    }
-}
-
 /// Decodes one blob.
 pub fn decode_batch(blob: &[u8]) -> Result<Vec<Message>, WireError> {
-    if blob.first() != Some(&VERSION) {
+    let Some((&VERSION, list)) = blob.split_first() else {
         return Err(WireError::Version);
-    }
-    let mut r = Reader { b: blob, pos: 1 };
-    r.expect(b'l')?;
+    };
+    // Positions count from the start of the blob, version byte included.
+    let at = |e: bencode::Error| WireError::Malformed(e.position().unwrap_or(0) + 1);
+    let mut d = Decoder::new(list, LIMITS).map_err(at)?;
+    d.list().map_err(at)?;
     let mut out = Vec::new();
-    while r.peek() == Some(b'l') {
-        r.pos += 1;
-        let pk = r.bytes()?;
-        let account = AccountId::from_bytes(pk).map_err(|_| r.err())?;
-        let hash = std::str::from_utf8(r.bytes()?)
-            .map_err(|_| r.err())?
-            .to_string();
-        let timestamp_ms = r.int()?;
-        let expiry_ms = r.int()?;
-        let data = r.bytes()?.to_vec();
-        let namespace = if r.peek() == Some(b'i') {
-            Namespace(i16::try_from(r.int()?).map_err(|_| r.err())?)
-        } else {
-            Namespace::DEFAULT
-        };
-        r.expect(b'e')?;
-        out.push(Message {
-            account,
-            namespace,
-            hash,
-            timestamp_ms,
-            expiry_ms,
-            data,
-        });
+    while d.next_item().map_err(at)? {
+        out.push(decode_item(&mut d).map_err(at)?);
     }
-    r.expect(b'e')?;
-    if r.pos != blob.len() {
-        return Err(r.err());
-    }
+    d.finish().map_err(at)?;
     Ok(out)
+}
+
+/// Moves to the next element of an item, which must have one.
+fn field(d: &mut Decoder<'_>) -> Result<(), bencode::Error> {
+    if d.next_item()? {
+        Ok(())
+    } else {
+        Err(bencode::Error::Malformed(d.position().saturating_sub(1)))
+    }
+}
+
+/// Reads one item: a list of 5 elements, or 6 with the namespace.
+fn decode_item(d: &mut Decoder<'_>) -> Result<Message, bencode::Error> {
+    d.list()?;
+    field(d)?;
+    let at = d.position();
+    let account = AccountId::from_bytes(d.bytes()?).map_err(|_| bencode::Error::Malformed(at))?;
+    field(d)?;
+    let at = d.position();
+    let hash = std::str::from_utf8(d.bytes()?)
+        .map_err(|_| bencode::Error::Malformed(at))?
+        .to_string();
+    field(d)?;
+    let timestamp_ms = d.int()?;
+    field(d)?;
+    let expiry_ms = d.int()?;
+    field(d)?;
+    let data = d.bytes()?.to_vec();
+    let namespace = if d.next_item()? {
+        let at = d.position();
+        let ns = Namespace(i16::try_from(d.int()?).map_err(|_| bencode::Error::Malformed(at))?);
+        if d.next_item()? {
+            return Err(bencode::Error::Malformed(d.position()));
+        }
+        ns
+    } else {
+        Namespace::DEFAULT
+    };
+    Ok(Message {
+        account,
+        namespace,
+        hash,
+        timestamp_ms,
+        expiry_ms,
+        data,
+    })
 }
 
 #[cfg(test)]
@@ -252,5 +221,37 @@ mod tests {
         ] {
             assert!(decode_batch(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn items_of_other_shapes_are_refused() {
+        let blob = |item: Vec<u8>| [vec![1u8, b'l'], item, vec![b'e']].concat();
+        let with_tail = |tail: &[u8]| {
+            let mut item = upstream_item();
+            item.pop();
+            item.extend_from_slice(tail);
+            blob(item)
+        };
+        assert!(decode_batch(&with_tail(b"i-21ee")).is_ok());
+        // A sixth element that is not an integer, a seventh, a namespace beyond i16.
+        assert!(decode_batch(&with_tail(b"1:xe")).is_err());
+        assert!(decode_batch(&with_tail(b"i0ei0ee")).is_err());
+        assert!(decode_batch(&with_tail(b"i32768ee")).is_err());
+        // Four elements.
+        let mut short = upstream_item();
+        let cut = short.len() - b"5:da\x00tae".len();
+        short.truncate(cut);
+        short.push(b'e');
+        assert!(decode_batch(&blob(short)).is_err());
+        // Canonical bencode only (the shared reader): no leading zeros.
+        let item = upstream_item();
+        let zero_len = [&b"l033:"[..], &item[4..]].concat();
+        assert!(decode_batch(&blob(zero_len)).is_err());
+        let at = item
+            .windows(10)
+            .position(|w| w == b"i12345678e")
+            .expect("timestamp");
+        let zero_int = [&item[..=at], &b"0"[..], &item[at + 1..]].concat();
+        assert!(decode_batch(&blob(zero_int)).is_err());
     }
 }

@@ -5,9 +5,12 @@
 //! "hop_no": <int>}`.
 //!
 //! snode carries it over signed HTTPS instead of OxenMQ; the dict stays the original's so the
-//! hop is easy to bridge and to recognise. Owns only the codec. Pure: no I/O; decoding is
-//! bounded by its input and never panics.
+//! hop is easy to bridge and to recognise. Owns only the shape of the dict (which keys, their
+//! defaults and clamps); the bencode rules are `bencode`'s. The route that receives it and
+//! what a node does with the layer are `api::onion`'s. Pure: no I/O; decoding is bounded by
+//! its input and never panics.
 
+use crate::bencode::{self, Decoder, Kind, Limits};
 use crate::onion::EncType;
 
 /// One hop's request, as the receiving node reads it.
@@ -41,11 +44,12 @@ pub enum HopError {
     EncType,
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(b.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(b);
-}
+/// A hop body is one small dict inside a request body the router already limits to 10 MiB.
+const LIMITS: Limits = Limits {
+    max_len: 10 * 1024 * 1024,
+    max_depth: 1,
+    max_values: 1_000,
+};
 
 /// Encodes a hop request (keys in sorted order, as bencode requires).
 pub fn encode_hop(
@@ -55,118 +59,64 @@ pub fn encode_hop(
     hop_no: u32,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 96);
-    out.push(b'd');
-    put_bytes(&mut out, b"data");
-    put_bytes(&mut out, data);
-    put_bytes(&mut out, b"enc_type");
-    put_bytes(&mut out, enc_type.as_str().as_bytes());
-    put_bytes(&mut out, b"ephemeral_key");
-    put_bytes(&mut out, ephemeral_key);
-    put_bytes(&mut out, b"hop_no");
-    out.push(b'i');
-    out.extend_from_slice(hop_no.to_string().as_bytes());
-    out.push(b'e');
-    out.push(b'e');
+    bencode::put_dict(&mut out);
+    bencode::put_bytes(&mut out, b"data");
+    bencode::put_bytes(&mut out, data);
+    bencode::put_bytes(&mut out, b"enc_type");
+    bencode::put_bytes(&mut out, enc_type.as_str().as_bytes());
+    bencode::put_bytes(&mut out, b"ephemeral_key");
+    bencode::put_bytes(&mut out, ephemeral_key);
+    bencode::put_bytes(&mut out, b"hop_no");
+    bencode::put_int(&mut out, i64::from(hop_no));
+    bencode::put_end(&mut out);
     out
 }
 
-/// A value of the dict: the original only ever sends byte strings and integers.
-enum Val<'a> {
-    Bytes(&'a [u8]),
-    Int(i64),
+/// The fields of the dict, read with the shared reader; any bencode error is `Malformed`.
+struct Fields<'a> {
+    data: Option<&'a [u8]>,
+    enc: Option<&'a [u8]>,
+    eph: Option<&'a [u8]>,
+    hop: Option<i64>,
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let rest = self.b.get(self.pos..)?;
-        let colon = rest.iter().position(|&c| c == b':')?;
-        let digits = &rest[..colon];
-        // Canonical lengths only: no sign, no leading zero, at most 10 digits (< 10 GB).
-        if digits.is_empty()
-            || digits.len() > 10
-            || !digits.iter().all(u8::is_ascii_digit)
-            || (digits.len() > 1 && digits[0] == b'0')
-        {
-            return None;
-        }
-        let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        let start = self.pos + colon + 1;
-        let end = start.checked_add(len)?;
-        let out = self.b.get(start..end)?;
-        self.pos = end;
-        Some(out)
-    }
-
-    fn int(&mut self) -> Option<i64> {
-        let rest = self.b.get(self.pos + 1..)?;
-        let end = rest.iter().position(|&c| c == b'e')?;
-        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
-        self.pos += end + 2;
-        Some(n)
-    }
-
-    fn value(&mut self) -> Option<Val<'a>> {
-        match self.peek()? {
-            b'i' => self.int().map(Val::Int),
-            b'0'..=b'9' => self.bytes().map(Val::Bytes),
-            _ => None,
+fn read_fields(body: &[u8]) -> Result<Fields<'_>, bencode::Error> {
+    let mut f = Fields {
+        data: None,
+        enc: None,
+        eph: None,
+        hop: None,
+    };
+    let mut d = Decoder::new(body, LIMITS)?;
+    d.dict()?;
+    while let Some(key) = d.next_key()? {
+        match key {
+            b"data" => f.data = Some(d.bytes()?),
+            b"enc_type" => f.enc = Some(d.bytes()?),
+            b"ephemeral_key" => f.eph = Some(d.bytes()?),
+            b"hop_no" => f.hop = Some(d.int()?),
+            // The original only ever sends byte strings and integers; a list or dict here is
+            // refused (and the depth limit of 1 refuses it too).
+            _ => match d.peek()? {
+                Kind::Int | Kind::Bytes => d.skip()?,
+                _ => return Err(bencode::Error::Malformed(d.position())),
+            },
         }
     }
+    d.finish()?;
+    Ok(f)
 }
 
 /// Decodes a hop request. Unknown keys (byte strings or integers) are skipped, so a newer
 /// sender can add fields; keys must be sorted and unique, as bencode requires.
 pub fn decode_hop(body: &[u8]) -> Result<HopRequest<'_>, HopError> {
-    let mut r = Reader { b: body, pos: 0 };
-    if r.peek() != Some(b'd') {
-        return Err(HopError::Malformed);
-    }
-    r.pos = 1;
-    let (mut data, mut enc, mut eph, mut hop) = (None, None, None, None);
-    let mut last_key: Option<&[u8]> = None;
-    loop {
-        match r.peek() {
-            Some(b'e') => {
-                r.pos += 1;
-                break;
-            }
-            Some(_) => {}
-            None => return Err(HopError::Malformed),
-        }
-        let key = r.bytes().ok_or(HopError::Malformed)?;
-        if last_key.is_some_and(|k| k >= key) {
-            return Err(HopError::Malformed);
-        }
-        last_key = Some(key);
-        let val = r.value().ok_or(HopError::Malformed)?;
-        match (key, val) {
-            (b"data", Val::Bytes(b)) => data = Some(b),
-            (b"enc_type", Val::Bytes(b)) => enc = Some(b),
-            (b"ephemeral_key", Val::Bytes(b)) => eph = Some(b),
-            (b"hop_no", Val::Int(i)) => hop = Some(i),
-            (b"data" | b"enc_type" | b"ephemeral_key" | b"hop_no", _) => {
-                return Err(HopError::Malformed);
-            }
-            _ => {}
-        }
-    }
-    if r.pos != body.len() {
-        return Err(HopError::Malformed);
-    }
-    let data = data.ok_or(HopError::MissingData)?;
-    let ephemeral_key: [u8; 32] = eph
+    let f = read_fields(body).map_err(|_| HopError::Malformed)?;
+    let data = f.data.ok_or(HopError::MissingData)?;
+    let ephemeral_key: [u8; 32] = f
+        .eph
         .and_then(|b| b.try_into().ok())
         .ok_or(HopError::EphemeralKey)?;
-    let enc_type = match enc {
+    let enc_type = match f.enc {
         None => EncType::default(),
         Some(name) => std::str::from_utf8(name)
             .ok()
@@ -175,7 +125,7 @@ pub fn decode_hop(body: &[u8]) -> Result<HopRequest<'_>, HopError> {
     };
     // The original clamps to ≥ 1 (a hop is at least the second node); huge values saturate
     // and are refused by the hop limit.
-    let hop_no = u32::try_from(hop.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
+    let hop_no = u32::try_from(f.hop.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
     Ok(HopRequest {
         data,
         enc_type,
@@ -262,6 +212,12 @@ mod tests {
             b"d4:datal1:xee",
             b"d6:hop_no1:xe",
             b"d4:data-1:e",
+            // Canonical bencode only (the shared reader): no leading zeros, `-0` or `+`.
+            b"d4:data1:x6:hop_noi01ee",
+            b"d4:data1:x6:hop_noi-0ee",
+            b"d4:data1:x6:hop_noi+1ee",
+            // Unknown keys may carry byte strings or integers, nothing nested.
+            b"d4:data1:x5:extrali1eee",
         ] {
             assert!(decode_hop(bad).is_err(), "{bad:?}");
         }
