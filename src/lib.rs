@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod directory;
+pub mod error;
 pub mod keys;
 pub mod message;
 pub mod metrics;

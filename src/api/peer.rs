@@ -219,7 +219,7 @@ async fn data(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body:
             signed_text(&state, &caller, 507, "store is full")
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "bulk store from peer failed");
+            tracing::warn!(error = %crate::error::chain(&e), "bulk store from peer failed");
             signed_text(&state, &caller, 500, "Internal Server Error\n")
         }
         Err(_) => signed_text(&state, &caller, 500, "Internal Server Error\n"),
