@@ -49,19 +49,25 @@ fn snode(args: &[&str]) -> Command {
     cmd
 }
 
-/// `snode run` on loopback with `extra` flags (later flags win) and `dir` as data directory.
-fn run(dir: &Path, extra: &[&str]) -> Command {
+/// `snode run` on loopback with `dir` as data directory, the public HTTPS listener on `port`,
+/// the admin listener on `admin` and `extra` flags.
+fn run_on(dir: &Path, port: &str, admin: &str, extra: &[&str]) -> Command {
     let mut cmd = snode(&[
         "run",
         "--bind-ip",
         "127.0.0.1",
         "--https-port",
-        "0",
+        port,
         "--admin-listen",
-        "127.0.0.1:0",
+        admin,
     ]);
     cmd.args(extra).arg("--data-dir").arg(dir);
     cmd
+}
+
+/// `snode run` on loopback, port 0 everywhere, with `extra` flags.
+fn run(dir: &Path, extra: &[&str]) -> Command {
+    run_on(dir, "0", "127.0.0.1:0", extra)
 }
 
 /// Runs `cmd`, which must exit non-zero within `DEADLINE`, and returns its one stderr line
@@ -137,7 +143,7 @@ async fn busy_https_port() {
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr");
     let port = addr.port().to_string();
-    let line = fails_with_one_line(run(dir.path(), &["--https-port", &port])).await;
+    let line = fails_with_one_line(run_on(dir.path(), &port, "127.0.0.1:0", &[])).await;
     once(&line, &format!("cannot listen on {addr} (public HTTPS)"));
     once(&line, &bind_error(addr));
 }
@@ -147,7 +153,7 @@ async fn busy_admin_port() {
     let dir = data_dir();
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr");
-    let line = fails_with_one_line(run(dir.path(), &["--admin-listen", &addr.to_string()])).await;
+    let line = fails_with_one_line(run_on(dir.path(), "0", &addr.to_string(), &[])).await;
     once(&line, &format!("cannot listen on {addr} (admin)"));
     once(&line, &bind_error(addr));
 }
@@ -216,4 +222,130 @@ async fn unreachable_node_for_status() {
     once(&line, &addr.to_string());
     once(&line, "did not answer");
     once(&line, &refused);
+}
+
+/// The library's error variants that carry a cause, made with a recognisable cause: each
+/// names its own context only (its message does not hold its cause's), and the printed chain
+/// says the cause once. Covers the variants no bad setup above reaches.
+#[test]
+fn no_variant_repeats_its_cause() {
+    use snode::client::identity::IdentityError;
+    use snode::client::paths::PathError;
+    use snode::client::state::StateError;
+    use snode::client::transport::SendError;
+    use snode::client::{ClientError, LastAttempt};
+    use snode::config::{ConfigError, TomlError};
+    use snode::directory::client::DirectoryClientError;
+    use snode::directory::persist::PersistError;
+    use snode::directory::server::DirectoryError;
+    use snode::keys::KeyError;
+    use snode::node::NodeError;
+    use snode::replication::ReplicationError;
+    use snode::status::client::StatusError;
+    use snode::store::StoreError;
+    use snode::tls::TlsError;
+    use std::error::Error;
+    use std::path::PathBuf;
+
+    const CAUSE: &str = "disk on fire";
+    let io = || std::io::Error::other(CAUSE);
+    let path = || PathBuf::from("/var/lib/snode/file");
+    let addr: SocketAddr = "127.0.0.1:22021".parse().expect("addr");
+    let json = || serde_json::from_str::<u8>("disk on fire").expect_err("not JSON");
+    let toml = || toml::from_str::<snode::config::Config>("disk = on fire").expect_err("bad");
+    let cases: Vec<Box<dyn Error + 'static>> = vec![
+        Box::new(NodeError::Bind {
+            what: "admin",
+            addr,
+            source: io(),
+        }),
+        Box::new(NodeError::Keys(KeyError::Io {
+            path: path(),
+            source: io(),
+        })),
+        Box::new(NodeError::Tls(TlsError::Write {
+            path: path(),
+            source: io(),
+        })),
+        Box::new(NodeError::Store {
+            path: path(),
+            source: StoreError::Full { used: 2, max: 1 },
+        }),
+        Box::new(NodeError::Directory {
+            url: "http://127.0.0.1:1".into(),
+            source: DirectoryClientError::Encode {
+                url: "http://127.0.0.1:1".into(),
+                source: json(),
+            },
+        }),
+        Box::new(ConfigError::Read {
+            path: path(),
+            source: io(),
+        }),
+        Box::new(ConfigError::Parse {
+            path: path(),
+            source: TomlError(toml()),
+        }),
+        Box::new(DirectoryError::DataDir {
+            path: path(),
+            source: io(),
+        }),
+        Box::new(DirectoryError::Load(PersistError::Io {
+            path: path(),
+            source: io(),
+        })),
+        Box::new(DirectoryError::Bind { addr, source: io() }),
+        Box::new(PersistError::Json {
+            path: path(),
+            source: json(),
+        }),
+        Box::new(StatusError::RunFile {
+            path: path(),
+            dir: "/var/lib/snode".into(),
+            source: io(),
+        }),
+        Box::new(StatusError::NotAReport {
+            addr,
+            source: json(),
+        }),
+        Box::new(StateError::Io {
+            what: "read",
+            path: path(),
+            source: io(),
+        }),
+        Box::new(StateError::Corrupt {
+            path: path(),
+            source: json(),
+        }),
+        Box::new(IdentityError::Io {
+            what: "read",
+            path: path(),
+            source: io(),
+        }),
+        Box::new(ClientError::Directory(DirectoryClientError::Encode {
+            url: "http://127.0.0.1:1".into(),
+            source: json(),
+        })),
+        Box::new(ClientError::Unreachable {
+            method: "store".into(),
+            attempts: 3,
+            last: LastAttempt::Failed(SendError::NoPath(PathError::NoNodes)),
+        }),
+        Box::new(ReplicationError::Store {
+            op: "hand-off",
+            source: StoreError::Full { used: 2, max: 1 },
+        }),
+    ];
+    for e in &cases {
+        let line = snode::error::chain(e.as_ref()).to_string();
+        let own = e.to_string();
+        let cause = e.source().expect("a cause").to_string();
+        assert!(!own.contains(&cause), "{own:?} repeats its cause {cause:?}");
+        assert!(!line.contains('\n'), "{line:?}");
+        let mut seen = HashSet::new();
+        for segment in line.split(": ") {
+            assert!(seen.insert(segment), "{segment:?} is said twice in: {line}");
+        }
+        assert!(line.matches(CAUSE).count() <= 1, "{line}");
+    }
 }
