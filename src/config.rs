@@ -445,7 +445,9 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::from_toml("[network]\nhttps_prot = 1\n", Path::new("x.toml"))
             .expect_err("unknown key");
-        let msg = err.to_string();
+        // What the operator reads: the file's context, then toml's message as its cause.
+        let msg = crate::error::chain(&err).to_string();
+        assert!(msg.starts_with("invalid config file x.toml: "), "{msg}");
         assert!(msg.contains("https_prot"), "{msg}");
         assert!(!msg.contains('\n'));
     }
