@@ -261,7 +261,7 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -270,12 +270,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or has unknown keys or wrong types.
-    #[error("invalid config file {path}: {message}")]
+    #[error("invalid config file {path}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// toml's message, flattened to one line.
-        message: String,
+        /// toml's error.
+        #[source]
+        source: TomlError,
     },
     /// A value is out of range.
     #[error("invalid config value {key}: {why}")]
@@ -287,13 +288,18 @@ pub enum ConfigError {
     },
 }
 
+/// toml's error, shown as its message on one line: toml's own `Display` quotes the file over
+/// several lines, and operators get one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.message().replace('\n', " "))]
+pub struct TomlError(pub toml::de::Error);
+
 impl Config {
     /// Parses TOML text; `path` only names the source in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            // toml's messages span several lines with a source excerpt; operators get one line.
-            message: e.message().replace('\n', " "),
+            source: TomlError(e),
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -439,7 +445,9 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::from_toml("[network]\nhttps_prot = 1\n", Path::new("x.toml"))
             .expect_err("unknown key");
-        let msg = err.to_string();
+        // What the operator reads: the file's context, then toml's message as its cause.
+        let msg = crate::error::chain(&err).to_string();
+        assert!(msg.starts_with("invalid config file x.toml: "), "{msg}");
         assert!(msg.contains("https_prot"), "{msg}");
         assert!(!msg.contains('\n'));
     }

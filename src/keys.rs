@@ -48,7 +48,7 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// Reading or writing the file failed.
-    #[error("I/O error on key file {}: {source}", path.display())]
+    #[error("I/O error on key file {}", path.display())]
     Io {
         /// The file we were reading or writing.
         path: PathBuf,

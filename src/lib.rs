@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod error;
 pub mod keys;
 pub mod message;
 pub mod metrics;

@@ -8,8 +8,8 @@ fn main() -> ExitCode {
     match snode::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line naming the problem and its causes, for operators and scripts.
-            eprintln!("error: {e:#}");
+            // One line naming the problem and then each cause once, for operators and scripts.
+            eprintln!("error: {}", snode::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -67,9 +67,9 @@ pub async fn follow_directory(
                 Err(e) => {
                     // Retry at the next poll: a directory restart must not strand the node.
                     if registered != Some(false) {
-                        tracing::warn!(error = %e, "registration with the directory failed; retrying");
+                        tracing::warn!(error = %crate::error::chain(&e), "registration with the directory failed; retrying");
                     } else {
-                        tracing::debug!(error = %e, "registration with the directory failed");
+                        tracing::debug!(error = %crate::error::chain(&e), "registration with the directory failed");
                     }
                     registered = Some(false);
                     continue;
@@ -94,7 +94,7 @@ pub async fn follow_directory(
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "membership poll failed"),
+            Err(e) => tracing::debug!(error = %crate::error::chain(&e), "membership poll failed"),
         }
     }
 }
@@ -146,7 +146,7 @@ pub async fn test_reachability(
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the reachability client");
+            tracing::error!(error = %crate::error::chain(&e), "cannot build the reachability client");
             return;
         }
     };
@@ -182,7 +182,7 @@ pub async fn test_reachability(
             .report_at(&keys, &peer.pubkey_ed25519, passed, clock())
             .await
         {
-            tracing::debug!(error = %e, "reachability report failed");
+            tracing::debug!(error = %crate::error::chain(&e), "reachability report failed");
         }
     }
 }

@@ -88,7 +88,7 @@ pub enum NodeError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// The store could not be opened.
-    #[error("cannot open the message store in {path}: {source}")]
+    #[error("cannot open the message store in {path}")]
     Store {
         /// The store directory.
         path: PathBuf,
@@ -97,16 +97,22 @@ pub enum NodeError {
         source: crate::store::StoreError,
     },
     /// The HTTP client for peers could not be built (TLS back-end failure).
-    #[error("cannot build the peer HTTP client: {0}")]
+    #[error("cannot build the peer HTTP client")]
     HttpClient(#[source] reqwest::Error),
     /// The node's X25519 secret was refused by the onion layer's crypto back-end.
-    #[error("cannot load the onion key: {0}")]
+    #[error("cannot load the onion key")]
     OnionKey(#[source] crate::onion::NodeKeyError),
-    /// The directory URL is unusable.
-    #[error("invalid directory: {0}")]
-    Directory(String),
+    /// The client of the directory could not be built.
+    #[error("cannot set up the client of directory {url}")]
+    Directory {
+        /// The directory's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: crate::directory::client::DirectoryClientError,
+    },
     /// A listener could not bind (port busy, no permission, bad address).
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// Which listener.
         what: &'static str,
@@ -211,8 +217,12 @@ impl Node {
             .map_err(NodeError::HttpClient)?;
         let directory = if networked {
             Some(
-                DirectoryClient::new(&cfg.network.directory)
-                    .map_err(|e| NodeError::Directory(e.to_string()))?,
+                DirectoryClient::new(&cfg.network.directory).map_err(|source| {
+                    NodeError::Directory {
+                        url: cfg.network.directory.clone(),
+                        source,
+                    }
+                })?,
             )
         } else {
             None
@@ -407,7 +417,7 @@ async fn sweep_expired(
         // RocksDB deletes are blocking I/O: keep them off the async workers.
         match tokio::task::spawn_blocking(move || store.sweep_expired(now)).await {
             Ok(Ok(n)) => metrics.messages_expired_total.inc_by(n),
-            Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
+            Ok(Err(e)) => tracing::warn!(error = %crate::error::chain(&e), "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task panicked"),
         }
     }
@@ -483,7 +493,7 @@ impl NodeHandle {
             );
         }
         if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "store flush at shutdown failed");
+            tracing::error!(error = %crate::error::chain(&e), "store flush at shutdown failed");
         }
         tracing::info!("node stopped");
     }

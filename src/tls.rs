@@ -25,7 +25,7 @@ pub const KEY_FILE: &str = "tls_key.pem";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// Writing the certificate or key file failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file being written.
         path: PathBuf,
@@ -34,14 +34,14 @@ pub enum TlsError {
         source: io::Error,
     },
     /// rcgen could not generate the key or the certificate.
-    #[error("cannot generate the TLS certificate: {source}")]
+    #[error("cannot generate the TLS certificate")]
     Generate {
         /// The rcgen error.
         #[source]
         source: rcgen::Error,
     },
     /// A PEM file could not be read or holds no usable item.
-    #[error("cannot read PEM file {}: {source}", path.display())]
+    #[error("cannot read PEM file {}", path.display())]
     Pem {
         /// The file being read.
         path: PathBuf,
@@ -50,7 +50,7 @@ pub enum TlsError {
         source: rustls::pki_types::pem::Error,
     },
     /// rustls refused the protocol versions, the certificate or the key.
-    #[error("cannot build the TLS server configuration: {source}")]
+    #[error("cannot build the TLS server configuration")]
     Config {
         /// The rustls error.
         #[source]

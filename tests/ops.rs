@@ -346,6 +346,11 @@ async fn snode_status_reports_a_running_node_and_logs_stay_quiet() {
     let err = String::from_utf8(out.stderr).expect("utf8");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("did not answer"), "{err}");
+    assert_eq!(
+        err.matches("os error").count(),
+        1,
+        "the OS error once: {err}"
+    );
     // A directory no node ever ran from.
     let empty = tempfile::tempdir().expect("tempdir");
     let out = snode()

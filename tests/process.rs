@@ -154,6 +154,13 @@ fn run_fails(dir: &Path, https_port: &str) -> String {
     assert!(!out.status.success(), "should fail");
     let err = String::from_utf8(out.stderr).expect("utf8");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let segments: Vec<&str> = err.trim_end().split(": ").collect();
+    let unique: std::collections::HashSet<&&str> = segments.iter().collect();
+    assert_eq!(
+        unique.len(),
+        segments.len(),
+        "a segment is said twice: {err}"
+    );
     err
 }
 

@@ -392,7 +392,7 @@ async fn relay(
             OnionOutcome::RelayTimeout,
         ),
         Err(PeerError::Unreachable(e)) => {
-            tracing::debug!(error = %e, "onion relay: next node unreachable");
+            tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
             unreachable()
         }
         Err(PeerError::NotAuthentic) => (

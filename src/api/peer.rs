@@ -199,7 +199,7 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
             peer.answer_text(&state, 507, "store is full")
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "bulk store from peer failed");
+            tracing::warn!(error = %crate::error::chain(&e), "bulk store from peer failed");
             peer.answer_text(&state, 500, "Internal Server Error\n")
         }
         Err(_) => peer.answer_text(&state, 500, "Internal Server Error\n"),

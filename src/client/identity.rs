@@ -21,7 +21,7 @@ pub const SESSION_ID_PREFIX: u8 = 0x05;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// Reading or writing the file failed.
-    #[error("cannot {what} identity file {path}: {source}")]
+    #[error("cannot {what} identity file {path}")]
     Io {
         /// `read` or `write`.
         what: &'static str,

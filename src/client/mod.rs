@@ -48,10 +48,10 @@ const MAX_PAGES: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The directory could not be asked for nodes.
-    #[error("cannot get the node list: {0}")]
+    #[error("cannot get the node list")]
     Directory(#[from] DirectoryClientError),
     /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client")]
     Http(#[source] reqwest::Error),
     /// No node is left to talk to, or no swarm owns the account.
     #[error("no usable service nodes")]
@@ -67,14 +67,15 @@ pub enum ClientError {
         body: String,
     },
     /// No answer after every retry.
-    #[error("{method}: no answer after {attempts} attempts (last: {last})")]
+    #[error("{method}: no answer after {attempts} attempts")]
     Unreachable {
         /// The RPC method.
         method: String,
         /// Attempts made.
         attempts: usize,
         /// The last failure.
-        last: String,
+        #[source]
+        last: LastAttempt,
     },
     /// The answer is not what the protocol says.
     #[error("{method}: unexpected answer: {why}")]
@@ -100,6 +101,20 @@ pub struct Received {
     pub expiry: i64,
     /// The text and sender, or why the message was rejected.
     pub content: Result<Opened, Rejected>,
+}
+
+/// How the last of several attempts ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LastAttempt {
+    /// Nothing was tried.
+    #[error("no attempt")]
+    None,
+    /// The node answered 421: the account's swarm changed.
+    #[error("421 Misdirected Request")]
+    Misdirected,
+    /// The onion request failed.
+    #[error(transparent)]
+    Failed(#[from] SendError),
 }
 
 /// A client session: one identity and its view of the network.
@@ -193,7 +208,7 @@ impl Client {
     ) -> Result<NodeReply, ClientError> {
         let payload = rpc_payload(method, params);
         let mut tried: Vec<[u8; 32]> = Vec::new();
-        let mut last = String::from("no attempt");
+        let mut last = LastAttempt::None;
         for _ in 0..MAX_ATTEMPTS {
             let swarm = self.swarm_of(account);
             let Some(dest) = self.pick_destination(&swarm, &tried) else {
@@ -202,13 +217,13 @@ impl Client {
             tried.push(dest.pubkey_ed25519);
             match self.attempt(&dest, &payload).await {
                 Ok(reply) if reply.status == 421 => {
-                    last = "421 Misdirected Request".into();
+                    last = LastAttempt::Misdirected;
                     self.apply_421(account, &reply.body);
                     // The new swarm's members are fresh destinations.
                     tried.retain(|k| k == &dest.pubkey_ed25519);
                 }
                 Ok(reply) => return check_status(method, reply),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = LastAttempt::Failed(e),
             }
         }
         Err(ClientError::Unreachable {
@@ -226,11 +241,11 @@ impl Client {
         params: Value,
     ) -> Result<NodeReply, ClientError> {
         let payload = rpc_payload(method, params);
-        let mut last = String::from("no attempt");
+        let mut last = LastAttempt::None;
         for _ in 0..MAX_ATTEMPTS {
             match self.attempt(dest, &payload).await {
                 Ok(reply) => return Ok(reply),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = LastAttempt::Failed(e),
             }
             if self.paths.node(&dest.pubkey_ed25519).is_none() {
                 break;
@@ -268,7 +283,7 @@ impl Client {
     async fn attempt(&mut self, dest: &NodeInfo, payload: &[u8]) -> Result<NodeReply, SendError> {
         let path = match self.paths.path_for(&dest.pubkey_ed25519, &mut self.rng) {
             Ok(p) => p,
-            Err(e) => return Err(SendError::Guard(e.to_string())),
+            Err(e) => return Err(SendError::NoPath(e)),
         };
         let result = transport::send_onion(&self.http, &path, dest, payload, self.enc_type).await;
         if let Err(e) = &result {
@@ -284,6 +299,8 @@ impl Client {
                 Culprit::Node(path.get(*hop).unwrap_or(dest).pubkey_ed25519)
             }
             SendError::Build(_) => Culprit::Path,
+            // Nothing was sent: nobody to blame.
+            SendError::NoPath(_) => return,
             // An empty path means the destination itself was the entry.
             SendError::Guard(_) if path.is_empty() => Culprit::Node(dest.pubkey_ed25519),
             SendError::Guard(_) => Culprit::Guard,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("cannot {what} client state {path}: {source}")]
+    #[error("cannot {what} client state {path}")]
     Io {
         /// `read` or `write`.
         what: &'static str,
@@ -26,12 +26,13 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The file is not this format.
-    #[error("client state {path} is corrupt: {why}")]
+    #[error("client state {path} is corrupt")]
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// serde's message.
-        why: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -58,9 +59,9 @@ impl ClientState {
     /// Reads the file; a missing file is a fresh state.
     pub fn load(path: &Path) -> Result<ClientState, StateError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
                 path: path.to_path_buf(),
-                why: e.to_string(),
+                source,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientState::default()),
             Err(source) => Err(StateError::Io {
@@ -73,9 +74,9 @@ impl ClientState {
 
     /// Writes the file atomically (a crash leaves the old or the new state, never half).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt {
+        let text = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
             path: path.to_path_buf(),
-            why: e.to_string(),
+            source,
         })?;
         crate::keys::write_private_file(path, &text, true).map_err(|source| StateError::Io {
             what: "write",

@@ -33,11 +33,14 @@ pub struct NodeReply {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The onion could not be built (a bad key in the node list).
-    #[error("cannot build the onion request: {0}")]
+    #[error("cannot build the onion request")]
     Build(#[from] BuildError),
+    /// No path could be chosen (every node left the pool); nothing was sent.
+    #[error("cannot choose a path")]
+    NoPath(#[source] crate::client::paths::PathError),
     /// The guard could not be reached (connect, TLS, timeout).
-    #[error("guard unreachable: {0}")]
-    Guard(String),
+    #[error("guard unreachable")]
+    Guard(#[source] reqwest::Error),
     /// A hop answered with a plain-text error (`502 Next node not found: …`, 504, …).
     #[error("path error {status}: {text}")]
     Path {
@@ -104,12 +107,9 @@ pub async fn send_onion(
         .body(built.guard_body)
         .send()
         .await
-        .map_err(|e| SendError::Guard(e.to_string()))?;
+        .map_err(SendError::Guard)?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| SendError::Guard(e.to_string()))?;
+    let body = resp.bytes().await.map_err(SendError::Guard)?;
     if status != 200 {
         return Err(SendError::Path {
             status,

@@ -26,10 +26,10 @@ const MAX_QUOTED: usize = 200;
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryClientError {
     /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client")]
     Build(#[source] reqwest::Error),
     /// The request failed (connect, timeout, body).
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed")]
     Request {
         /// The URL called.
         url: String,
@@ -56,6 +56,15 @@ pub enum DirectoryClientError {
         code: i64,
         /// Its message.
         message: String,
+    },
+    /// The request body could not be encoded.
+    #[error("cannot encode the request to {url}")]
+    Encode {
+        /// The URL to call.
+        url: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// The answer is not what the protocol says.
     #[error("unexpected answer from {url}: {why}")]
@@ -111,9 +120,10 @@ impl DirectoryClient {
     /// POSTs `body` to `path` and returns the JSON answer of a 2xx, or the error.
     async fn post(&self, path: &str, body: &Value) -> Result<Value, DirectoryClientError> {
         let url = format!("{}{path}", self.base);
-        let request_error = |source| DirectoryClientError::Request {
+        // The variant names the URL; reqwest's message need not repeat it.
+        let request_error = |source: reqwest::Error| DirectoryClientError::Request {
             url: url.clone(),
-            source,
+            source: source.without_url(),
         };
         let resp = self
             .http
@@ -161,12 +171,13 @@ impl DirectoryClient {
         info: &NodeInfo,
         now_ms: i64,
     ) -> Result<Registration, DirectoryClientError> {
-        let body = serde_json::to_value(sign_announcement(keys, info, now_ms)).map_err(|e| {
-            DirectoryClientError::Response {
-                url: self.base.clone(),
-                why: e.to_string(),
-            }
-        })?;
+        let body =
+            serde_json::to_value(sign_announcement(keys, info, now_ms)).map_err(|source| {
+                DirectoryClientError::Encode {
+                    url: self.base.clone(),
+                    source,
+                }
+            })?;
         let v = self.post("/register", &body).await?;
         let bad = |why: &str| DirectoryClientError::Response {
             url: format!("{}/register", self.base),
@@ -202,13 +213,12 @@ impl DirectoryClient {
         reachable: bool,
         now_ms: i64,
     ) -> Result<(), DirectoryClientError> {
-        let body =
-            serde_json::to_value(sign_report(keys, target, reachable, now_ms)).map_err(|e| {
-                DirectoryClientError::Response {
-                    url: self.base.clone(),
-                    why: e.to_string(),
-                }
-            })?;
+        let body = serde_json::to_value(sign_report(keys, target, reachable, now_ms)).map_err(
+            |source| DirectoryClientError::Encode {
+                url: self.base.clone(),
+                source,
+            },
+        )?;
         self.post("/report", &body).await.map(|_| ())
     }
 

@@ -22,7 +22,7 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// Reading or writing failed.
-    #[error("I/O error on directory state {}: {source}", path.display())]
+    #[error("I/O error on directory state {}", path.display())]
     Io {
         /// The state file.
         path: PathBuf,
@@ -37,6 +37,15 @@ pub enum PersistError {
         path: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// The file is not JSON of the state file's shape (or the state does not encode).
+    #[error("directory state {} is malformed", path.display())]
+    Json {
+        /// The state file.
+        path: PathBuf,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -97,11 +106,10 @@ pub fn save(path: &Path, reg: &Registry) -> Result<(), PersistError> {
             })
             .collect(),
     };
-    let malformed = |why: String| PersistError::Malformed {
+    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|source| PersistError::Json {
         path: path.to_path_buf(),
-        why,
-    };
-    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| malformed(e.to_string()))?;
+        source,
+    })?;
     bytes.push(b'\n');
     write_private_file(path, &bytes, true).map_err(|source| PersistError::Io {
         path: path.to_path_buf(),
@@ -125,7 +133,10 @@ pub fn load(path: &Path, policy: Policy) -> Result<Option<Registry>, PersistErro
         path: path.to_path_buf(),
         why,
     };
-    let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+    let file: StateFile = serde_json::from_slice(&bytes).map_err(|source| PersistError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if file.format != FORMAT_VERSION {
         return Err(malformed(format!("unknown format {}", file.format)));
     }
@@ -247,7 +258,10 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(
-                matches!(load(&path, policy()), Err(PersistError::Malformed { .. })),
+                matches!(
+                    load(&path, policy()),
+                    Err(PersistError::Malformed { .. } | PersistError::Json { .. })
+                ),
                 "{bad}"
             );
         }

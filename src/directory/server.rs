@@ -61,7 +61,7 @@ pub struct DirectoryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     /// The data directory could not be created.
-    #[error("cannot create directory data dir {}: {source}", path.display())]
+    #[error("cannot create directory data dir {}", path.display())]
     DataDir {
         /// The data directory.
         path: PathBuf,
@@ -70,10 +70,10 @@ pub enum DirectoryError {
         source: std::io::Error,
     },
     /// The saved state could not be read.
-    #[error("cannot load the directory state: {0}")]
+    #[error("cannot load the directory state")]
     Load(#[source] PersistError),
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -252,7 +252,7 @@ async fn decommission_timer(shared: Arc<Shared>, period: Duration, cancel: Cance
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(count = n, "decommissioned unreachable nodes"),
             Ok(Err(MutateError::Persist(e))) => {
-                tracing::error!(error = %e, "cannot save the directory state")
+                tracing::error!(error = %crate::error::chain(&e), "cannot save the directory state")
             }
             _ => tracing::error!("decommission timer failed"),
         }
@@ -291,7 +291,7 @@ fn mutate_error<E: std::fmt::Display>(
     match e {
         MutateError::Refused(e) => refuse(status_of(&e), e),
         MutateError::Persist(e) => {
-            tracing::error!(error = %e, "cannot save the directory state");
+            tracing::error!(error = %crate::error::chain(&e), "cannot save the directory state");
             refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "cannot save the directory state",

@@ -23,8 +23,8 @@ pub enum PeerError {
     #[error("peer did not answer within {0:?}")]
     Timeout(Duration),
     /// Connection refused, reset, TLS failure…
-    #[error("cannot reach peer: {0}")]
-    Unreachable(String),
+    #[error("cannot reach peer")]
+    Unreachable(#[source] reqwest::Error),
     /// The answer was not signed by the peer we asked.
     #[error("peer response is not authentic")]
     NotAuthentic,
@@ -124,6 +124,6 @@ fn classify(e: reqwest::Error, timeout: Duration) -> PeerError {
         PeerError::Timeout(timeout)
     } else {
         // reqwest's message names the URL (a peer's public address, not a client's): fine.
-        PeerError::Unreachable(e.to_string())
+        PeerError::Unreachable(e)
     }
 }

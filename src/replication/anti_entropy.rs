@@ -93,7 +93,7 @@ impl Replicator {
                 }
                 Err(e) => {
                     self.count_round("failed", Repairs::default());
-                    tracing::debug!(peer = %short, error = %e, "anti-entropy round failed");
+                    tracing::debug!(peer = %short, error = %crate::error::chain(&e), "anti-entropy round failed");
                 }
             }
         }

@@ -130,7 +130,9 @@ impl HttpForwarder {
                     .replication_enqueued_total
                     .with_label_values(&[kind])
                     .inc(),
-                Err(e) => tracing::warn!(error = %e, method, "cannot queue a forward for retry"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), method, "cannot queue a forward for retry")
+                }
             }
         }
         self.metrics
@@ -193,6 +195,14 @@ mod tests {
         })
     }
 
+    /// A reqwest error without a network: a URL it refuses.
+    fn unreachable() -> reqwest::Error {
+        reqwest::Client::new()
+            .get("not a url")
+            .build()
+            .expect_err("not a URL")
+    }
+
     #[test]
     fn store_target_matches_the_message_hash() {
         let account = AccountId::from_hex(PK).expect("pk");
@@ -252,7 +262,7 @@ mod tests {
             (PeerReply::Timeout, true)
         );
         assert_eq!(
-            classify(Err(PeerError::Unreachable("refused".into()))),
+            classify(Err(PeerError::Unreachable(unreachable()))),
             (PeerReply::Timeout, true)
         );
         assert_eq!(

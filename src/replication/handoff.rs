@@ -66,7 +66,7 @@ impl Replicator {
                         o.left_behind
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "hand-off pass failed");
+                        tracing::warn!(error = %crate::error::chain(&e), "hand-off pass failed");
                         true
                     }
                 };

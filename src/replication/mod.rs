@@ -102,7 +102,7 @@ struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     /// The store failed.
-    #[error("store error during {op}: {source}")]
+    #[error("store error during {op}")]
     Store {
         /// What we were doing.
         op: &'static str,
@@ -111,7 +111,7 @@ pub enum ReplicationError {
         source: StoreError,
     },
     /// A peer could not be asked.
-    #[error("request to a peer at {path} failed: {source}")]
+    #[error("request to a peer at {path} failed")]
     Peer {
         /// The endpoint.
         path: &'static str,

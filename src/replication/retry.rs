@@ -74,7 +74,7 @@ impl Replicator {
                     Ok(true) if !cancel.is_cancelled() => continue,
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "replication retry round failed");
+                        tracing::warn!(error = %crate::error::chain(&e), "replication retry round failed");
                         break;
                     }
                 }
@@ -228,7 +228,7 @@ impl Replicator {
                     Ok(true) => Fate::Delivered,
                     Ok(false) => Fate::Retry,
                     Err(e) => {
-                        tracing::debug!(error = %e, "queued messages not delivered");
+                        tracing::debug!(error = %crate::error::chain(&e), "queued messages not delivered");
                         reachable = false;
                         Fate::Retry
                     }
@@ -274,7 +274,7 @@ impl Replicator {
             }
             Ok(_) => Fate::Retry,
             Err(e) => {
-                tracing::debug!(error = %e, "retried request not delivered");
+                tracing::debug!(error = %crate::error::chain(&e), "retried request not delivered");
                 Fate::Retry
             }
         }

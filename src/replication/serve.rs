@@ -130,7 +130,7 @@ pub fn serve(
         _ => Ok(AeReply::text(404, "no such anti-entropy endpoint")),
     };
     result.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, path, "anti-entropy request failed");
+        tracing::warn!(error = %crate::error::chain(&e), path, "anti-entropy request failed");
         AeReply::text(500, "Internal Server Error\n")
     })
 }

@@ -98,7 +98,7 @@ fn is_revoked(ctx: &RpcContext, account: &AccountId, token: &SubaccountToken) ->
     match ctx.store.is_revoked(account, &token.0) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "revocation lookup failed; refusing the subaccount");
+            tracing::warn!(error = %crate::error::chain(&e), "revocation lookup failed; refusing the subaccount");
             true
         }
     }

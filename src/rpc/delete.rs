@@ -60,7 +60,7 @@ pub(crate) async fn delete(ctx: &RpcContext, params: &Value, origin: Origin) -> 
                 json!({"deleted": deleted, "signature": ctx.sign_b64(&m)})
             }
             Err(e) => {
-                tracing::error!(error = %e, "delete failed");
+                tracing::error!(error = %crate::error::chain(&e), "delete failed");
                 query_failure()
             }
         }
@@ -189,7 +189,7 @@ pub(crate) async fn ns_wide(
             Value::Object(entry)
         }
         Err(e) => {
-            tracing::error!(error = %e, method = spec.method, "store operation failed");
+            tracing::error!(error = %crate::error::chain(&e), method = spec.method, "store operation failed");
             query_failure()
         }
     };

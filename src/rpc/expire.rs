@@ -175,7 +175,7 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
     let local = || match update(ctx, &req, &applied, mode, now) {
         Ok(u) => entry(ctx, &req, &applied, &u, mode != ExpireMode::Set),
         Err(e) => {
-            tracing::error!(error = %e, "expire failed");
+            tracing::error!(error = %crate::error::chain(&e), "expire failed");
             query_failure()
         }
     };
@@ -206,7 +206,7 @@ pub(crate) fn get_expiries(ctx: &RpcContext, params: &Value) -> RpcResponse {
         }
         let owned: Vec<String> = hashes.iter().map(|h| (*h).to_string()).collect();
         let found = ctx.store.get_expiries(&account, &owned, now).map_err(|e| {
-            tracing::error!(error = %e, "get_expiries failed");
+            tracing::error!(error = %crate::error::chain(&e), "get_expiries failed");
             text(500, "request failed")
         })?;
         Ok(json_resp(200, json!({ "expiries": found })))

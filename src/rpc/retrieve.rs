@@ -121,7 +121,7 @@ fn retrieve(ctx: &RpcContext, params: &Value) -> Result<RpcResponse, RpcResponse
                 .retrieve(&account, ns, last_hash, max_count, max_size, now)
         };
         let r = r.map_err(|e| {
-            tracing::error!(error = %e, "retrieve failed");
+            tracing::error!(error = %crate::error::chain(&e), "retrieve failed");
             text(500, "request failed")
         })?;
         let list = r

@@ -202,7 +202,7 @@ fn store_local(ctx: &RpcContext, m: &Message, now: i64) -> Value {
             query_failure()
         }
         Err(e) => {
-            tracing::error!(error = %e, "storing a message failed");
+            tracing::error!(error = %crate::error::chain(&e), "storing a message failed");
             query_failure()
         }
     }

@@ -86,7 +86,7 @@ pub(crate) async fn revoke(
                 .map(|count| json!({"signature": ctx.sign_b64(&m), "count": count}))
         };
         result.unwrap_or_else(|e| {
-            tracing::error!(error = %e, method, "revocation update failed");
+            tracing::error!(error = %crate::error::chain(&e), method, "revocation update failed");
             query_failure()
         })
     };
@@ -118,7 +118,7 @@ pub(crate) fn revoked_subaccounts(ctx: &RpcContext, params: &Value) -> RpcRespon
             ));
         }
         let list = ctx.store.revoked_subaccounts(&account).map_err(|e| {
-            tracing::error!(error = %e, "listing revocations failed");
+            tracing::error!(error = %crate::error::chain(&e), "listing revocations failed");
             text(500, "request failed")
         })?;
         let revoked: Vec<String> = list.iter().map(|t| b64(t)).collect();

@@ -22,7 +22,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// No run file: the node is not running from this data directory (or never listened).
-    #[error("cannot read {path} (is `snode run --data-dir {dir}` running?): {source}")]
+    #[error("cannot read {path} (is `snode run --data-dir {dir}` running?)")]
     RunFile {
         /// The run file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum StatusError {
         why: String,
     },
     /// The admin listener did not answer (node stopped, or a stale run file).
-    #[error("the node's admin listener at {addr} did not answer (is snode running?): {source}")]
+    #[error("the node's admin listener at {addr} did not answer (is snode running?)")]
     Unreachable {
         /// Where we asked.
         addr: SocketAddr,
@@ -56,6 +56,15 @@ pub enum StatusError {
         addr: SocketAddr,
         /// What is wrong.
         why: String,
+    },
+    /// The answer is not the JSON of a status report.
+    #[error("unexpected answer from {addr}/status")]
+    NotAReport {
+        /// Where we asked.
+        addr: SocketAddr,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -99,7 +108,11 @@ pub fn admin_addr(data_dir: &Path) -> Result<SocketAddr, StatusError> {
 
 /// Fetches `GET /status` from the admin listener at `addr`.
 pub async fn fetch(addr: SocketAddr) -> Result<StatusReport, StatusError> {
-    let unreachable = |source| StatusError::Unreachable { addr, source };
+    // The variant names the address; reqwest's message need not repeat the URL.
+    let unreachable = |source: reqwest::Error| StatusError::Unreachable {
+        addr,
+        source: source.without_url(),
+    };
     let client = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .build()
@@ -117,10 +130,7 @@ pub async fn fetch(addr: SocketAddr) -> Result<StatusReport, StatusError> {
             why: format!("HTTP {status}"),
         });
     }
-    serde_json::from_slice(&body).map_err(|e| StatusError::BadAnswer {
-        addr,
-        why: e.to_string(),
-    })
+    serde_json::from_slice(&body).map_err(|source| StatusError::NotAReport { addr, source })
 }
 
 #[cfg(test)]

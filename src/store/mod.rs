@@ -63,7 +63,7 @@ pub enum StoreError {
         max: u64,
     },
     /// RocksDB failed.
-    #[error("database error during {op}: {source}")]
+    #[error("database error during {op}")]
     Db {
         /// What we were doing.
         op: &'static str,
