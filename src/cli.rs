@@ -100,13 +100,81 @@ pub struct DirectoryArgs {
     /// Address to serve `/json_rpc`, `/register` and `/report` on.
     #[arg(long, env = "SNODE_DIRECTORY_LISTEN", default_value = "0.0.0.0:22030")]
     pub listen: SocketAddr,
-    /// Admit only these node Ed25519 pubkeys (hex; repeat the flag). Without it, admission is
-    /// open (local networks).
-    #[arg(long = "allow", env = "SNODE_DIRECTORY_ALLOW", value_delimiter = ',')]
+    /// Admit these node Ed25519 pubkeys (hex; comma-separated or repeated), together with
+    /// those of --allow-file. Without --allow, --allow-file or --open no node can register.
+    #[arg(
+        long = "allow",
+        env = "SNODE_DIRECTORY_ALLOW",
+        value_delimiter = ',',
+        conflicts_with = "open"
+    )]
     pub allow: Vec<String>,
+    /// Admit the node pubkeys listed in FILE (one hex key a line, `#` comments), re-read on
+    /// SIGHUP (a bad file then keeps the previous list).
+    #[arg(
+        long,
+        env = "SNODE_DIRECTORY_ALLOW_FILE",
+        value_name = "FILE",
+        conflicts_with = "open"
+    )]
+    pub allow_file: Option<PathBuf>,
+    /// Admit any node with a valid signed announcement: for local and test networks only.
+    #[arg(long, env = "SNODE_DIRECTORY_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub open: bool,
+    /// Accept nodes announcing loopback, private (RFC 1918), link-local, CGNAT and other
+    /// non-public IPv4 addresses: for networks on one host or a LAN only.
+    #[arg(long, env = "SNODE_DIRECTORY_ALLOW_PRIVATE_ADDRESSES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private_addresses: bool,
+    /// Most nodes listed (active and decommissioned); known nodes may still re-announce.
+    #[arg(long, env = "SNODE_DIRECTORY_MAX_NODES", default_value_t = crate::directory::state::DEFAULT_MAX_NODES)]
+    pub max_nodes: usize,
+    /// Limit of `/register` per source IP (IPv6: per /64): RATE:BURST (requests per second,
+    /// burst) or `off`.
+    #[arg(
+        long,
+        env = "SNODE_DIRECTORY_REGISTER_LIMIT_IP",
+        default_value = "2:60",
+        value_name = "RATE:BURST"
+    )]
+    pub register_limit_ip: LimitArg,
+    /// Limit of `/register` per node key: RATE:BURST or `off`.
+    #[arg(
+        long,
+        env = "SNODE_DIRECTORY_REGISTER_LIMIT_KEY",
+        default_value = "0.2:10",
+        value_name = "RATE:BURST"
+    )]
+    pub register_limit_key: LimitArg,
+    /// Limit of `/report` per source IP (IPv6: per /64): RATE:BURST or `off`.
+    #[arg(
+        long,
+        env = "SNODE_DIRECTORY_REPORT_LIMIT_IP",
+        default_value = "20:200",
+        value_name = "RATE:BURST"
+    )]
+    pub report_limit_ip: LimitArg,
+    /// Limit of `/report` per reporting node key: RATE:BURST or `off`.
+    #[arg(
+        long,
+        env = "SNODE_DIRECTORY_REPORT_LIMIT_KEY",
+        default_value = "2:30",
+        value_name = "RATE:BURST"
+    )]
+    pub report_limit_key: LimitArg,
     /// Decommission a node its peers cannot reach for this long.
     #[arg(long, env = "SNODE_DECOMMISSION_AFTER", default_value = "2h", value_parser = humantime::parse_duration)]
     pub decommission_after: std::time::Duration,
+}
+
+/// One rate limit of `snode directory` (`RATE:BURST` or `off`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitArg(pub Option<crate::directory::Rate>);
+
+impl std::str::FromStr for LimitArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::directory::limit::parse_rate(s).map(LimitArg)
+    }
 }
 
 /// `snode testnet`
@@ -326,20 +394,31 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_directory(args: DirectoryArgs) -> anyhow::Result<()> {
+    use crate::directory::DirectoryLimits;
     use crate::directory::server::{DirectoryConfig, serve};
     use crate::directory::state::Admission;
     init_logging(&Config::default());
-    let admission = if args.allow.is_empty() {
+    let mut flag_keys = std::collections::BTreeSet::new();
+    for k in &args.allow {
+        let mut pk = [0u8; 32];
+        hex::decode_to_slice(k.trim(), &mut pk)
+            .with_context(|| format!("--allow {k:?} is not a 64-hex Ed25519 pubkey"))?;
+        flag_keys.insert(pk);
+    }
+    // No admission flag admits nobody: a directory reachable from the internet must not list
+    // whoever asks unless its operator said so (--open).
+    let admission = if args.open {
         Admission::Open
+    } else if let Some(path) = &args.allow_file {
+        read_allow_file(path, &flag_keys)?
     } else {
-        let mut keys = std::collections::BTreeSet::new();
-        for k in &args.allow {
-            let mut pk = [0u8; 32];
-            hex::decode_to_slice(k.trim(), &mut pk)
-                .with_context(|| format!("--allow {k:?} is not a 64-hex Ed25519 pubkey"))?;
-            keys.insert(pk);
-        }
-        Admission::AllowList(keys)
+        Admission::AllowList(flag_keys.clone())
+    };
+    let limits = DirectoryLimits {
+        register_per_ip: args.register_limit_ip.0,
+        register_per_key: args.register_limit_key.0,
+        report_per_ip: args.report_limit_ip.0,
+        report_per_key: args.report_limit_key.0,
     };
     runtime()?.block_on(async move {
         let handle = serve(DirectoryConfig {
@@ -347,13 +426,78 @@ fn run_directory(args: DirectoryArgs) -> anyhow::Result<()> {
             listen: args.listen,
             admission,
             decommission_after: args.decommission_after,
+            allow_private_addresses: args.allow_private_addresses,
+            max_nodes: args.max_nodes,
+            limits,
         })
         .await?;
         tracing::info!(url = %handle.url(), "directory serving");
-        wait_for_signal().await?;
+        directory_signals(&handle, args.allow_file.as_deref(), &flag_keys).await?;
         handle.shutdown().await;
         Ok(())
     })
+}
+
+/// The allow-list of `path` plus the `--allow` keys. Errors name the file (and the line).
+fn read_allow_file(
+    path: &Path,
+    flag_keys: &std::collections::BTreeSet<[u8; 32]>,
+) -> anyhow::Result<crate::directory::Admission> {
+    use crate::directory::Admission;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the allow-list {}", path.display()))?;
+    match Admission::allow_list_from_text(&text)
+        .with_context(|| format!("bad allow-list {}", path.display()))?
+    {
+        Admission::AllowList(mut keys) => {
+            keys.extend(flag_keys.iter().copied());
+            Ok(Admission::AllowList(keys))
+        }
+        Admission::Open => Ok(Admission::Open),
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; on SIGHUP re-reads `allow_file` (a bad file keeps the
+/// previous list, and the log says why).
+async fn directory_signals(
+    handle: &crate::directory::DirectoryHandle,
+    allow_file: Option<&Path>,
+    flag_keys: &std::collections::BTreeSet<[u8; 32]>,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = hup.recv() => {}
+            }
+            let Some(path) = allow_file else {
+                tracing::info!("SIGHUP: no --allow-file to re-read; admission unchanged");
+                continue;
+            };
+            match read_allow_file(path, flag_keys) {
+                Ok(admission) => {
+                    let keys = admission.allowed_count().unwrap_or(0);
+                    handle.set_admission(admission).await;
+                    tracing::info!(keys, file = %path.display(), "allow-list re-read");
+                }
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "allow-list not re-read; keeping the previous one"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (handle, allow_file, flag_keys);
+        wait_for_signal().await
+    }
 }
 
 fn run_testnet(args: TestnetArgs) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::directory::DirectoryLimits;
 use crate::directory::client::DirectoryClient;
 use crate::directory::server::{DirectoryConfig, DirectoryHandle, serve};
 use crate::directory::state::Admission;
@@ -100,11 +101,25 @@ impl Testnet {
         }
         std::fs::create_dir_all(&opts.dir)
             .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+        let mut all_keys = Vec::with_capacity(opts.nodes);
+        for i in 0..opts.nodes {
+            all_keys.push(prepare_node_dir(&opts.dir.join(format!("node-{i}")))?);
+        }
+        // Admission is the allow-list of the nodes made here rather than `--open`: the
+        // directory listens on 127.0.0.1, where any local process (or a page in a browser)
+        // could otherwise join the network; a node restarted with `snode run` keeps its key.
+        // An ad-hoc local network that needs other nodes runs `snode directory --open
+        // --allow-private-addresses` itself. Its nodes are on 127.0.0.1 (private addresses
+        // allowed) and share one source address (limits sized for that).
         let directory = serve(DirectoryConfig {
-            data_dir: opts.dir.join("directory"),
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            admission: Admission::Open,
             decommission_after: TESTNET_DECOMMISSION_AFTER,
+            allow_private_addresses: true,
+            limits: DirectoryLimits::testnet(),
+            ..DirectoryConfig::new(
+                opts.dir.join("directory"),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                Admission::AllowList(all_keys.iter().map(NodeKeys::pubkey_ed25519).collect()),
+            )
         })
         .await
         .context("cannot start the directory")?;
@@ -112,9 +127,8 @@ impl Testnet {
 
         let mut children = Vec::new();
         let mut nodes = Vec::new();
-        for i in 0..opts.nodes {
+        for (i, keys) in all_keys.iter().enumerate() {
             let dir = opts.dir.join(format!("node-{i}"));
-            let keys = prepare_node_dir(&dir)?;
             let (https_port, admin_port) = (free_port()?, free_port()?);
             let cfg = node_config(&url, https_port, admin_port);
             std::fs::write(dir.join("node.toml"), cfg.to_toml())

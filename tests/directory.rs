@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 use snode::directory::{
-    Admission, DirectoryClient, DirectoryClientError, DirectoryConfig, DirectoryHandle, serve,
+    Admission, DirectoryClient, DirectoryClientError, DirectoryConfig, DirectoryHandle,
+    DirectoryLimits, serve,
 };
 use snode::keys::NodeKeys;
 use snode::swarm::{Membership, NodeInfo, SwarmId};
@@ -16,12 +17,14 @@ use std::time::Duration;
 /// How long a condition may take before a test gives up.
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// A directory for a local network: these nodes are on 127.0.0.1 and the test registers
+/// them faster than a public directory's per-address limits allow.
 async fn start(dir: &Path, admission: Admission, decommission_after: Duration) -> DirectoryHandle {
     serve(DirectoryConfig {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admission,
         decommission_after,
+        allow_private_addresses: true,
+        limits: DirectoryLimits::testnet(),
+        ..DirectoryConfig::new(dir.to_path_buf(), "127.0.0.1:0".parse().unwrap(), admission)
     })
     .await
     .unwrap()
@@ -148,8 +151,10 @@ async fn twelve_nodes_register_poll_and_survive_a_restart() {
         c.get_service_nodes(Some(&m.block_hash)).await.unwrap(),
         None
     );
-    // A new port is.
-    let moved = c.register(&keys[0], &info(40_001)).await.unwrap();
+    // A new port is (signed later than the re-announcement: both can fall in one
+    // millisecond, and an update must be newer than what was accepted).
+    let later = snode::node::wall_clock_ms() + 1_000;
+    let moved = c.register_at(&keys[0], &info(40_001), later).await.unwrap();
     assert_eq!(moved.height, m.height + 1);
     let m2 = c
         .get_service_nodes(Some(&m.block_hash))
@@ -266,8 +271,17 @@ async fn unreachable_nodes_are_decommissioned_and_recommissioned() {
         "{err}"
     );
 
-    // Reachable again: back in a swarm.
+    // Reachable again, says one node: not enough on its own.
     c.report(b, &t, true).await.unwrap();
+    assert!(
+        !c.get_service_nodes(None)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(&t)
+    );
+    // A second reporter agrees: back in a swarm.
+    c.report(&keys[3], &t, true).await.unwrap();
     let m2 = c.get_service_nodes(None).await.unwrap().unwrap();
     assert!(m2.is_active(&t));
     assert_eq!(m2.height, m.height + 1);

@@ -242,10 +242,12 @@ pub fn verify_announcement(
         field: "public_ip",
         why: "expected a dotted IPv4 address",
     })?;
+    // Never a node's address, not even on a local network (`state` refuses the other
+    // non-public classes unless the directory allows them).
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
         return Err(AnnounceError::BadField {
             field: "public_ip",
-            why: "not a unicast address",
+            why: super::addr::classify(ip).unwrap_or("not a unicast address"),
         });
     }
     if s.storage_port == 0 {

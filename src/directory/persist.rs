@@ -194,8 +194,9 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            admission: Admission::Open,
-            decommission_after_ms: 1000,
+            // The nodes below are at a documentation address.
+            allow_private_addresses: true,
+            ..Policy::new(Admission::Open, 1000)
         }
     }
 

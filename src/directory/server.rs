@@ -1,31 +1,37 @@
 //! The directory service over HTTP: `serve(config) -> DirectoryHandle`.
 //!
 //! Owns the listener, the routes (`POST /json_rpc`, `POST /register`, `POST /report`), the
-//! decommission timer, and the order "apply to a copy → save → install", so the state on disk
-//! is never behind what a client was told. Must not hold business rules (they are in `state`,
-//! `announce` and `rpc`).
+//! decommission timer, the rate limits of the write routes (`limit`: per source IP before a
+//! body is parsed, per node key once its signature holds, 429 beyond them), and the order
+//! "apply to a copy → save → install", so the state on disk is never behind what a client was
+//! told. Must not hold business rules (they are in `state`, `announce` and `rpc`), and never
+//! logs a source address.
 //!
 //! Concurrency: the registry sits behind a std `Mutex`, taken only inside `spawn_blocking`
 //! (mutations save to disk while holding it, which serialises them in one order on disk and in
 //! memory). Reads never wait for the disk: they clone an `Arc<Membership>` from a separate
 //! lock, replaced after each saved change.
 
+use super::limit::{Buckets, DirectoryLimits, IpKey, MAX_TRACKED};
 use super::persist::{PersistError, load, save, state_path};
-use super::state::{Admission, Effect, Policy, RegisterError, Registry, ReportError};
+use super::state::{
+    Admission, DEFAULT_MAX_NODES, Effect, Policy, RegisterError, Registry, ReportError,
+};
 use super::{announce, rpc};
 use crate::clock::wall_clock_ms as now_ms;
 use crate::swarm::Membership;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,6 +61,29 @@ pub struct DirectoryConfig {
     pub admission: Admission,
     /// How long a node may fail every reachability report before it is decommissioned.
     pub decommission_after: Duration,
+    /// Whether nodes may announce loopback, private and other non-public addresses
+    /// (`addr::classify`): only for networks on one host or a LAN.
+    pub allow_private_addresses: bool,
+    /// Most nodes listed (active and decommissioned).
+    pub max_nodes: usize,
+    /// Rate limits of `/register` and `/report`.
+    pub limits: DirectoryLimits,
+}
+
+impl DirectoryConfig {
+    /// A directory for a public network: `admission`, public addresses only, the default
+    /// decommission period, size bound and rate limits.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr, admission: Admission) -> Self {
+        DirectoryConfig {
+            data_dir,
+            listen,
+            admission,
+            decommission_after: DEFAULT_DECOMMISSION_AFTER,
+            allow_private_addresses: false,
+            max_nodes: DEFAULT_MAX_NODES,
+            limits: DirectoryLimits::default(),
+        }
+    }
 }
 
 /// Errors of starting the directory. Each says what and where.
@@ -85,11 +114,19 @@ pub enum DirectoryError {
 
 /// A running directory. Dropping it stops the service (without waiting);
 /// `shutdown` stops it and waits.
-#[derive(Debug)]
 pub struct DirectoryHandle {
     addr: SocketAddr,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for DirectoryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectoryHandle {
@@ -101,6 +138,27 @@ impl DirectoryHandle {
     /// `http://<addr>`: the URL nodes and clients use.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Replaces who may register (e.g. an allow-list file re-read on SIGHUP). Takes effect
+    /// for the next announcement; listed nodes stay listed.
+    pub async fn set_admission(&self, admission: Admission) {
+        let shared = Arc::clone(&self.shared);
+        // The registry lock is held while saving (an fsync): wait for it off the runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut reg = match shared.registry.lock() {
+                Ok(r) => r,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            reg.set_admission(admission);
+        })
+        .await;
+    }
+
+    /// How many times the state file has been written since the start (for tests and
+    /// operators: a re-announcement that changes nothing must not write).
+    pub fn state_writes(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
     }
 
     /// Stops serving and waits until every task has ended.
@@ -125,6 +183,39 @@ struct Shared {
     snapshot: RwLock<Arc<Membership>>,
     /// `directory.json`.
     path: PathBuf,
+    /// Saves of `directory.json` so far.
+    writes: AtomicU64,
+    /// The write routes' buckets. std Mutex: held for a few arithmetic operations, never
+    /// across an await.
+    limiters: Mutex<Limiters>,
+}
+
+/// The buckets of `DirectoryLimits`.
+struct Limiters {
+    register_ip: Buckets<IpKey>,
+    register_key: Buckets<[u8; 32]>,
+    report_ip: Buckets<IpKey>,
+    report_key: Buckets<[u8; 32]>,
+}
+
+impl Limiters {
+    fn new(l: &DirectoryLimits) -> Self {
+        Limiters {
+            register_ip: Buckets::new(l.register_per_ip, MAX_TRACKED),
+            register_key: Buckets::new(l.register_per_key, MAX_TRACKED),
+            report_ip: Buckets::new(l.report_per_ip, MAX_TRACKED),
+            report_key: Buckets::new(l.report_per_key, MAX_TRACKED),
+        }
+    }
+}
+
+/// Which bucket a request is counted in.
+#[derive(Clone, Copy)]
+enum Limit {
+    RegisterIp(IpKey),
+    RegisterKey([u8; 32]),
+    ReportIp(IpKey),
+    ReportKey([u8; 32]),
 }
 
 /// Why a mutation did not happen.
@@ -149,6 +240,7 @@ impl Shared {
         let (effect, out) = f(&mut next).map_err(MutateError::Refused)?;
         if effect.dirty || effect.new_block {
             save(&self.path, &next).map_err(MutateError::Persist)?;
+            self.writes.fetch_add(1, Ordering::Relaxed);
         }
         if effect.new_block {
             let snapshot = Arc::new(next.membership());
@@ -162,6 +254,33 @@ impl Shared {
     fn snapshot(&self) -> Option<Arc<Membership>> {
         self.snapshot.read().ok().map(|s| Arc::clone(&s))
     }
+
+    /// Whether one more request counted in `which` is within its limit (it takes a token).
+    fn allow(&self, which: Limit) -> bool {
+        let mut l = match self.limiters.lock() {
+            Ok(l) => l,
+            // A panic elsewhere left arithmetic state only: keep going.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        match which {
+            Limit::RegisterIp(k) => l.register_ip.allow(k, now),
+            Limit::RegisterKey(k) => l.register_key.allow(k, now),
+            Limit::ReportIp(k) => l.report_ip.allow(k, now),
+            Limit::ReportKey(k) => l.report_key.allow(k, now),
+        }
+    }
+}
+
+/// The handlers' shared state around `registry`, saving to `path`, limited by `limits`.
+fn shared_state(registry: Registry, path: PathBuf, limits: &DirectoryLimits) -> Arc<Shared> {
+    Arc::new(Shared {
+        snapshot: RwLock::new(Arc::new(registry.membership())),
+        registry: Mutex::new(registry),
+        path,
+        writes: AtomicU64::new(0),
+        limiters: Mutex::new(Limiters::new(limits)),
+    })
 }
 
 /// Starts the directory: loads (or creates) its state, binds, serves, and runs the
@@ -175,6 +294,8 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
         admission: cfg.admission.clone(),
         decommission_after_ms: i64::try_from(cfg.decommission_after.as_millis())
             .unwrap_or(i64::MAX),
+        allow_private_addresses: cfg.allow_private_addresses,
+        max_nodes: cfg.max_nodes,
     };
     let path = state_path(&cfg.data_dir);
     let registry = load(&path, policy.clone())
@@ -185,11 +306,17 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
         nodes = registry.nodes().count(),
         "directory state loaded"
     );
-    let shared = Arc::new(Shared {
-        snapshot: RwLock::new(Arc::new(registry.membership())),
-        registry: Mutex::new(registry),
-        path,
-    });
+    match cfg.admission.allowed_count() {
+        None => tracing::info!("admission: open (any node with a valid announcement)"),
+        Some(0) => tracing::warn!(
+            "admission: allow-list is empty, no new node can register (give --allow, --allow-file or --open)"
+        ),
+        Some(n) => tracing::info!(keys = n, "admission: allow-list"),
+    }
+    if cfg.allow_private_addresses {
+        tracing::info!("non-public node addresses allowed (local network)");
+    }
+    let shared = shared_state(registry, path, &cfg.limits);
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -206,7 +333,7 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let app = router(Arc::clone(&shared));
+    let app = router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
@@ -217,12 +344,17 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
         }
     });
     let tick = (cfg.decommission_after / 4).clamp(MIN_TICK, MAX_TICK);
-    tasks.spawn(decommission_timer(shared, tick, cancel.clone()));
+    tasks.spawn(decommission_timer(
+        Arc::clone(&shared),
+        tick,
+        cancel.clone(),
+    ));
     tracing::info!(%addr, "directory listening");
     Ok(DirectoryHandle {
         addr,
         cancel,
         tasks,
+        shared,
     })
 }
 
@@ -312,9 +444,26 @@ async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     )
 }
 
+/// 429 for a request over `limit`. The text names the limit, never the address or key.
+fn too_many(what: &str) -> Response {
+    refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many {what}; slow down and retry later"),
+    )
+}
+
 /// `POST /register`: a signed announcement. 200 with the node's swarm; 400 for a bad or
-/// stale announcement; 403 when the allow-list does not admit the node.
-async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// stale announcement or a non-public address; 403 when the allow-list does not admit the
+/// node; 409 when another active node holds its `IP:port`; 429 over a rate limit; 503 when
+/// the registry is full.
+async fn register(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if !shared.allow(Limit::RegisterIp(IpKey::of(peer.ip()))) {
+        return too_many("registrations from this address");
+    }
     let signed: announce::SignedAnnouncement = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
@@ -329,6 +478,10 @@ async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     let key = a.pubkey_ed25519;
+    // Counted once the signature holds, so nobody can spend another node's budget.
+    if !shared.allow(Limit::RegisterKey(key)) {
+        return too_many("registrations of this node");
+    }
     let done = tokio::task::spawn_blocking(move || {
         shared.mutate(|r| {
             let effect = r.register(&a, now_ms())?;
@@ -350,14 +503,25 @@ async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
         Err(e) => mutate_error(e, |e| match e {
             RegisterError::NotAdmitted => StatusCode::FORBIDDEN,
-            RegisterError::Stale => StatusCode::BAD_REQUEST,
+            RegisterError::Stale | RegisterError::NonPublicAddress { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            RegisterError::EndpointTaken => StatusCode::CONFLICT,
+            RegisterError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }),
     }
 }
 
 /// `POST /report`: a signed reachability report. 200; 400 for a bad report or an unknown
-/// target; 403 when the reporter is not an active listed node.
-async fn report(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// target; 403 when the reporter is not an active listed node; 429 over a rate limit.
+async fn report(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if !shared.allow(Limit::ReportIp(IpKey::of(peer.ip()))) {
+        return too_many("reports from this address");
+    }
     let signed: announce::SignedReport = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid report: {e}")),
@@ -366,6 +530,9 @@ async fn report(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
+    if !shared.allow(Limit::ReportKey(r.reporter)) {
+        return too_many("reports by this node");
+    }
     let done = tokio::task::spawn_blocking(move || {
         shared.mutate(|reg| {
             let effect = reg.report(&r, now_ms())?;

@@ -14,22 +14,23 @@ use tower::ServiceExt as _;
 
 fn shared(dir: &std::path::Path, admission: Admission) -> Arc<Shared> {
     let reg = Registry::new(Policy {
-        admission,
-        decommission_after_ms: 60_000,
+        // These nodes are on 127.0.0.1.
+        allow_private_addresses: true,
+        ..Policy::new(admission, 60_000)
     });
-    Arc::new(Shared {
-        snapshot: RwLock::new(Arc::new(reg.membership())),
-        registry: Mutex::new(reg),
-        path: state_path(dir),
-    })
+    shared_state(reg, state_path(dir), &DirectoryLimits::testnet())
 }
 
 fn info() -> NodeInfo {
+    info_at(4433)
+}
+
+fn info_at(port: u16) -> NodeInfo {
     NodeInfo {
         pubkey_ed25519: [0; 32],
         pubkey_x25519: [0; 32],
         ip: Ipv4Addr::LOCALHOST,
-        https_port: 4433,
+        https_port: port,
         omq_port: 0,
         swarm_id: SwarmId::UNASSIGNED,
         version: [0, 1, 0],
@@ -37,10 +38,13 @@ fn info() -> NodeInfo {
 }
 
 async fn post(s: &Arc<Shared>, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-    let req = Request::post(path)
+    let mut req = Request::post(path)
         .header("content-type", "application/json")
         .body(body.into())
         .unwrap();
+    // What `into_make_service_with_connect_info` adds for a real connection.
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))));
     let resp = router(Arc::clone(s)).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -96,7 +100,7 @@ async fn register_then_list_then_report() {
     post(
         &s,
         "/register",
-        json_body(&sign_announcement(&other, &info(), now_ms())),
+        json_body(&sign_announcement(&other, &info_at(4434), now_ms())),
     )
     .await;
     let r = sign_report(&k, &other.pubkey_ed25519(), true, now_ms());
@@ -192,4 +196,50 @@ async fn a_failed_save_changes_nothing() {
     assert_eq!(s.registry.lock().unwrap().height(), 0);
     let (_, v) = post(&s, "/json_rpc", LIST).await;
     assert_eq!(v["result"]["height"], 0);
+}
+
+#[tokio::test]
+async fn refusals_have_their_status_and_a_clear_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(Policy {
+        max_nodes: 2,
+        ..Policy::new(Admission::Open, 60_000)
+    });
+    let s = shared_state(reg, state_path(dir.path()), &DirectoryLimits::testnet());
+    let at = |ip: [u8; 4], port: u16| NodeInfo {
+        ip: Ipv4Addr::from(ip),
+        ..info_at(port)
+    };
+    let k = NodeKeys::generate();
+    let (status, v) = post(
+        &s,
+        "/register",
+        json_body(&sign_announcement(&k, &at([127, 0, 0, 1], 1), now_ms())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("loopback"), "{v}");
+
+    let ok =
+        |k: &NodeKeys, port| json_body(&sign_announcement(k, &at([8, 8, 8, 8], port), now_ms()));
+    assert_eq!(post(&s, "/register", ok(&k, 443)).await.0, StatusCode::OK);
+    let (status, v) = post(&s, "/register", ok(&NodeKeys::generate(), 443)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("public_ip and storage_port"),
+        "{v}"
+    );
+    assert_eq!(
+        post(&s, "/register", ok(&NodeKeys::generate(), 444))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, v) = post(&s, "/register", ok(&NodeKeys::generate(), 445)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(v["error"].as_str().unwrap().contains("maximum of 2"), "{v}");
+    assert_eq!(s.registry.lock().unwrap().nodes().count(), 2);
 }

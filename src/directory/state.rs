@@ -1,10 +1,22 @@
 //! The registry: every node the directory knows, its swarm, and the chain of membership
 //! changes (`height`, `block_hash`).
 //!
-//! Owns registration (admission, idempotent re-announcement, address updates), reachability
-//! (reports from active nodes; decommission after `decommission_after` of failures without a
-//! success; recommission on the next success) and running `assign` on every membership change.
-//! Pure: no I/O, time is `now_ms`; `persist` saves it and `server` serialises access.
+//! Owns registration (admission, public addresses only, one active node per `IP:port`, a
+//! size bound, idempotent re-announcement, address updates), reachability (reports from active
+//! nodes; decommission after `decommission_after` of failures; ending a failing period or
+//! recommissioning takes successes from two distinct active reporters) and running `assign`
+//! on every membership change. Pure: no I/O, time is `now_ms`; `persist` saves it and
+//! `server` serialises access and rate-limits who may call it.
+//!
+//! **Why two reporters.** Reports are signed, but any listed node signs what it likes. If one
+//! success were enough, a single hostile node could bring back a node everyone else finds
+//! dead (and have clients routed to it), or keep its own dead accomplice listed by clearing
+//! every failing period the honest majority starts. So a success only counts as a voucher;
+//! a failing period ends, and a decommissioned node returns, once `REQUIRED_VOUCHERS` distinct
+//! active nodes vouched since the failures began (fewer only when fewer other active nodes
+//! exist, so a two-node test network can heal). A later failure report from a voucher
+//! withdraws its voucher. Vouchers are not persisted: after a restart the directory waits for
+//! fresh ones, which only delays a recommission.
 //!
 //! **Block hash.** Each membership change is a "block": `height` grows by one and
 //! `block_hash = BLAKE2b-256(previous block_hash (32 bytes) ‖ height (u64 big-endian) ‖
@@ -14,6 +26,7 @@
 //! deterministic function of the sequence of changes, and two directories fed the same
 //! changes agree on every height, hash and swarm.
 
+use super::addr;
 use super::announce::{Announcement, Report};
 use super::assign::assign_swarms;
 use super::rng::Mt19937_64;
@@ -27,6 +40,14 @@ use std::net::Ipv4Addr;
 pub fn genesis_hash() -> [u8; 32] {
     Blake2b::<U32>::digest(b"snode-directory-genesis").into()
 }
+
+/// Default bound on the number of nodes listed (active and decommissioned).
+pub const DEFAULT_MAX_NODES: usize = 10_000;
+/// Distinct active reporters whose successes end a failing period or recommission a node.
+pub const REQUIRED_VOUCHERS: usize = 2;
+/// Vouchers remembered per node (the newest); more than `REQUIRED_VOUCHERS` so that vouchers
+/// of reporters decommissioned since do not crowd out live ones, few so memory stays bounded.
+const MAX_VOUCHERS: usize = 8;
 
 /// Who may register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +82,14 @@ impl Admission {
             Admission::AllowList(keys) => keys.contains(key),
         }
     }
+
+    /// Number of keys admitted, `None` when admission is open.
+    pub fn allowed_count(&self) -> Option<usize> {
+        match self {
+            Admission::Open => None,
+            Admission::AllowList(keys) => Some(keys.len()),
+        }
+    }
 }
 
 /// A line of an allow-list that is not 64 hex digits.
@@ -78,6 +107,23 @@ pub struct Policy {
     pub admission: Admission,
     /// A node reported failing, with no success since, for this long is decommissioned.
     pub decommission_after_ms: i64,
+    /// Whether announcements may carry non-public addresses (`addr::classify`): only for
+    /// networks on loopback or a LAN (`snode testnet`, compose).
+    pub allow_private_addresses: bool,
+    /// Most nodes listed; registering one more is refused, known nodes still re-announce.
+    pub max_nodes: usize,
+}
+
+impl Policy {
+    /// A public network's rules: public addresses only, `DEFAULT_MAX_NODES`.
+    pub fn new(admission: Admission, decommission_after_ms: i64) -> Self {
+        Policy {
+            admission,
+            decommission_after_ms,
+            allow_private_addresses: false,
+            max_nodes: DEFAULT_MAX_NODES,
+        }
+    }
 }
 
 /// Everything the directory records about one node.
@@ -202,6 +248,22 @@ pub enum RegisterError {
     /// Different data in an announcement older than the last one accepted (HTTP 400).
     #[error("announcement is older than the last one accepted for this node")]
     Stale,
+    /// The announced address is loopback, private, documentation… and the directory lists
+    /// public addresses only (HTTP 400).
+    #[error("public_ip is in a non-public range: {class}")]
+    NonPublicAddress {
+        /// The address class (`addr::classify`).
+        class: &'static str,
+    },
+    /// Another active node is listed at the announced `public_ip:storage_port` (HTTP 409).
+    #[error("another active node is listed at this public_ip and storage_port")]
+    EndpointTaken,
+    /// The registry already lists `max` nodes; only known nodes may announce (HTTP 503).
+    #[error("the directory lists its maximum of {max} nodes; no new node can register")]
+    Full {
+        /// The bound (`Policy::max_nodes`).
+        max: usize,
+    },
 }
 
 /// Why a report was refused.
@@ -222,6 +284,10 @@ pub struct Registry {
     height: u64,
     block_hash: [u8; 32],
     nodes: BTreeMap<[u8; 32], NodeRecord>,
+    /// Per failing or decommissioned node: the active reporters that reported it reachable
+    /// since its failures began, with the directory time of their latest success (module
+    /// doc). Not persisted.
+    vouchers: BTreeMap<[u8; 32], BTreeMap<[u8; 32], i64>>,
 }
 
 impl Registry {
@@ -232,6 +298,7 @@ impl Registry {
             height: 0,
             block_hash: genesis_hash(),
             nodes: BTreeMap::new(),
+            vouchers: BTreeMap::new(),
         }
     }
 
@@ -247,12 +314,26 @@ impl Registry {
             height,
             block_hash,
             nodes: nodes.into_iter().map(|r| (r.pubkey_ed25519, r)).collect(),
+            vouchers: BTreeMap::new(),
         }
     }
 
     /// The rules in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Replaces who may register (an operator's allow-list re-read). Nodes already listed
+    /// stay listed; a key no longer admitted cannot announce again.
+    pub fn set_admission(&mut self, admission: Admission) {
+        self.policy.admission = admission;
+    }
+
+    /// Whether an active node other than `key` is listed at `ip:port`.
+    fn endpoint_taken(&self, key: &[u8; 32], ip: Ipv4Addr, port: u16) -> bool {
+        self.nodes.values().any(|n| {
+            !n.decommissioned && n.pubkey_ed25519 != *key && n.ip == ip && n.https_port == port
+        })
     }
 
     /// Number of membership changes so far.
@@ -291,19 +372,38 @@ impl Registry {
 
     /// Registers or re-announces a node. The same data again changes nothing (nodes
     /// re-announce periodically); new contact data from a newer announcement is an update.
+    /// Refused: keys not admitted, non-public addresses (unless the policy allows them), an
+    /// `IP:port` another active node holds, and new nodes beyond `max_nodes`.
     pub fn register(&mut self, a: &Announcement, now_ms: i64) -> Result<Effect, RegisterError> {
         if !self.policy.admission.admits(&a.pubkey_ed25519) {
             return Err(RegisterError::NotAdmitted);
         }
+        if !self.policy.allow_private_addresses
+            && let Some(class) = addr::classify(a.ip)
+        {
+            return Err(RegisterError::NonPublicAddress { class });
+        }
         let key = a.pubkey_ed25519;
+        let known = self.nodes.get(&key);
+        let moves = known.is_none_or(|rec| (rec.ip, rec.https_port) != (a.ip, a.https_port));
+        if known.is_none() && self.nodes.len() >= self.policy.max_nodes {
+            return Err(RegisterError::Full {
+                max: self.policy.max_nodes,
+            });
+        }
+        let fresh = known.is_none_or(|rec| a.timestamp_ms > rec.announced_at_ms);
+        if moves && fresh && self.endpoint_taken(&key, a.ip, a.https_port) {
+            return Err(RegisterError::EndpointTaken);
+        }
         let change = match self.nodes.get_mut(&key) {
             Some(rec) if !rec.differs_from(a) => {
-                let newer = a.timestamp_ms > rec.announced_at_ms;
+                // Only the timestamp is new: kept in memory (it refuses older announcements
+                // with other data) but not worth a disk write, or every node's periodic
+                // re-announcement would rewrite the whole state file. After a restart the
+                // saved, older time applies, which only widens the stale check by the
+                // announcements of the last few minutes (the signature window).
                 rec.announced_at_ms = rec.announced_at_ms.max(a.timestamp_ms);
-                return Ok(Effect {
-                    new_block: false,
-                    dirty: newer,
-                });
+                return Ok(Effect::default());
             }
             Some(rec) if a.timestamp_ms <= rec.announced_at_ms => {
                 return Err(RegisterError::Stale);
@@ -345,25 +445,66 @@ impl Registry {
         })
     }
 
-    /// Records a reachability report. A success clears the target's failures and
-    /// recommissions it if it was decommissioned; a failure starts (or continues) its failing
-    /// period, and decommissions it once that period reaches `decommission_after_ms`.
+    /// Whether `key` is listed and active.
+    fn is_active(&self, key: &[u8; 32]) -> bool {
+        self.nodes.get(key).is_some_and(|n| !n.decommissioned)
+    }
+
+    /// Records a reachability report. A success about a failing or decommissioned node is a
+    /// voucher: once `REQUIRED_VOUCHERS` distinct active reporters vouched (module doc), its
+    /// failures are cleared and, if it was decommissioned, it is recommissioned (unless
+    /// another active node took its `IP:port` meanwhile). A failure withdraws the reporter's
+    /// voucher, starts (or continues) the failing period, and decommissions the node once that
+    /// period reaches `decommission_after_ms`.
     pub fn report(&mut self, r: &Report, now_ms: i64) -> Result<Effect, ReportError> {
-        let reporter_active = self
-            .nodes
-            .get(&r.reporter)
-            .is_some_and(|n| !n.decommissioned);
-        if !reporter_active {
+        if !self.is_active(&r.reporter) {
             return Err(ReportError::ReporterNotActive);
         }
         let rec = self
             .nodes
-            .get_mut(&r.target)
+            .get(&r.target)
             .ok_or(ReportError::UnknownTarget)?;
+        let in_trouble = rec.decommissioned || rec.failing_since_ms.is_some();
+        let endpoint = (rec.ip, rec.https_port);
         if r.reachable {
+            if !in_trouble {
+                if let Some(rec) = self.nodes.get_mut(&r.target) {
+                    rec.last_reachable_ms =
+                        Some(rec.last_reachable_ms.map_or(now_ms, |t| t.max(now_ms)));
+                }
+                // last_reachable_ms alone is not worth a disk write; it is saved with the next.
+                return Ok(Effect::default());
+            }
+            let vouchers = self.vouchers.entry(r.target).or_default();
+            vouchers.insert(r.reporter, now_ms);
+            if vouchers.len() > MAX_VOUCHERS
+                && let Some(oldest) = vouchers.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
+            {
+                vouchers.remove(&oldest);
+            }
+            let vouchers: Vec<[u8; 32]> = vouchers.keys().copied().collect();
+            let vouched = vouchers.iter().filter(|k| self.is_active(k)).count();
+            let others = self
+                .nodes
+                .values()
+                .filter(|n| !n.decommissioned && n.pubkey_ed25519 != r.target)
+                .count();
+            if vouched < REQUIRED_VOUCHERS.min(others) {
+                return Ok(Effect::default());
+            }
+            let decommissioned = rec.decommissioned;
+            if decommissioned && self.endpoint_taken(&r.target, endpoint.0, endpoint.1) {
+                // Its address now belongs to another active node: it comes back only by
+                // announcing a free one (then the next vouchers recommission it).
+                return Ok(Effect::default());
+            }
+            self.vouchers.remove(&r.target);
+            let Some(rec) = self.nodes.get_mut(&r.target) else {
+                return Err(ReportError::UnknownTarget);
+            };
             rec.last_reachable_ms = Some(rec.last_reachable_ms.map_or(now_ms, |t| t.max(now_ms)));
-            let was_failing = rec.failing_since_ms.take().is_some();
-            if rec.decommissioned {
+            rec.failing_since_ms = None;
+            if decommissioned {
                 rec.decommissioned = false;
                 self.commit(Change::Recommissioned(r.target));
                 return Ok(Effect {
@@ -371,12 +512,20 @@ impl Registry {
                     dirty: true,
                 });
             }
-            // last_reachable_ms alone is not worth a disk write; it is saved with the next one.
             return Ok(Effect {
                 new_block: false,
-                dirty: was_failing,
+                dirty: true,
             });
         }
+        if let Some(v) = self.vouchers.get_mut(&r.target) {
+            v.remove(&r.reporter);
+            if v.is_empty() {
+                self.vouchers.remove(&r.target);
+            }
+        }
+        let Some(rec) = self.nodes.get_mut(&r.target) else {
+            return Err(ReportError::UnknownTarget);
+        };
         let started = rec.failing_since_ms.is_none() && !rec.decommissioned;
         if started {
             rec.failing_since_ms = Some(now_ms);

@@ -13,8 +13,9 @@ const AFTER: i64 = 20_000;
 
 fn policy() -> Policy {
     Policy {
-        admission: Admission::Open,
-        decommission_after_ms: AFTER,
+        // The nodes of these tests are on 127.0.0.1.
+        allow_private_addresses: true,
+        ..Policy::new(Admission::Open, AFTER)
     }
 }
 
@@ -105,16 +106,15 @@ fn reannouncement_is_idempotent_and_updates_are_blocks() {
     let (h, hash) = (r.height(), r.block_hash());
     let port = r.node(&k.pubkey_ed25519()).unwrap().https_port;
 
-    // Same data, later: no block (only the announcement time is remembered).
+    // Same data, later: no block and no disk write (only the announcement time is
+    // remembered, in memory).
     let e = r
         .register(&ann(&k, port, NOW + 30_000), NOW + 30_000)
         .unwrap();
+    assert_eq!(e, Effect::default());
     assert_eq!(
-        e,
-        Effect {
-            new_block: false,
-            dirty: true
-        }
+        r.node(&k.pubkey_ed25519()).unwrap().announced_at_ms,
+        NOW + 30_000
     );
     // Same data, older (a delayed retry): nothing at all.
     let e = r.register(&ann(&k, port, NOW), NOW + 30_000).unwrap();
@@ -144,7 +144,7 @@ fn allow_list_admission() {
     let allowed = keys(1);
     let mut r = Registry::new(Policy {
         admission: Admission::AllowList([allowed.pubkey_ed25519()].into()),
-        decommission_after_ms: AFTER,
+        ..policy()
     });
     assert_eq!(
         r.register(&ann(&keys(2), 1, NOW), NOW),
@@ -201,11 +201,11 @@ fn reports_need_an_active_reporter_and_a_known_target() {
 #[test]
 fn unreachable_nodes_are_decommissioned_and_come_back() {
     let mut r = with_nodes(7);
-    let (a, b, target) = (keys(1), keys(2), keys(3));
+    let (a, b, c, target) = (keys(1), keys(2), keys(4), keys(3));
     let t = target.pubkey_ed25519();
     let h0 = r.height();
 
-    // First failure starts the period; a success ends it.
+    // First failure starts the period; successes from two reporters end it.
     let e = r.report(&rep(&a, &target, false), NOW).unwrap();
     assert_eq!(
         e,
@@ -216,6 +216,9 @@ fn unreachable_nodes_are_decommissioned_and_come_back() {
     );
     assert_eq!(r.node(&t).unwrap().failing_since_ms, Some(NOW));
     let e = r.report(&rep(&b, &target, true), NOW + 5_000).unwrap();
+    assert_eq!(e, Effect::default());
+    assert_eq!(r.node(&t).unwrap().failing_since_ms, Some(NOW));
+    let e = r.report(&rep(&c, &target, true), NOW + 5_000).unwrap();
     assert_eq!(
         e,
         Effect {
@@ -254,8 +257,11 @@ fn unreachable_nodes_are_decommissioned_and_come_back() {
         Ok(Effect::default())
     );
 
-    // Reachable again: recommissioned into a swarm, with a block.
+    // Reachable again, by two reporters: recommissioned into a swarm, with a block.
     let e = r.report(&rep(&b, &target, true), NOW + 200_000).unwrap();
+    assert_eq!(e, Effect::default());
+    assert!(r.node(&t).unwrap().decommissioned);
+    let e = r.report(&rep(&c, &target, true), NOW + 200_000).unwrap();
     assert_eq!(
         e,
         Effect {
@@ -323,4 +329,187 @@ fn allow_list_text() {
         Admission::allow_list_from_text(""),
         Ok(Admission::AllowList(BTreeSet::new()))
     );
+}
+
+/// Registration of `k` at `ip:port` signed at `ts`.
+fn ann_at(k: &NodeKeys, ip: Ipv4Addr, port: u16, ts: i64) -> Announcement {
+    let mut i = info(port);
+    i.ip = ip;
+    verify_announcement(&sign_announcement(k, &i, ts), ts).unwrap()
+}
+
+#[test]
+fn non_public_addresses_are_refused_unless_allowed() {
+    let mut public = Registry::new(Policy::new(Admission::Open, AFTER));
+    for (ip, word) in [
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "RFC 1918"),
+        ("192.168.1.1", "RFC 1918"),
+        ("172.20.0.1", "RFC 1918"),
+        ("169.254.169.254", "link-local"),
+        ("100.64.0.1", "CGNAT"),
+        ("192.0.2.7", "TEST-NET-1"),
+        ("198.18.0.1", "benchmarking"),
+        ("240.0.0.1", "reserved"),
+    ] {
+        let e = public
+            .register(&ann_at(&keys(1), ip.parse().unwrap(), 443, NOW), NOW)
+            .unwrap_err();
+        assert!(
+            matches!(e, RegisterError::NonPublicAddress { class } if class.contains(word)),
+            "{ip}: {e}"
+        );
+        assert!(e.to_string().contains(word), "{e}");
+    }
+    assert_eq!(public.height(), 0);
+    let ok = ann_at(&keys(1), Ipv4Addr::new(8, 8, 8, 8), 443, NOW);
+    assert!(public.register(&ok, NOW).unwrap().new_block);
+    // A known node cannot move to a private address either.
+    let moved = ann_at(&keys(1), Ipv4Addr::new(10, 0, 0, 1), 443, NOW + 1);
+    assert!(matches!(
+        public.register(&moved, NOW + 1),
+        Err(RegisterError::NonPublicAddress { .. })
+    ));
+    // A local network's directory allows them.
+    let mut local = Registry::new(policy());
+    assert!(
+        local
+            .register(&ann_at(&keys(1), Ipv4Addr::LOCALHOST, 443, NOW), NOW)
+            .unwrap()
+            .new_block
+    );
+}
+
+#[test]
+fn one_active_node_per_endpoint() {
+    let mut r = with_nodes(3);
+    let (first, second) = (keys(1), keys(9));
+    let port = r.node(&first.pubkey_ed25519()).unwrap().https_port;
+    // A second key at the first's IP:port: refused, nothing changes.
+    let h = r.height();
+    assert_eq!(
+        r.register(&ann(&second, port, NOW + 1), NOW + 1),
+        Err(RegisterError::EndpointTaken)
+    );
+    // Nor may a known node move onto it.
+    assert_eq!(
+        r.register(&ann(&keys(2), port, NOW + 1), NOW + 1),
+        Err(RegisterError::EndpointTaken)
+    );
+    assert_eq!(r.height(), h);
+    // The same IP on another port is another endpoint.
+    assert!(r.register(&ann(&second, port + 100, NOW), NOW).is_ok());
+    // The first re-announcing itself is fine.
+    assert!(r.register(&ann(&first, port, NOW + 2), NOW + 2).is_ok());
+
+    // Once the first is decommissioned, the endpoint can be taken…
+    let target = first.pubkey_ed25519();
+    r.report(&rep(&keys(2), &first, false), NOW).unwrap();
+    assert_eq!(r.tick(NOW + AFTER), 1);
+    assert!(r.node(&target).unwrap().decommissioned);
+    let third = keys(10);
+    assert!(
+        r.register(&ann(&third, port, NOW + 3), NOW + 3)
+            .unwrap()
+            .new_block
+    );
+    // …and the first cannot come back there while the new holder is active.
+    r.report(&rep(&keys(2), &first, true), NOW + 4).unwrap();
+    r.report(&rep(&keys(3), &first, true), NOW + 4).unwrap();
+    assert!(r.node(&target).unwrap().decommissioned);
+    // Announcing a free port, it can.
+    assert!(
+        r.register(&ann(&first, 40_000, NOW + 5), NOW + 5)
+            .unwrap()
+            .new_block
+    );
+    r.report(&rep(&keys(2), &first, true), NOW + 6).unwrap();
+    r.report(&rep(&keys(3), &first, true), NOW + 6).unwrap();
+    assert!(!r.node(&target).unwrap().decommissioned);
+}
+
+#[test]
+fn the_registry_is_bounded() {
+    let mut r = Registry::new(Policy {
+        max_nodes: 3,
+        ..policy()
+    });
+    for i in 1..=3u8 {
+        r.register(&ann(&keys(i), 20_000 + u16::from(i), NOW), NOW)
+            .unwrap();
+    }
+    assert_eq!(
+        r.register(&ann(&keys(4), 20_004, NOW), NOW),
+        Err(RegisterError::Full { max: 3 })
+    );
+    assert_eq!(r.nodes().count(), 3);
+    // Known nodes still re-announce and update.
+    assert_eq!(
+        r.register(&ann(&keys(1), 20_001, NOW + 1), NOW + 1),
+        Ok(Effect::default())
+    );
+    assert!(
+        r.register(&ann(&keys(1), 20_011, NOW + 2), NOW + 2)
+            .unwrap()
+            .new_block
+    );
+}
+
+#[test]
+fn one_reporter_cannot_recommission_or_keep_a_node_listed() {
+    let mut r = with_nodes(6);
+    let (liar, b, c, target) = (keys(1), keys(2), keys(3), keys(6));
+    let t = target.pubkey_ed25519();
+
+    // The others find it dead; the liar keeps saying it is fine: decommissioned anyway.
+    r.report(&rep(&b, &target, false), NOW).unwrap();
+    for i in 0..10 {
+        let e = r
+            .report(&rep(&liar, &target, true), NOW + i * 1000)
+            .unwrap();
+        assert_eq!(e, Effect::default());
+        r.report(&rep(&c, &target, false), NOW + i * 1000).unwrap();
+    }
+    assert_eq!(r.tick(NOW + AFTER), 1);
+    assert!(r.node(&t).unwrap().decommissioned);
+    let h = r.height();
+
+    // The liar alone, however often, cannot bring it back.
+    for i in 0..5 {
+        r.report(&rep(&liar, &target, true), NOW + AFTER + 2 + i)
+            .unwrap();
+    }
+    assert!(r.node(&t).unwrap().decommissioned);
+    assert_eq!(r.height(), h);
+    // A second, independent reporter does.
+    r.report(&rep(&c, &target, true), NOW + AFTER + 12).unwrap();
+    assert!(!r.node(&t).unwrap().decommissioned);
+    assert_eq!(r.height(), h + 1);
+}
+
+#[test]
+fn a_withdrawn_voucher_does_not_count() {
+    let mut r = with_nodes(6);
+    let (b, c, d, e, target) = (keys(2), keys(3), keys(4), keys(5), keys(6));
+    let t = target.pubkey_ed25519();
+    r.report(&rep(&b, &target, false), NOW).unwrap();
+    r.report(&rep(&c, &target, true), NOW + 1).unwrap();
+    // c changes its mind.
+    r.report(&rep(&c, &target, false), NOW + 2).unwrap();
+    r.report(&rep(&d, &target, true), NOW + 3).unwrap();
+    assert_eq!(r.node(&t).unwrap().failing_since_ms, Some(NOW));
+    r.report(&rep(&e, &target, true), NOW + 4).unwrap();
+    assert_eq!(r.node(&t).unwrap().failing_since_ms, None);
+}
+
+#[test]
+fn a_two_node_network_heals_with_its_only_peer() {
+    let mut r = with_nodes(2);
+    let (a, target) = (keys(1), keys(2));
+    r.report(&rep(&a, &target, false), NOW).unwrap();
+    assert_eq!(r.tick(NOW + AFTER), 1);
+    // Only one other active node exists: its word is all there is.
+    let e = r.report(&rep(&a, &target, true), NOW + AFTER).unwrap();
+    assert!(e.new_block);
+    assert!(!r.node(&target.pubkey_ed25519()).unwrap().decommissioned);
 }

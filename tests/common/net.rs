@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use snode::config::Config;
+use snode::directory::DirectoryLimits;
 use snode::directory::client::DirectoryClient;
 use snode::directory::server::{DirectoryConfig, DirectoryHandle, serve};
 use snode::directory::state::Admission;
@@ -146,11 +147,17 @@ impl TestNet {
 
     pub async fn start_with(n: usize, tweak: fn(&mut Config)) -> TestNet {
         let tmp = tempfile::tempdir().expect("tempdir");
+        // Open admission (members are added after the start), nodes on loopback, and every
+        // node's traffic from 127.0.0.1: the local-network settings `snode testnet` uses.
         let directory = serve(DirectoryConfig {
-            data_dir: tmp.path().join("directory"),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            admission: Admission::Open,
             decommission_after: Duration::from_secs(3600),
+            allow_private_addresses: true,
+            limits: DirectoryLimits::testnet(),
+            ..DirectoryConfig::new(
+                tmp.path().join("directory"),
+                "127.0.0.1:0".parse().expect("addr"),
+                Admission::Open,
+            )
         })
         .await
         .expect("directory");
