@@ -153,7 +153,7 @@ async fn twelve_nodes_register_poll_and_survive_a_restart() {
     );
     // A new port is (signed later than the re-announcement: both can fall in one
     // millisecond, and an update must be newer than what was accepted).
-    let later = snode::node::wall_clock_ms() + 1_000;
+    let later = snode::clock::wall_clock_ms() + 1_000;
     let moved = c.register_at(&keys[0], &info(40_001), later).await.unwrap();
     assert_eq!(moved.height, m.height + 1);
     let m2 = c

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 /// Bottom first: a module may name (`crate::x`) only modules listed before it.
 const LAYERS: &[&str] = &[
     "clock",
+    "bencode",
+    "error",
     "message",
     "keys",
     "metrics",

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Most entries a table holds; when it is full of partly-drained buckets, newcomers are
 /// refused (a bounded table is the point: the directory's memory does not grow with the
