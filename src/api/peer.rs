@@ -165,7 +165,7 @@ async fn anti_entropy(State(state): State<AppState>, peer: AuthenticatedPeer) ->
     })
     .await;
     match served {
-        Ok(r) => peer.answer(&state, Reply::new(r.status, r.content_type, r.body)),
+        Ok(r) => peer.answer(&state, r),
         Err(_) => peer.answer_text(&state, 500, "Internal Server Error\n"),
     }
 }

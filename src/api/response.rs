@@ -1,5 +1,6 @@
-//! The one framing of answers into HTTP responses: [`Reply`] (status, content type, body) and
-//! its [`Reply::into_response`], used by every router — public and admin answers as they are,
+//! The one framing of answers into HTTP responses: [`Reply`] (status, content type, body;
+//! defined in `peer::reply`, below every user) and its [`Reply::into_response`], used by every
+//! router — public and admin answers as they are,
 //! peer answers after `api::peer` adds the authentication headers, onion answers whatever
 //! their source.
 //!
@@ -8,56 +9,15 @@
 //! statuses (callers pass them) or add headers of a protocol (signatures are `api::peer`'s).
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use http_body_util::{BodyExt, Limited};
 
-use crate::rpc::{RpcBody, RpcResponse};
+use crate::rpc::RpcResponse;
 
-/// `Content-Type` of text bodies.
-pub const TEXT: &str = "text/plain; charset=utf-8";
-/// `Content-Type` of JSON bodies.
-pub const JSON: &str = "application/json";
-/// `Content-Type` of binary bodies.
-pub const BINARY: &str = "application/octet-stream";
-
-/// An answer before HTTP framing. Kept apart from the `Response` so that a peer answer can be
-/// signed over exactly the bytes that go out.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// HTTP status (unknown codes frame as 500, as in the original).
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: HeaderValue,
-    /// The body, as sent.
-    pub body: Bytes,
-}
+pub use crate::peer::reply::{BINARY, JSON, Reply, TEXT};
 
 impl Reply {
-    /// A body with a fixed content type.
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-        Reply {
-            status,
-            content_type: HeaderValue::from_static(content_type),
-            body: body.into(),
-        }
-    }
-
-    /// A plain-text answer.
-    pub fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply::new(status, TEXT, body.into())
-    }
-
-    /// An RPC result: JSON bodies as `application/json`, text as `text/plain`, bytes as
-    /// `application/octet-stream`.
-    pub fn rpc(resp: RpcResponse) -> Reply {
-        match resp.body {
-            RpcBody::Json(v) => Reply::new(resp.status, JSON, v.to_string()),
-            RpcBody::Text(t) => Reply::text(resp.status, t),
-            RpcBody::Bytes(b) => Reply::new(resp.status, BINARY, b),
-        }
-    }
-
     /// The HTTP response: status, `Content-Type`, body (its length is known, so the server
     /// sends `Content-Length`).
     pub fn into_response(self) -> Response {

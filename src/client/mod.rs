@@ -33,7 +33,7 @@ pub use identity::{Identity, IdentityError, parse_session_id};
 pub use paths::{Culprit, PathManager};
 pub use sealed::{Opened, Rejected, SealError, open_message, seal_message};
 pub use state::{ClientState, StateError, state_path};
-pub use transport::{NodeReply, SendError};
+pub use transport::{NodeResponse, SendError};
 
 /// Default lifetime of a sent message: the public inbox maximum, as Session clients use.
 pub const DEFAULT_TTL_MS: i64 = crate::message::TTL_MAXIMUM_PUBLIC_MS;
@@ -205,7 +205,7 @@ impl Client {
         account: &AccountId,
         method: &str,
         params: Value,
-    ) -> Result<NodeReply, ClientError> {
+    ) -> Result<NodeResponse, ClientError> {
         let payload = rpc_payload(method, params);
         let mut tried: Vec<[u8; 32]> = Vec::new();
         let mut last = LastAttempt::None;
@@ -239,7 +239,7 @@ impl Client {
         dest: &NodeInfo,
         method: &str,
         params: Value,
-    ) -> Result<NodeReply, ClientError> {
+    ) -> Result<NodeResponse, ClientError> {
         let payload = rpc_payload(method, params);
         let mut last = LastAttempt::None;
         for _ in 0..MAX_ATTEMPTS {
@@ -280,7 +280,11 @@ impl Client {
     }
 
     /// One onion request to `dest` over the current path; failures strike the culprit.
-    async fn attempt(&mut self, dest: &NodeInfo, payload: &[u8]) -> Result<NodeReply, SendError> {
+    async fn attempt(
+        &mut self,
+        dest: &NodeInfo,
+        payload: &[u8],
+    ) -> Result<NodeResponse, SendError> {
         let path = match self.paths.path_for(&dest.pubkey_ed25519, &mut self.rng) {
             Ok(p) => p,
             Err(e) => return Err(SendError::NoPath(e)),
@@ -500,7 +504,7 @@ fn rpc_payload(method: &str, params: Value) -> Vec<u8> {
         .into_bytes()
 }
 
-fn check_status(method: &str, reply: NodeReply) -> Result<NodeReply, ClientError> {
+fn check_status(method: &str, reply: NodeResponse) -> Result<NodeResponse, ClientError> {
     if (200..300).contains(&reply.status) {
         Ok(reply)
     } else {

@@ -21,7 +21,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The destination's answer, decrypted.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeReply {
+pub struct NodeResponse {
     /// The RPC status (`status` inside the encrypted reply).
     pub status: u16,
     /// The RPC body: JSON when it parses as JSON (the node sends JSON bodies as strings),
@@ -98,7 +98,7 @@ pub async fn send_onion(
     dest: &NodeInfo,
     payload: &[u8],
     enc_type: EncType,
-) -> Result<NodeReply, SendError> {
+) -> Result<NodeResponse, SendError> {
     let hops: Vec<HopKeys> = path.iter().map(hop_keys).collect();
     let built = build_onion(&hops, &Destination::Node(hop_keys(dest)), payload, enc_type)?;
     let resp = http
@@ -135,7 +135,7 @@ fn decode_base64(body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// `{"status": n, "body": …}` (libsession also accepts `status_code`).
-fn parse_reply(plain: &[u8]) -> Option<NodeReply> {
+fn parse_reply(plain: &[u8]) -> Option<NodeResponse> {
     let v: Value = serde_json::from_slice(plain).ok()?;
     let status = v
         .get("status")
@@ -149,7 +149,7 @@ fn parse_reply(plain: &[u8]) -> Option<NodeReply> {
         Some(other) => other.clone(),
         None => Value::Null,
     };
-    Some(NodeReply { status, body })
+    Some(NodeResponse { status, body })
 }
 
 #[cfg(test)]
@@ -163,7 +163,7 @@ mod tests {
         let r = parse_reply(br#"{"status":200,"body":"{\"hash\":\"h\"}"}"#).unwrap();
         assert_eq!(
             r,
-            NodeReply {
+            NodeResponse {
                 status: 200,
                 body: json!({"hash": "h"})
             }

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod client;
 pub mod hop;
+pub mod reply;
 pub mod wire;
 
 /// Path of forwarded recursive client requests (the original's `sn.storage_cc`).

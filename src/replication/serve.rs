@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use crate::message::{AccountId, b64, b64_decode};
+use crate::peer::reply::{BINARY, JSON, Reply};
 use crate::peer::wire;
 use crate::store::{Store, StoreError};
 use crate::swarm::{Membership, SwarmId};
@@ -75,33 +76,9 @@ pub(crate) fn local_view(
     Ok(v)
 }
 
-/// An answer to a peer: status, content type and body (the route signs and frames it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AeReply {
-    /// HTTP status.
-    pub status: u16,
-    /// Content type of `body`.
-    pub content_type: &'static str,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl AeReply {
-    fn json(v: &impl serde::Serialize) -> AeReply {
-        AeReply {
-            status: 200,
-            content_type: "application/json",
-            body: serde_json::to_vec(v).unwrap_or_default(),
-        }
-    }
-
-    fn text(status: u16, t: &str) -> AeReply {
-        AeReply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: t.as_bytes().to_vec(),
-        }
-    }
+/// A 200 answer with a JSON body.
+fn json(v: &impl serde::Serialize) -> Reply {
+    Reply::new(200, JSON, serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// Answers the anti-entropy request `body` that `sender` (authenticated, listed) made to
@@ -115,52 +92,49 @@ pub fn serve(
     sender: &[u8; 32],
     body: &[u8],
     now_ms: i64,
-) -> AeReply {
+) -> Reply {
     let Some(ours) = m.swarm_of(me) else {
-        return AeReply::text(403, "not a member of any swarm");
+        return Reply::text(403, "not a member of any swarm");
     };
     if m.swarm_of(sender) != Some(ours) {
-        return AeReply::text(403, "not a member of this swarm");
+        return Reply::text(403, "not a member of this swarm");
     }
     let result = match path {
         PATH_AE_DIGEST => digest(store, m, ours, body, now_ms),
         PATH_AE_BUCKET => buckets(store, m, ours, body, now_ms),
         PATH_AE_FETCH => fetch(store, m, ours, body, now_ms),
         PATH_AE_DELETE => delete(store, m, ours, body, now_ms),
-        _ => Ok(AeReply::text(404, "no such anti-entropy endpoint")),
+        _ => Ok(Reply::text(404, "no such anti-entropy endpoint")),
     };
     result.unwrap_or_else(|e| {
         tracing::warn!(error = %crate::error::chain(&e), path, "anti-entropy request failed");
-        AeReply::text(500, "Internal Server Error\n")
+        Reply::text(500, "Internal Server Error\n")
     })
 }
 
 /// Parses a JSON body, or the 400 answer.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AeReply> {
-    serde_json::from_slice(body).map_err(|_| AeReply::text(400, "invalid anti-entropy request"))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|_| Reply::text(400, "invalid anti-entropy request"))
 }
 
 /// Checks the reference time against our clock.
-fn check_at(at: i64, now_ms: i64) -> Result<(), AeReply> {
+fn check_at(at: i64, now_ms: i64) -> Result<(), Reply> {
     if at.saturating_sub(now_ms).saturating_abs() > MAX_AT_SKEW_MS {
-        return Err(AeReply::text(
-            400,
-            "reference time too far from current time",
-        ));
+        return Err(Reply::text(400, "reference time too far from current time"));
     }
     Ok(())
 }
 
 /// Parses a hash list within its bound.
-fn hash_list(body: &[u8]) -> Result<Vec<String>, AeReply> {
+fn hash_list(body: &[u8]) -> Result<Vec<String>, Reply> {
     let r: HashesRequest = parse(body)?;
     if r.hashes.len() > MAX_HASHES_PER_REQUEST {
-        return Err(AeReply::text(400, "too many hashes"));
+        return Err(Reply::text(400, "too many hashes"));
     }
     Ok(r.hashes)
 }
 
-type Served = Result<AeReply, StoreError>;
+type Served = Result<Reply, StoreError>;
 
 fn digest(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
     let r: DigestRequest = match parse(body) {
@@ -171,7 +145,7 @@ fn digest(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -
         return Ok(e);
     }
     let d = local_digest(store, m, ours, r.at)?;
-    Ok(AeReply::json(&DigestResponse {
+    Ok(json(&DigestResponse {
         digest: b64(&d.to_bytes()),
     }))
 }
@@ -185,7 +159,7 @@ fn buckets(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) 
         return Ok(e);
     }
     if r.buckets.len() > MAX_BUCKETS_PER_REQUEST {
-        return Ok(AeReply::text(400, "too many buckets"));
+        return Ok(Reply::text(400, "too many buckets"));
     }
     let mut out = Vec::new();
     let mut listed = 0usize;
@@ -202,7 +176,7 @@ fn buckets(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) 
             tombstones: v.tombstones.into_iter().collect(),
         });
     }
-    Ok(AeReply::json(&BucketResponse { buckets: out }))
+    Ok(json(&BucketResponse { buckets: out }))
 }
 
 fn fetch(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
@@ -221,11 +195,7 @@ fn fetch(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) ->
         .into_iter()
         .next()
         .unwrap_or_else(|| vec![0x01, b'l', b'e']);
-    Ok(AeReply {
-        status: 200,
-        content_type: "application/octet-stream",
-        body: blob,
-    })
+    Ok(Reply::new(200, BINARY, blob))
 }
 
 fn delete(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
@@ -245,7 +215,7 @@ fn delete(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -
         .collect();
     let targets: Vec<String> = hashes.into_iter().filter(|h| live.contains(h)).collect();
     let deleted = store.delete_by_hashes_any(&targets)?.len();
-    Ok(AeReply::json(&DeleteResponse { deleted }))
+    Ok(json(&DeleteResponse { deleted }))
 }
 
 /// Decodes a digest response body.
