@@ -386,5 +386,4 @@ async fn report(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 #[cfg(test)]
-#[path = "server_tests.rs"]
 mod tests;

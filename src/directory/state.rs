@@ -445,5 +445,4 @@ impl Registry {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

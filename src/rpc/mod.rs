@@ -21,8 +21,6 @@ mod retrieve;
 mod store;
 mod subaccount;
 mod swarm_info;
-#[cfg(test)]
-mod test_util;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -369,17 +367,3 @@ pub(crate) fn dispatch<'a>(
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_batch;
-#[cfg(test)]
-mod tests_delete;
-#[cfg(test)]
-mod tests_expire;
-#[cfg(test)]
-mod tests_retrieve;
-#[cfg(test)]
-mod tests_retry;
-#[cfg(test)]
-mod tests_store;
-#[cfg(test)]
-mod tests_subaccount;

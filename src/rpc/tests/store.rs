@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
-use super::{Origin, PeerReply, handle_method};
+use super::util::*;
 use crate::message::{Namespace, message_hash};
+use crate::rpc::{Origin, PeerReply, handle_method};
 use crate::sign::{Access, SubaccountToken, msg};
 
 fn store_params(pubkey: &str, ns: i16, data: &str) -> Value {
@@ -458,8 +458,8 @@ async fn every_entry_failed_is_500() {
 
 #[tokio::test]
 async fn peer_entries_with_integer_flags_count_as_failed() {
-    assert!(super::recursive::is_failed(&json!({"failed": 1})));
-    assert!(super::recursive::is_failed(&json!({"failed": true})));
-    assert!(!super::recursive::is_failed(&json!({"failed": 0})));
-    assert!(!super::recursive::is_failed(&json!({"hash": "x"})));
+    assert!(crate::rpc::recursive::is_failed(&json!({"failed": 1})));
+    assert!(crate::rpc::recursive::is_failed(&json!({"failed": true})));
+    assert!(!crate::rpc::recursive::is_failed(&json!({"failed": 0})));
+    assert!(!crate::rpc::recursive::is_failed(&json!({"hash": "x"})));
 }

@@ -10,10 +10,12 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Origin, PeerReply, RpcBody, RpcContext, RpcResponse, SwarmForwarder, handle_method};
 use crate::keys::{NodeKeys, ed25519_pk_to_x25519};
 use crate::message::{AccountId, b64};
 use crate::metrics::Metrics;
+use crate::rpc::{
+    Origin, PeerReply, RpcBody, RpcContext, RpcResponse, SwarmForwarder, handle_method,
+};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId, swarm_space};
 
@@ -62,7 +64,7 @@ impl SwarmForwarder for TestForwarder {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
-    ) -> super::ForwardFuture<'a> {
+    ) -> crate::rpc::ForwardFuture<'a> {
         Box::pin(async move {
             self.calls.lock().expect("lock").push((
                 method.to_string(),
