@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::message::{AccountId, Namespace, b64_decode, message_hash};
-use crate::metrics::Metrics;
+use crate::metrics::{EnqueueKind, Metrics};
 use crate::peer::PATH_STORAGE_CC;
 use crate::peer::client::{PeerClient, PeerError, PeerResponse};
 use crate::rpc::{Clock, ForwardFuture, PeerReply, SwarmForwarder};
@@ -109,16 +109,18 @@ impl HttpForwarder {
     fn enqueue(&self, peers: &[[u8; 32]], method: &str, params: &Value) {
         let now = (self.clock)();
         let (payload, give_up, kind) = match (method, store_target(params, self.testnet)) {
-            ("store", Some((hash, expiry))) => {
-                (PendingPayload::Message { hash }, expiry, "message")
-            }
+            ("store", Some((hash, expiry))) => (
+                PendingPayload::Message { hash },
+                expiry,
+                EnqueueKind::Message,
+            ),
             _ => (
                 PendingPayload::Request {
                     method: method.to_string(),
                     params_json: params.to_string(),
                 },
                 now.saturating_add(REQUEST_GIVE_UP_MS),
-                "request",
+                EnqueueKind::Request,
             ),
         };
         let due = now.saturating_add(INITIAL_BACKOFF_MS);
@@ -127,7 +129,7 @@ impl HttpForwarder {
                 Ok(()) => self
                     .metrics
                     .replication_enqueued_total
-                    .with_label_values(&[kind])
+                    .with_label_values(&[kind.label()])
                     .inc(),
                 Err(e) => tracing::warn!(error = %e, method, "cannot queue a forward for retry"),
             }

@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::metrics::ForwardResult;
+
 use super::swarm_info::swarm_peers;
 use super::{Origin, PeerReply, RpcContext, RpcResponse, json_resp};
 
@@ -66,20 +68,23 @@ pub(crate) fn query_failure() -> Value {
 /// The entry recorded for one peer reply.
 fn peer_entry(ctx: &RpcContext, reply: PeerReply) -> Value {
     let (label, entry) = match reply {
-        PeerReply::Ok(v) if v.is_object() => ("ok", v),
+        PeerReply::Ok(v) if v.is_object() => (ForwardResult::Ok, v),
         PeerReply::Ok(_) | PeerReply::BadResponse => (
-            "bad_response",
+            ForwardResult::BadResponse,
             json!({"failed": true, "bad_peer_response": true}),
         ),
-        PeerReply::Timeout => ("timeout", json!({"failed": true, "timeout": true})),
+        PeerReply::Timeout => (
+            ForwardResult::Timeout,
+            json!({"failed": true, "timeout": true}),
+        ),
         PeerReply::Failed { code, reason } => (
-            "failed",
+            ForwardResult::Failed,
             json!({"failed": true, "code": code.to_string(), "reason": reason}),
         ),
     };
     ctx.metrics
         .swarm_forwards_total
-        .with_label_values(&[label])
+        .with_label_values(&[label.label()])
         .inc();
     entry
 }
