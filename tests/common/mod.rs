@@ -208,18 +208,19 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, f: impl AsyncFnMut() -> 
     }
 }
 
-/// `poll_until` for tests without a runtime (blocking `f`, thread sleeps).
+/// `poll_until` for tests without a runtime (blocking `f`, thread sleeps). Outside a runtime
+/// tokio's `Instant` is the monotonic clock.
 pub fn poll_until_blocking<T>(
     every: Duration,
     timeout: Duration,
     mut f: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
             return Some(v);
         }
-        if std::time::Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return None;
         }
         std::thread::sleep(every);
