@@ -169,6 +169,9 @@ async fn start_server(key: NodeOnionKey) -> (SocketAddr, tokio::task::JoinHandle
     (addr, task)
 }
 
+/// Opens and inspects a reply with the layer's key; `Err` says what is wrong.
+type ReplyCheck = dyn Fn(&ClientReplyKey, &[u8]) -> Result<(), String>;
+
 /// What one case's answer must be.
 enum Expect {
     /// A plain answer: this HTTP status and text.
@@ -176,7 +179,7 @@ enum Expect {
     /// 200 with the reply sealed (base64) with the layer's key: this inner status and body.
     Sealed(u16, Value),
     /// 200 with a reply that this check opens with the layer's key; `Err` says what is wrong.
-    Reply(Box<dyn Fn(&ClientReplyKey, &[u8]) -> Result<(), String>>),
+    Reply(Box<ReplyCheck>),
     /// This status, whatever the body.
     Status(u16),
     /// This status, unless the node closes the connection while the client still sends (the
