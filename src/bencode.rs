@@ -469,7 +469,6 @@ pub fn split_frame(buf: &[u8], max_len: usize) -> Result<Option<(&[u8], usize)>,
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

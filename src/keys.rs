@@ -303,7 +303,6 @@ fn write_then_place(tmp: &Path, path: &Path, bytes: &[u8], overwrite: bool) -> i
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;

@@ -4,6 +4,13 @@
 //! built on its own `prometheus::Registry`, so tests can run many nodes in one process.
 //! No label ever carries a pubkey, a message hash or an IP: labels are closed vocabularies
 //! (method names, status codes, outcome enums).
+//!
+//! The outcome vocabularies are defined here, one enum each (`Rejection`, `OnionOutcome`,
+//! `ForwardResult`, …), and the call sites pass their values; every value of each is exported
+//! at zero from the moment the registry is built (Prometheus convention), so dashboards and
+//! alert rules see every series from the first scrape. The `method`/`status` labels of the
+//! client RPC metrics come from the RPC's method table and the HTTP status, and appear with
+//! the first request.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -22,7 +29,7 @@ pub struct Metrics {
     pub messages_stored_total: IntCounter,
     /// Bytes of message bodies newly stored.
     pub bytes_stored_total: IntCounter,
-    /// Stores refused, by reason (`full`, `ttl`, `clock`, `auth`, `size`, `namespace`).
+    /// Stores refused, by reason (`Rejection`).
     pub messages_rejected_total: IntCounterVec,
     /// Messages removed by the expiry sweep.
     pub messages_expired_total: IntCounter,
@@ -38,42 +45,232 @@ pub struct Metrics {
     pub store_disk_bytes: IntGauge,
     /// The store's size cap in bytes.
     pub store_max_bytes: IntGauge,
-    /// Onion requests by outcome.
+    /// Onion requests by outcome (`OnionOutcome`).
     pub onion_requests_total: IntCounterVec,
     /// Onion request latency (entry to reply).
     pub onion_duration_seconds: Histogram,
-    /// Forwards to swarm peers by outcome (`ok`, `failed`, `timeout`).
+    /// Forwards to swarm peers by result (`ForwardResult`).
     pub swarm_forwards_total: IntCounterVec,
-    /// Forwards queued for retry, by payload (`message`, `request`).
+    /// Forwards queued for retry, by payload (`EnqueueKind`).
     pub replication_enqueued_total: IntCounterVec,
     /// Entries in the durable retry queue (gauge).
     pub replication_queue_depth: IntGauge,
-    /// Retry attempts and their fate, by result (`delivered`, `rejected`, `retry`,
-    /// `gave_up`, `peer_gone`, `moot`).
+    /// Retry attempts and their fate, by result (`RetryResult`).
     pub replication_retries_total: IntCounterVec,
     /// Messages handed to their new owners and deleted here.
     pub handoff_messages_total: IntCounter,
     /// Hand-off batches not acknowledged by every new owner (kept, resent later).
     pub handoff_batches_failed_total: IntCounter,
-    /// Anti-entropy rounds by result (`ok`, `failed`).
+    /// Anti-entropy rounds by result (`RoundResult`).
     pub anti_entropy_rounds_total: IntCounterVec,
-    /// Messages repaired by anti-entropy, by kind (`pushed`, `pulled`, `deleted_local`,
-    /// `deleted_remote`).
+    /// Messages repaired by anti-entropy, by kind (`RepairKind`).
     pub anti_entropy_repairs_total: IntCounterVec,
     /// Constant 1, labelled with the build's version.
     pub build_info: IntGaugeVec,
     /// 1 while the node serves clients (`/ready` answers 200), else 0.
     pub ready: IntGauge,
-    /// Our reachability tests of other nodes, by result (`pass`, `fail`).
+    /// Our reachability tests of other nodes, by result (`PeerTestResult`).
     pub peer_tests_total: IntCounterVec,
     /// Listed nodes this node has tested.
     pub peers_tested: IntGauge,
     /// Of those, the ones whose latest test failed.
     pub peers_unreachable: IntGauge,
-    /// Reachability tests of this node by its peers, by kind (`ping_test`, `peer_ping`).
+    /// Reachability tests of this node by its peers, by kind (`PingKind`).
     pub incoming_pings_total: IntCounterVec,
     /// When a peer last tested this node (Unix seconds; 0 = never).
     pub last_incoming_ping_timestamp_seconds: IntGauge,
+}
+
+/// A closed set of label values: every value, and the label it exports.
+pub trait Vocabulary: Copy + 'static {
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+    /// The label value exported for it.
+    fn label(self) -> &'static str;
+}
+
+/// Declares a vocabulary enum: its values with their labels, `ALL` and `label()`.
+macro_rules! vocabulary {
+    (
+        $(#[$doc:meta])*
+        pub enum $name:ident {
+            $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// The label value exported for it.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+        }
+
+        impl Vocabulary for $name {
+            const ALL: &'static [Self] = &[$(Self::$variant,)+];
+            fn label(self) -> &'static str {
+                $name::label(self)
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Why a store was refused: the `reason` label of `snode_messages_rejected_total`.
+    pub enum Rejection {
+        /// The store is at its size cap.
+        Full => "full",
+        /// The TTL or expiry is outside the namespace's range.
+        Ttl => "ttl",
+        /// The timestamp or expiry is too far from our clock.
+        Clock => "clock",
+        /// The signature is missing or does not verify.
+        Auth => "auth",
+        /// The message body is too large.
+        Size => "size",
+        /// The namespace refuses every store (the testing namespace).
+        Namespace => "namespace",
+    }
+}
+
+vocabulary! {
+    /// What became of one onion request at this node: the `outcome` label of
+    /// `snode_onion_requests_total`. A closed set, so clients cannot mint label values.
+    pub enum OnionOutcome {
+        /// This node was the destination and answered.
+        Final => "final",
+        /// Relayed to the next node, whose answer (whatever its status) went back.
+        Relayed => "relayed",
+        /// Proxied to an external server, whose answer went back.
+        Proxied => "proxied",
+        /// Refused: this node is not ready (503).
+        NotReady => "not_ready",
+        /// Refused: body over 10 MiB (413).
+        TooLarge => "too_large",
+        /// The entry body or hop request did not parse (400).
+        ParseError => "parse_error",
+        /// The layer did not decrypt (400 `Invalid ciphertext`).
+        BadCiphertext => "bad_ciphertext",
+        /// The decrypted layer had no valid routing (encrypted 400 `Invalid json`).
+        InvalidJson => "invalid_json",
+        /// The next node is not listed (502).
+        NextNodeNotFound => "next_node_not_found",
+        /// The next node could not be reached (502).
+        NextNodeUnreachable => "next_node_unreachable",
+        /// The next node did not answer in time (504).
+        RelayTimeout => "relay_timeout",
+        /// The next node's answer was not signed by it (500 `Invalid response from snode`).
+        BadPeerResponse => "bad_peer_response",
+        /// `hop_no` over the limit (400).
+        MaxHops => "max_hops",
+        /// The exit target is not an allowed URL (encrypted 400 `Invalid url`).
+        InvalidUrl => "invalid_url",
+        /// The exit target is a private or local address this node does not proxy to (502).
+        TargetRefused => "target_refused",
+        /// The external server could not be reached or answered too much (502).
+        ProxyError => "proxy_error",
+        /// The external server did not answer in time (504).
+        ProxyTimeout => "proxy_timeout",
+        /// A hop request from an unlisted or unauthenticated sender (401/403).
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+vocabulary! {
+    /// How a swarm peer answered a forwarded request: the `result` label of
+    /// `snode_swarm_forwards_total`.
+    pub enum ForwardResult {
+        /// It answered 2xx with its entry.
+        Ok => "ok",
+        /// Its answer could not be understood.
+        BadResponse => "bad_response",
+        /// It did not answer in time.
+        Timeout => "timeout",
+        /// It answered with a non-2xx status.
+        Failed => "failed",
+    }
+}
+
+vocabulary! {
+    /// What a forward queued for retry carries: the `kind` label of
+    /// `snode_replication_enqueued_total`.
+    pub enum EnqueueKind {
+        /// A stored message, re-sent as bulk data.
+        Message => "message",
+        /// Any other request, re-sent as it was.
+        Request => "request",
+    }
+}
+
+vocabulary! {
+    /// The fate of one retry-queue entry in a round: the `result` label of
+    /// `snode_replication_retries_total`.
+    pub enum RetryResult {
+        /// The peer took it.
+        Delivered => "delivered",
+        /// The peer refused it for good (4xx).
+        Rejected => "rejected",
+        /// Try again later.
+        Retry => "retry",
+        /// Past its give-up time.
+        GaveUp => "gave_up",
+        /// The peer is no longer listed.
+        PeerGone => "peer_gone",
+        /// Nothing left to send (message gone or expired, or no longer the peer's).
+        Moot => "moot",
+    }
+}
+
+vocabulary! {
+    /// How an anti-entropy round with a peer ended: the `result` label of
+    /// `snode_anti_entropy_rounds_total`.
+    pub enum RoundResult {
+        /// Reconciled.
+        Ok => "ok",
+        /// The round failed (the peer did not answer, or answered wrongly).
+        Failed => "failed",
+    }
+}
+
+vocabulary! {
+    /// What an anti-entropy repair did: the `kind` label of `snode_anti_entropy_repairs_total`.
+    pub enum RepairKind {
+        /// Messages sent to the peer.
+        Pushed => "pushed",
+        /// Messages fetched from the peer.
+        Pulled => "pulled",
+        /// Messages deleted here.
+        DeletedLocal => "deleted_local",
+        /// Messages deleted at the peer.
+        DeletedRemote => "deleted_remote",
+    }
+}
+
+vocabulary! {
+    /// The result of our reachability test of a peer: the `result` label of
+    /// `snode_peer_tests_total`.
+    pub enum PeerTestResult {
+        /// It answered.
+        Pass => "pass",
+        /// It did not.
+        Fail => "fail",
+    }
+}
+
+vocabulary! {
+    /// Which reachability test reached us: the `kind` label of `snode_incoming_pings_total`.
+    pub enum PingKind {
+        /// `POST /ping_test/v1` over the public HTTPS listener (anyone may send it).
+        PingTest => "ping_test",
+        /// The signed peer ping `POST /snode/v1/ping` from a listed node.
+        PeerPing => "peer_ping",
+    }
 }
 
 /// Latency buckets from 100 µs to 10 s: store/retrieve sit at the bottom, onion hops higher.
@@ -110,6 +307,15 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
         r,
         IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric opts (static)"),
     )
+}
+
+/// A counter with one label of vocabulary `V`, every value of which starts at zero.
+fn counter_of<V: Vocabulary>(r: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = counter_vec(r, name, help, &[label]);
+    for v in V::ALL {
+        c.with_label_values(&[v.label()]);
+    }
+    c
 }
 
 impl Metrics {
@@ -160,26 +366,18 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let peer_tests_total = counter_vec(
+        let peer_tests_total = counter_of::<PeerTestResult>(
             &r,
             "snode_peer_tests_total",
             "Reachability tests of other nodes by this node, by result",
-            &["result"],
+            "result",
         );
-        let incoming_pings_total = counter_vec(
+        let incoming_pings_total = counter_of::<PingKind>(
             &r,
             "snode_incoming_pings_total",
             "Reachability tests of this node by its peers, by kind",
-            &["kind"],
+            "kind",
         );
-        // Their label sets are closed and known here: export zeros from the start, so
-        // dashboards and alerts see the series before the first test.
-        for result in ["pass", "fail"] {
-            peer_tests_total.with_label_values(&[result]);
-        }
-        for kind in ["ping_test", "peer_ping"] {
-            incoming_pings_total.with_label_values(&[kind]);
-        }
         Metrics {
             requests_total: counter_vec(
                 &r,
@@ -198,11 +396,11 @@ impl Metrics {
                 "snode_bytes_stored_total",
                 "Bytes of message bodies newly stored",
             ),
-            messages_rejected_total: counter_vec(
+            messages_rejected_total: counter_of::<Rejection>(
                 &r,
                 "snode_messages_rejected_total",
                 "Stores refused, by reason",
-                &["reason"],
+                "reason",
             ),
             messages_expired_total: counter(
                 &r,
@@ -231,35 +429,35 @@ impl Metrics {
                 "snode_store_max_bytes",
                 "Size cap of the message store in bytes; stores are refused above it",
             ),
-            onion_requests_total: counter_vec(
+            onion_requests_total: counter_of::<OnionOutcome>(
                 &r,
                 "snode_onion_requests_total",
                 "Onion requests by outcome",
-                &["outcome"],
+                "outcome",
             ),
             onion_duration_seconds,
-            swarm_forwards_total: counter_vec(
+            swarm_forwards_total: counter_of::<ForwardResult>(
                 &r,
                 "snode_swarm_forwards_total",
                 "Requests forwarded to swarm peers, by result",
-                &["result"],
+                "result",
             ),
-            replication_enqueued_total: counter_vec(
+            replication_enqueued_total: counter_of::<EnqueueKind>(
                 &r,
                 "snode_replication_enqueued_total",
                 "Forwards to swarm peers queued for retry, by payload",
-                &["kind"],
+                "kind",
             ),
             replication_queue_depth: gauge(
                 &r,
                 "snode_replication_queue_depth",
                 "Entries in the durable replication retry queue",
             ),
-            replication_retries_total: counter_vec(
+            replication_retries_total: counter_of::<RetryResult>(
                 &r,
                 "snode_replication_retries_total",
                 "Replication retry attempts, by result",
-                &["result"],
+                "result",
             ),
             handoff_messages_total: counter(
                 &r,
@@ -271,17 +469,17 @@ impl Metrics {
                 "snode_handoff_batches_failed_total",
                 "Hand-off batches not acknowledged by every member of the owning swarm",
             ),
-            anti_entropy_rounds_total: counter_vec(
+            anti_entropy_rounds_total: counter_of::<RoundResult>(
                 &r,
                 "snode_anti_entropy_rounds_total",
                 "Anti-entropy reconciliation rounds with a swarm peer, by result",
-                &["result"],
+                "result",
             ),
-            anti_entropy_repairs_total: counter_vec(
+            anti_entropy_repairs_total: counter_of::<RepairKind>(
                 &r,
                 "snode_anti_entropy_repairs_total",
                 "Messages repaired by anti-entropy, by kind",
-                &["kind"],
+                "kind",
             ),
             build_info,
             ready: gauge(&r, "snode_ready", "1 while the node serves clients, else 0"),
@@ -386,6 +584,33 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "missing {name}");
         }
+    }
+
+    /// Every value of `V` is a `name{label="value"} 0` line of `text`, each label distinct.
+    fn zeros<V: Vocabulary>(text: &str, name: &str, label: &str) {
+        let labels: std::collections::BTreeSet<&str> = V::ALL.iter().map(|v| v.label()).collect();
+        assert_eq!(labels.len(), V::ALL.len(), "{name}: duplicate label values");
+        for value in labels {
+            let line = format!("{name}{{{label}=\"{value}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_registry_exports_every_closed_label_value_at_zero() {
+        let text = Metrics::new().render();
+        zeros::<Rejection>(&text, "snode_messages_rejected_total", "reason");
+        zeros::<OnionOutcome>(&text, "snode_onion_requests_total", "outcome");
+        zeros::<ForwardResult>(&text, "snode_swarm_forwards_total", "result");
+        zeros::<EnqueueKind>(&text, "snode_replication_enqueued_total", "kind");
+        zeros::<RetryResult>(&text, "snode_replication_retries_total", "result");
+        zeros::<RoundResult>(&text, "snode_anti_entropy_rounds_total", "result");
+        zeros::<RepairKind>(&text, "snode_anti_entropy_repairs_total", "kind");
+        zeros::<PeerTestResult>(&text, "snode_peer_tests_total", "result");
+        zeros::<PingKind>(&text, "snode_incoming_pings_total", "kind");
+        assert_eq!(OnionOutcome::ALL.len(), 18);
+        assert_eq!(RetryResult::ALL.len(), 6);
+        assert_eq!(Rejection::ALL.len(), 6);
     }
 
     #[test]

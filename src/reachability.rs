@@ -11,31 +11,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PeerTestResult};
 use crate::swarm::Membership;
+
+pub use crate::metrics::PingKind;
 
 /// The original warns its operator when no peer has tested it for this long
 /// (storage-server.md 3.6, self-monitoring).
 pub const PEER_SILENCE_MS: i64 = 2 * 60 * 1000;
-
-/// Which reachability test reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PingKind {
-    /// `POST /ping_test/v1` over the public HTTPS listener (anyone may send it).
-    PingTest,
-    /// The signed peer ping `POST /snode/v1/ping` from a listed node.
-    PeerPing,
-}
-
-impl PingKind {
-    /// The `kind` label of `snode_incoming_pings_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::PingTest => "ping_test",
-            Self::PeerPing => "peer_ping",
-        }
-    }
-}
 
 /// What our last test of one peer found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +126,12 @@ impl Reachability {
         }
         self.metrics
             .peer_tests_total
-            .with_label_values(&[if passed { "pass" } else { "fail" }])
+            .with_label_values(&[if passed {
+                PeerTestResult::Pass
+            } else {
+                PeerTestResult::Fail
+            }
+            .label()])
             .inc();
     }
 

@@ -14,22 +14,19 @@ use snode::client::{Client, ClientState, Identity, Received, Rejected, seal_mess
 use snode::onion::EncType;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Each poll is an onion request per swarm member: gentler than the default interval.
+const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// Polls until a message with `hash` arrives; returns everything received meanwhile.
-async fn poll_until(client: &mut Client, state: &mut ClientState, hash: &str) -> Vec<Received> {
+async fn receive_until(client: &mut Client, state: &mut ClientState, hash: &str) -> Vec<Received> {
     let mut all = Vec::new();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    poll_until(POLL_EVERY, DEADLINE, async || {
         all.extend(client.poll(state, now_ms()).await.expect("poll"));
-        if all.iter().any(|r| r.hash == hash) {
-            return all;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "message {hash} never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        all.iter().any(|r| r.hash == hash).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("message {hash} never arrived"));
+    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -52,7 +49,7 @@ async fn two_identities_exchange_messages_with_the_library() {
     assert!(alice.guard().is_some(), "a guard was chosen");
 
     let mut state = ClientState::default();
-    let got = poll_until(&mut bob, &mut state, &hash).await;
+    let got = receive_until(&mut bob, &mut state, &hash).await;
     let m = got.iter().find(|r| r.hash == hash).expect("received");
     let opened = m.content.as_ref().expect("opens and verifies");
     assert_eq!(
@@ -76,7 +73,7 @@ async fn two_identities_exchange_messages_with_the_library() {
         .await
         .expect("send");
     let mut alice_state = ClientState::default();
-    let got = poll_until(&mut alice, &mut alice_state, &reply).await;
+    let got = receive_until(&mut alice, &mut alice_state, &reply).await;
     let m = got.iter().find(|r| r.hash == reply).expect("received");
     assert_eq!(
         m.content.as_ref().expect("opens").from,
@@ -103,9 +100,9 @@ async fn two_identities_exchange_messages_with_the_library() {
         .store(&bob_account, &altered, 600_000, now_ms())
         .await
         .expect("store");
-    let mut seen = poll_until(&mut bob, &mut state, &forged_hash).await;
+    let mut seen = receive_until(&mut bob, &mut state, &forged_hash).await;
     if !seen.iter().any(|r| r.hash == altered_hash) {
-        seen.extend(poll_until(&mut bob, &mut state, &altered_hash).await);
+        seen.extend(receive_until(&mut bob, &mut state, &altered_hash).await);
     }
     let verdict = |h: &str| seen.iter().find(|r| r.hash == h).map(|r| r.content.clone());
     assert_eq!(verdict(&forged_hash), Some(Err(Rejected::BadSignature)));
@@ -175,8 +172,7 @@ async fn the_binary_creates_identities_sends_and_polls() {
 
     // Bob polls (xchacha20 layers this time) until the message shows; each line is one JSON
     // object.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let line = loop {
+    let line = poll_until(POLL_EVERY, DEADLINE, async || {
         let out = snode_client(&[
             "poll",
             "--json",
@@ -188,19 +184,12 @@ async fn the_binary_creates_identities_sends_and_polls() {
             "xchacha20",
         ])
         .await;
-        let lines: Vec<Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect();
-        if let Some(v) = lines.into_iter().find(|v| v["hash"] == hash.as_str()) {
-            break v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "message never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("one JSON object per line"))
+            .find(|v| v["hash"] == hash.as_str())
+    })
+    .await
+    .expect("message never arrived");
     assert_eq!(line["from"], alice_id);
     assert_eq!(line["text"], "hi from the binary");
     assert!(line["timestamp"].as_i64().expect("timestamp") > 0);

@@ -2,6 +2,8 @@
 //! admission, decommission and recommission, `get_n_service_nodes`.
 #![allow(clippy::unwrap_used, missing_docs)] // tests: a panic is the failure report
 
+mod common;
+
 use serde_json::{Value, json};
 use snode::directory::{
     Admission, DirectoryClient, DirectoryClientError, DirectoryConfig, DirectoryHandle,
@@ -96,18 +98,11 @@ async fn wait_for(
     what: &str,
     pred: impl Fn(&Membership) -> bool,
 ) -> Membership {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    common::wait_for(what, PATIENCE, async || {
         let m = c.get_service_nodes(None).await.unwrap().unwrap();
-        if pred(&m) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        pred(&m).then_some(m)
+    })
+    .await
 }
 
 async fn raw_rpc(url: &str, body: Value) -> Value {

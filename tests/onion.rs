@@ -55,17 +55,25 @@ async fn post_onion(c: &reqwest::Client, addr: &str, body: Vec<u8>) -> (u16, Vec
 
 /// Opens a destination's answer: base64, then the reply key, then `{"status","body"}`.
 fn open(key: &ClientReplyKey, body: &[u8]) -> (u16, Value) {
-    let sealed = STANDARD
-        .decode(std::str::from_utf8(body).expect("base64 text"))
-        .expect("base64");
-    let plain = key.decrypt_reply(&sealed).expect("reply decrypts");
-    let v: Value = serde_json::from_slice(&plain).expect("json");
-    let status = v["status"].as_u64().expect("status") as u16;
+    try_open(key, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `open`, saying what went wrong instead of panicking.
+fn try_open(key: &ClientReplyKey, body: &[u8]) -> Result<(u16, Value), String> {
+    let b64 = std::str::from_utf8(body).map_err(|_| "reply is not base64 text")?;
+    let sealed = STANDARD.decode(b64).map_err(|e| format!("base64: {e}"))?;
+    let plain = key
+        .decrypt_reply(&sealed)
+        .map_err(|e| format!("reply does not decrypt: {e:?}"))?;
+    let v: Value = serde_json::from_slice(&plain).map_err(|e| format!("json: {e}"))?;
+    let status = v["status"]
+        .as_u64()
+        .ok_or_else(|| format!("no status: {v}"))? as u16;
     let body = match &v["body"] {
         Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
         other => other.clone(),
     };
-    (status, body)
+    Ok((status, body))
 }
 
 fn text(body: &[u8]) -> String {
@@ -161,6 +169,110 @@ async fn start_server(key: NodeOnionKey) -> (SocketAddr, tokio::task::JoinHandle
     (addr, task)
 }
 
+/// Opens and inspects a reply with the layer's key; `Err` says what is wrong.
+type ReplyCheck = dyn Fn(&ClientReplyKey, &[u8]) -> Result<(), String>;
+
+/// What one case's answer must be.
+enum Expect {
+    /// A plain answer: this HTTP status and text.
+    Plain(u16, String),
+    /// 200 with the reply sealed (base64) with the layer's key: this inner status and body.
+    Sealed(u16, Value),
+    /// 200 with a reply that this check opens with the layer's key; `Err` says what is wrong.
+    Reply(Box<ReplyCheck>),
+    /// This status, whatever the body.
+    Status(u16),
+    /// This status, unless the node closes the connection while the client still sends (the
+    /// metric is then the witness).
+    StatusOrClosed(u16),
+}
+
+/// `Expect::Reply` with `check`.
+fn reply(check: impl Fn(&ClientReplyKey, &[u8]) -> Result<(), String> + 'static) -> Expect {
+    Expect::Reply(Box::new(check))
+}
+
+/// One request to a one-node network and the answer it must get.
+struct Case {
+    name: String,
+    /// Where it is posted.
+    path: &'static str,
+    body: Vec<u8>,
+    /// The key of the reply, for `Sealed` and `Reply`.
+    key: Option<ClientReplyKey>,
+    expect: Expect,
+    /// The `snode_onion_requests_total` outcome it is counted under.
+    outcome: &'static str,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, outcome: &'static str, body: Vec<u8>, expect: Expect) -> Case {
+        Case {
+            name: name.into(),
+            path: "/onion_req/v2",
+            body,
+            key: None,
+            expect,
+            outcome,
+        }
+    }
+
+    fn with_key(mut self, key: ClientReplyKey) -> Case {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sends it; `Err` says how the answer differs from the expected one.
+    async fn run(&self, c: &reqwest::Client, addr: &str) -> Result<(), String> {
+        let resp = c
+            .post(format!("https://{addr}{}", self.path))
+            .body(self.body.clone())
+            .send()
+            .await;
+        let resp = match (resp, &self.expect) {
+            (Ok(r), _) => r,
+            (Err(_), Expect::StatusOrClosed(_)) => return Ok(()),
+            (Err(e), _) => return Err(format!("request failed: {e}")),
+        };
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_vec();
+        let key = || self.key.as_ref().ok_or("the case has no reply key");
+        match &self.expect {
+            Expect::Plain(want, want_text) => {
+                let got = (status, text(&body));
+                if got == (*want, want_text.clone()) {
+                    Ok(())
+                } else {
+                    Err(format!("got {got:?}, want {:?}", (want, want_text)))
+                }
+            }
+            Expect::Status(want) | Expect::StatusOrClosed(want) if status == *want => Ok(()),
+            Expect::Status(want) | Expect::StatusOrClosed(want) => {
+                Err(format!("status {status}, want {want}"))
+            }
+            _ if status != 200 => Err(format!("status {status}: {}", text(&body))),
+            Expect::Sealed(want, want_body) => {
+                let got = try_open(key()?, &body)?;
+                if got == (*want, want_body.clone()) {
+                    Ok(())
+                } else {
+                    Err(format!("sealed {got:?}, want {:?}", (want, want_body)))
+                }
+            }
+            Expect::Reply(check) => check(key()?, &body),
+        }
+    }
+}
+
+/// `Err(what)` unless `ok`.
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_node_entry_errors_and_refused_targets() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -169,6 +281,7 @@ async fn one_node_entry_errors_and_refused_targets() {
     let addr = node.https_addr().to_string();
     let me = keys_of_handle(&node);
     let c = client();
+    let mut cases = Vec::new();
 
     // A well-formed request with no hop: the node is the destination.
     let built = build_onion(
@@ -178,10 +291,20 @@ async fn one_node_entry_errors_and_refused_targets() {
         EncType::AesGcm,
     )
     .expect("builds");
-    let (status, body) = post_onion(&c, &addr, built.guard_body).await;
-    assert_eq!(status, 200, "{}", text(&body));
-    let (inner, v) = open(&built.reply_key, &body);
-    assert_eq!((inner, &v["version"]), (200, &json!([2, 8, 0])), "{v}");
+    cases.push(
+        Case::new(
+            "info with no hop",
+            "final",
+            built.guard_body,
+            reply(move |key, body| {
+                let (inner, v) = try_open(key, body)?;
+                ensure((inner, &v["version"]) == (200, &json!([2, 8, 0])), || {
+                    format!("{inner} {v}")
+                })
+            }),
+        )
+        .with_key(built.reply_key),
+    );
 
     // The final layer's flags: `json: true` embeds the JSON answer as an object,
     // `base64: false` returns the sealed bytes raw.
@@ -192,14 +315,21 @@ async fn one_node_entry_errors_and_refused_targets() {
             br#"{"headers":"","json":true}"#,
         ),
     );
-    let (status, resp) = post_onion(&c, &addr, body).await;
-    assert_eq!(status, 200);
-    let plain = key
-        .decrypt_reply(&STANDARD.decode(&resp).expect("b64"))
-        .expect("opens");
-    let v: Value = serde_json::from_slice(&plain).expect("json");
-    assert!(v["body"].is_object(), "{v}");
-    assert_eq!(v["body"]["version"], json!([2, 8, 0]));
+    cases.push(
+        Case::new(
+            "json: true embeds the answer as an object",
+            "final",
+            body,
+            reply(move |key, body| {
+                let sealed = STANDARD.decode(body).map_err(|e| format!("base64: {e}"))?;
+                let plain = key.decrypt_reply(&sealed).map_err(|e| format!("{e:?}"))?;
+                let v: Value = serde_json::from_slice(&plain).map_err(|e| format!("json: {e}"))?;
+                ensure(v["body"].is_object(), || format!("{v}"))?;
+                ensure(v["body"]["version"] == json!([2, 8, 0]), || format!("{v}"))
+            }),
+        )
+        .with_key(key),
+    );
     let (body, key) = raw_layer(
         &me.x25519,
         &framed(
@@ -207,11 +337,21 @@ async fn one_node_entry_errors_and_refused_targets() {
             br#"{"headers":{},"base64":false}"#,
         ),
     );
-    let (status, resp) = post_onion(&c, &addr, body).await;
-    assert_eq!(status, 200);
-    let v: Value =
-        serde_json::from_slice(&key.decrypt_reply(&resp).expect("raw bytes open")).expect("json");
-    assert!(v["body"].is_string(), "{v}");
+    cases.push(
+        Case::new(
+            "base64: false returns the sealed bytes raw",
+            "final",
+            body,
+            reply(move |key, body| {
+                let plain = key
+                    .decrypt_reply(body)
+                    .map_err(|e| format!("raw bytes: {e:?}"))?;
+                let v: Value = serde_json::from_slice(&plain).map_err(|e| format!("json: {e}"))?;
+                ensure(v["body"].is_string(), || format!("{v}"))
+            }),
+        )
+        .with_key(key),
+    );
     // Binary RPC answers are base64'd inside the reply (upstream PR #513).
     let (body, key) = raw_layer(
         &me.x25519,
@@ -220,15 +360,23 @@ async fn one_node_entry_errors_and_refused_targets() {
             br#"{"headers":""}"#,
         ),
     );
-    let (status, resp) = post_onion(&c, &addr, body).await;
-    assert_eq!(status, 200);
-    let (inner, v) = open(&key, &resp);
-    assert_eq!(inner, 200);
-    let bin = STANDARD
-        .decode(v.as_str().expect("base64 string"))
-        .expect("b64");
-    assert_eq!(bin.len(), 51);
-    assert_eq!(&bin[..32], &me.ed25519);
+    cases.push(
+        Case::new(
+            "a binary answer is base64'd inside the reply",
+            "final",
+            body,
+            reply(move |key, body| {
+                let (inner, v) = try_open(key, body)?;
+                ensure(inner == 200, || format!("{inner} {v}"))?;
+                let bin = STANDARD
+                    .decode(v.as_str().ok_or("not a base64 string")?)
+                    .map_err(|e| format!("base64: {e}"))?;
+                ensure(bin.len() == 51, || format!("{} bytes", bin.len()))?;
+                ensure(bin[..32] == me.ed25519, || "not our pubkey first".into())
+            }),
+        )
+        .with_key(key),
+    );
 
     // Framing errors: plain 400 with the parser's reason.
     for (bad, why) in [
@@ -255,29 +403,43 @@ async fn one_node_entry_errors_and_refused_targets() {
             "unknown enc_type",
         ),
     ] {
-        let (status, body) = post_onion(&c, &addr, bad).await;
-        assert_eq!(
-            (status, text(&body)),
-            (400, format!("Error parsing onion request: {why}"))
-        );
+        cases.push(Case::new(
+            format!("framing: {why}"),
+            "parse_error",
+            bad,
+            Expect::Plain(400, format!("Error parsing onion request: {why}")),
+        ));
     }
 
     // Ciphertext that does not open: plain 400 `Invalid ciphertext`.
     let (mut body, _) = raw_layer(&me.x25519, b"\x02\0\0\0hi{\"headers\":\"\"}");
     body[10] ^= 0x40;
-    let (status, resp) = post_onion(&c, &addr, body).await;
-    assert_eq!((status, text(&resp)), (400, "Invalid ciphertext".into()));
+    cases.push(Case::new(
+        "ciphertext that does not open",
+        "bad_ciphertext",
+        body,
+        Expect::Plain(400, "Invalid ciphertext".into()),
+    ));
 
     // A decrypted layer without valid routing: 200, encrypted with that layer's key.
-    for plain in [
-        b"\x02\0\0\0hi{not json".to_vec(),
-        b"\x09\0\0\0hi{}".to_vec(),
-        framed(b"x", br#"{"destination":"abcd","ephemeral_key":"00"}"#),
+    for (what, plain) in [
+        ("not json", b"\x02\0\0\0hi{not json".to_vec()),
+        ("frame longer than the layer", b"\x09\0\0\0hi{}".to_vec()),
+        (
+            "destination not a key",
+            framed(b"x", br#"{"destination":"abcd","ephemeral_key":"00"}"#),
+        ),
     ] {
         let (body, key) = raw_layer(&me.x25519, &plain);
-        let (status, resp) = post_onion(&c, &addr, body).await;
-        assert_eq!(status, 200);
-        assert_eq!(open(&key, &resp), (400, json!("Invalid json")));
+        cases.push(
+            Case::new(
+                format!("routing: {what}"),
+                "invalid_json",
+                body,
+                Expect::Sealed(400, json!("Invalid json")),
+            )
+            .with_key(key),
+        );
     }
 
     // Exit targets outside /loki|oxen/…/lsrpc: encrypted 400 `Invalid url`.
@@ -288,9 +450,15 @@ async fn one_node_entry_errors_and_refused_targets() {
         json!({"host": "a@127.0.0.1", "target": "/oxen/v4/lsrpc"}),
     ] {
         let (body, key) = raw_layer(&me.x25519, &framed(b"x", route.to_string().as_bytes()));
-        let (status, resp) = post_onion(&c, &addr, body).await;
-        assert_eq!(status, 200, "{route}");
-        assert_eq!(open(&key, &resp), (400, json!("Invalid url")), "{route}");
+        cases.push(
+            Case::new(
+                format!("exit target {route}"),
+                "invalid_url",
+                body,
+                Expect::Sealed(400, json!("Invalid url")),
+            )
+            .with_key(key),
+        );
     }
 
     // Private and local targets are refused by default, literal or by name, before any
@@ -315,17 +483,16 @@ async fn one_node_entry_errors_and_refused_targets() {
             x25519: server_x,
         };
         let built = build_onion(&[me], &dest, b"hello", EncType::AesGcm).expect("builds");
-        let (status, resp) = post_onion(&c, &addr, built.guard_body).await;
-        assert_eq!(
-            (status, text(&resp)),
-            (
+        cases.push(Case::new(
+            format!("private target {host}"),
+            "target_refused",
+            built.guard_body,
+            Expect::Plain(
                 502,
-                "Destination not allowed: private or local address".into()
+                "Destination not allowed: private or local address".into(),
             ),
-            "{host}"
-        );
+        ));
     }
-    server.abort();
 
     // A next node nobody lists: plain 502 naming it.
     let stranger = HopKeys {
@@ -334,52 +501,54 @@ async fn one_node_entry_errors_and_refused_targets() {
     };
     let built =
         build_onion(&[me], &Destination::Node(stranger), b"{}", EncType::AesGcm).expect("builds");
-    let (status, resp) = post_onion(&c, &addr, built.guard_body).await;
-    assert_eq!(
-        (status, text(&resp)),
-        (502, format!("Next node not found: {}", "5a".repeat(32)))
-    );
+    cases.push(Case::new(
+        "a next node nobody lists",
+        "next_node_not_found",
+        built.guard_body,
+        Expect::Plain(502, format!("Next node not found: {}", "5a".repeat(32))),
+    ));
 
-    // Over 10 MiB: 413 (the node may close the connection while the client still sends,
-    // so the metric is the witness).
-    let resp = c
-        .post(format!("https://{addr}/onion_req/v2"))
-        .body(vec![0u8; 10 * 1024 * 1024 + 1])
-        .send()
-        .await;
-    if let Ok(r) = resp {
-        assert_eq!(r.status().as_u16(), 413);
+    // Over 10 MiB: 413 (the node may close the connection while the client still sends).
+    cases.push(Case::new(
+        "a body over 10 MiB",
+        "too_large",
+        vec![0u8; 10 * 1024 * 1024 + 1],
+        Expect::StatusOrClosed(413),
+    ));
+
+    // The node-to-node hop refuses senders that are not listed nodes.
+    cases.push(Case {
+        path: "/snode/v1/onion",
+        ..Case::new(
+            "a hop request from an unlisted sender",
+            "unauthenticated",
+            b"d4:data0:e".to_vec(),
+            Expect::Status(401),
+        )
+    });
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Err(e) = case.run(&c, &addr).await {
+            failures.push(format!("case {}: {e}", case.name));
+        }
     }
+    server.abort();
+    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
+
+    // Every outcome was counted, once per case (the 413 perhaps after its connection closed).
     wait_for("the 413 to be counted", Duration::from_secs(10), || async {
         (count(&node, "too_large") == 1).then_some(())
     })
     .await;
-
-    // The node-to-node hop refuses senders that are not listed nodes.
-    let resp = c
-        .post(format!("https://{addr}/snode/v1/onion"))
-        .body("d4:data0:e")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 401);
-
-    // Every outcome was counted.
-    let outcomes = [
-        ("final", 4),
-        ("parse_error", 6),
-        ("bad_ciphertext", 1),
-        ("invalid_json", 3),
-        ("invalid_url", 4),
-        ("target_refused", 5),
-        ("next_node_not_found", 1),
-        ("too_large", 1),
-        ("unauthenticated", 1),
-    ];
-    for (outcome, n) in outcomes {
-        assert_eq!(count(&node, outcome), n, "{outcome}");
+    let mut outcomes = std::collections::BTreeMap::new();
+    for case in &cases {
+        *outcomes.entry(case.outcome).or_insert(0) += 1;
     }
-    let total: u64 = outcomes.iter().map(|(_, n)| n).sum();
+    for (outcome, n) in &outcomes {
+        assert_eq!(count(&node, outcome), *n, "{outcome}");
+    }
+    let total = cases.len();
     let text = reqwest::get(format!("http://{}/metrics", node.admin_addr()))
         .await
         .expect("metrics")

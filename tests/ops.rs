@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -73,17 +73,15 @@ fn run(dir: &Path, envs: &[(&str, &str)], extra: &[&str], log: &Path) -> Running
 
 /// The run file of process `pid`, once written.
 fn run_file(dir: &Path, pid: u32) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("snode.run.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && v["pid"].as_u64() == Some(u64::from(pid))
-        {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "no run file from pid {pid}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_blocking(
+        &format!("the run file of pid {pid}"),
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(dir.join("snode.run.json")).ok()?;
+            let v = serde_json::from_str::<Value>(&text).ok()?;
+            (v["pid"].as_u64() == Some(u64::from(pid))).then_some(v)
+        },
+    )
 }
 
 fn sigterm(child: &mut Running) {
@@ -117,18 +115,19 @@ fn a_supervised_node_sends_ready_status_watchdog_and_stopping() {
 
     let mut got: Vec<String> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(60);
     let has = |got: &[String], p: &str| got.iter().any(|l| l.starts_with(p));
-    while !(has(&got, "READY=1")
-        && has(&got, "STATUS=")
-        && got.iter().filter(|l| *l == "WATCHDOG=1").count() >= 2)
-    {
-        assert!(Instant::now() < deadline, "notifications so far: {got:?}");
+    // Each poll blocks up to the socket's 200 ms read timeout, so no extra pause between polls.
+    let started = poll_until_blocking(Duration::ZERO, Duration::from_secs(60), || {
         if let Ok(n) = sock.recv(&mut buf) {
             let text = String::from_utf8(buf[..n].to_vec()).expect("utf8 datagram");
             got.extend(text.lines().map(str::to_string));
         }
-    }
+        (has(&got, "READY=1")
+            && has(&got, "STATUS=")
+            && got.iter().filter(|l| *l == "WATCHDOG=1").count() >= 2)
+            .then_some(())
+    });
+    assert!(started.is_some(), "notifications so far: {got:?}");
     assert_eq!(
         got.iter().filter(|l| *l == "READY=1").count(),
         1,
@@ -152,9 +151,7 @@ fn a_supervised_node_sends_ready_status_watchdog_and_stopping() {
         .status()
         .expect("kill");
     assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !got.iter().any(|l| l == "STOPPING=1") {
-        assert!(Instant::now() < deadline, "no STOPPING=1: {got:?}");
+    let stopping = poll_until_blocking(Duration::ZERO, Duration::from_secs(30), || {
         if let Ok(n) = sock.recv(&mut buf) {
             got.extend(
                 String::from_utf8_lossy(&buf[..n])
@@ -162,7 +159,9 @@ fn a_supervised_node_sends_ready_status_watchdog_and_stopping() {
                     .map(str::to_string),
             );
         }
-    }
+        got.iter().any(|l| l == "STOPPING=1").then_some(())
+    });
+    assert!(stopping.is_some(), "no STOPPING=1: {got:?}");
     assert!(child.0.wait().expect("wait").success());
 }
 
@@ -180,6 +179,7 @@ fn without_notify_socket_nothing_is_sent_and_the_node_runs() {
         &dir.path().join("log"),
     );
     run_file(dir.path(), child.id());
+    // Not a wait for anything: the window in which nothing may arrive.
     std::thread::sleep(Duration::from_millis(600));
     let mut buf = [0u8; 1024];
     assert!(sock.recv(&mut buf).is_err(), "nothing may arrive");

@@ -1,7 +1,8 @@
 //! The operator's view of a network, on in-process nodes with a real directory: `/status`
 //! shows swarm peers reaching each other and then one cut off, and the dashboard and the alert
 //! rules in deploy/ name only metrics a running node exports (with the traffic that makes the
-//! event-driven ones appear: forwards, failed forwards and retries, refusals, onion requests).
+//! event-driven ones appear: forwards, failed forwards and retries, refusals, onion requests),
+//! and a fresh node exports them from its first scrape.
 
 mod common;
 
@@ -138,11 +139,12 @@ async fn dashboard_and_alerts_name_only_metrics_a_running_node_exports() {
     net.partition(1);
 
     let mut missing = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    for i in 0.. {
+    let mut i = 0;
+    poll_until(Duration::from_millis(500), Duration::from_secs(90), async || {
         // Writes while the peer is cut off fail to forward and queue for retry. (Cutting the
         // peer off also resets our pooled connection once: errors are expected here.)
         let body = json!({"method": "store", "params": dave.store_params(format!("while cut {i}").as_bytes(), 600_000)});
+        i += 1;
         let _ = c
             .post(format!("https://{}/storage_rpc/v1", net.addr(0)))
             .json(&body)
@@ -158,16 +160,58 @@ async fn dashboard_and_alerts_name_only_metrics_a_running_node_exports() {
             .expect("body");
         let have = exported(&text);
         missing = used.difference(&have).cloned().collect();
-        if missing.is_empty() || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        missing.is_empty().then_some(())
+    })
+    .await;
     net.heal();
     net.shutdown().await;
     assert!(
         missing.is_empty(),
         "deploy/ names metrics no running node exports: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_node_exports_the_series_deploy_names_from_the_first_scrape() {
+    let used = metrics_used_by_deploy();
+    for event_driven in [
+        "snode_onion_requests_total",
+        "snode_swarm_forwards_total",
+        "snode_replication_retries_total",
+        "snode_messages_rejected_total",
+    ] {
+        assert!(used.contains(event_driven), "{event_driven}: {used:?}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let node = spawn_node(dir.path(), test_config()).await;
+    let text = client()
+        .get(format!("http://{}/metrics", node.admin_addr()))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    node.shutdown().await;
+    let have = exported(&text);
+    // Labelled by RPC method and HTTP status: these appear with the first client request.
+    let per_request = [
+        "snode_requests_total",
+        "snode_request_duration_seconds_bucket",
+    ];
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|n| !per_request.contains(&n.as_str()) && !have.contains(*n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "a fresh node does not export {missing:?}:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == r#"snode_replication_retries_total{result="gave_up"} 0"#),
+        "{text}"
     );
 }
 

@@ -33,6 +33,8 @@ use crate::peer::client::PeerError;
 use crate::peer::hop::{decode_hop, encode_hop};
 use crate::rpc::{Origin, RpcBody, handle_request};
 
+pub use crate::metrics::OnionOutcome;
+
 /// Highest `hop_no` a node accepts from the previous hop (the original's `MAX_ONION_HOPS`).
 pub const MAX_ONION_HOPS: u32 = 15;
 /// Time a relay gives the next node (the original's 30 s).
@@ -45,74 +47,6 @@ pub const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct OnionServices {
     /// HTTP(S) to external servers, with the node's address policy.
     pub exit: Arc<ExitClient>,
-}
-
-/// What became of one onion request at this node: the `outcome` label of
-/// `snode_onion_requests_total`. A closed set, so clients cannot mint label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnionOutcome {
-    /// This node was the destination and answered.
-    Final,
-    /// Relayed to the next node, whose answer (whatever its status) went back.
-    Relayed,
-    /// Proxied to an external server, whose answer went back.
-    Proxied,
-    /// Refused: this node is not ready (503).
-    NotReady,
-    /// Refused: body over 10 MiB (413).
-    TooLarge,
-    /// The entry body or hop request did not parse (400).
-    ParseError,
-    /// The layer did not decrypt (400 `Invalid ciphertext`).
-    BadCiphertext,
-    /// The decrypted layer had no valid routing (encrypted 400 `Invalid json`).
-    InvalidJson,
-    /// The next node is not listed (502).
-    NextNodeNotFound,
-    /// The next node could not be reached (502).
-    NextNodeUnreachable,
-    /// The next node did not answer in time (504).
-    RelayTimeout,
-    /// The next node's answer was not signed by it (500 `Invalid response from snode`).
-    BadPeerResponse,
-    /// `hop_no` over the limit (400).
-    MaxHops,
-    /// The exit target is not an allowed URL (encrypted 400 `Invalid url`).
-    InvalidUrl,
-    /// The exit target is a private or local address this node does not proxy to (502).
-    TargetRefused,
-    /// The external server could not be reached or answered too much (502).
-    ProxyError,
-    /// The external server did not answer in time (504).
-    ProxyTimeout,
-    /// A hop request from an unlisted or unauthenticated sender (401/403).
-    Unauthenticated,
-}
-
-impl OnionOutcome {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Final => "final",
-            Self::Relayed => "relayed",
-            Self::Proxied => "proxied",
-            Self::NotReady => "not_ready",
-            Self::TooLarge => "too_large",
-            Self::ParseError => "parse_error",
-            Self::BadCiphertext => "bad_ciphertext",
-            Self::InvalidJson => "invalid_json",
-            Self::NextNodeNotFound => "next_node_not_found",
-            Self::NextNodeUnreachable => "next_node_unreachable",
-            Self::RelayTimeout => "relay_timeout",
-            Self::BadPeerResponse => "bad_peer_response",
-            Self::MaxHops => "max_hops",
-            Self::InvalidUrl => "invalid_url",
-            Self::TargetRefused => "target_refused",
-            Self::ProxyError => "proxy_error",
-            Self::ProxyTimeout => "proxy_timeout",
-            Self::Unauthenticated => "unauthenticated",
-        }
-    }
 }
 
 /// Bytes whose type we do not know (a relayed answer): text when they read as text.

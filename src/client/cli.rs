@@ -180,7 +180,6 @@ pub fn render(r: &Received, json: bool) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::client::{Opened, Rejected};

@@ -159,7 +159,6 @@ pub fn parse_session_id(s: &str) -> Option<AccountId> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;

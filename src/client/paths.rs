@@ -244,7 +244,6 @@ impl PathManager {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::swarm::SwarmId;

@@ -127,7 +127,6 @@ pub fn open_message(recipient: &Identity, data: &[u8]) -> Result<Opened, Rejecte
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

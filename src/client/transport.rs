@@ -153,7 +153,6 @@ fn parse_reply(plain: &[u8]) -> Option<NodeResponse> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use serde_json::json;

@@ -46,5 +46,4 @@ pub fn classify(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-#[path = "addr_tests.rs"]
 mod tests;

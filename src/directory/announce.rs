@@ -303,5 +303,4 @@ pub fn verify_report(s: &SignedReport, now_ms: i64) -> Result<Report, AnnounceEr
 }
 
 #[cfg(test)]
-#[path = "announce_tests.rs"]
 mod tests;

@@ -294,5 +294,4 @@ fn cap_sizes(swarms: &mut Swarms, rng: &mut Mt19937_64) {
 }
 
 #[cfg(test)]
-#[path = "assign_tests.rs"]
 mod tests;

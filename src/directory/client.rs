@@ -331,7 +331,6 @@ fn parse_node(e: &Value) -> Option<NodeInfo> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

@@ -209,5 +209,4 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
 }
 
 #[cfg(test)]
-#[path = "limit_tests.rs"]
 mod tests;

@@ -180,7 +180,6 @@ pub fn load(path: &Path, policy: Policy) -> Result<Option<Registry>, PersistErro
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::directory::announce::{

@@ -205,5 +205,4 @@ fn node_entry(n: &NodeInfo, fields: &BTreeSet<&'static str>) -> Value {
 }
 
 #[cfg(test)]
-#[path = "rpc_tests.rs"]
 mod tests;

@@ -555,5 +555,4 @@ async fn report(
 }
 
 #[cfg(test)]
-#[path = "server_tests.rs"]
 mod tests;

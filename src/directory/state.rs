@@ -594,5 +594,4 @@ impl Registry {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -14,9 +14,6 @@ mod parse;
 mod peel;
 mod route;
 
-#[cfg(test)]
-mod proptests;
-
 pub use build::{
     BuildError, Built, ClientReplyKey, Destination, HopKeys, MAX_PATH_HOPS, build_onion,
     build_onion_with_rng, decrypt_reply,
@@ -25,3 +22,6 @@ pub use crypto::{EncType, PeelError};
 pub use parse::{Combined, MAX_ONION_BODY, ParseError, parse_combined};
 pub use peel::{NodeKeyError, NodeOnionKey, ReplyKey, peel};
 pub use route::{Layer, RouteError, is_allowed_target, route};
+
+#[cfg(test)]
+mod tests;

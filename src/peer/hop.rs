@@ -135,7 +135,6 @@ pub fn decode_hop(body: &[u8]) -> Result<HopRequest<'_>, HopError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::message_hash;
+use crate::metrics::{RepairKind, RoundResult};
 use crate::peer::wire;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
 
@@ -84,7 +85,7 @@ impl Replicator {
             let short = hex::encode(&peer.pubkey_ed25519[..4]);
             match self.session(&m, &peer, &mut cursor, &cancel).await {
                 Ok(r) => {
-                    self.count_round("ok", r);
+                    self.count_round(RoundResult::Ok, r);
                     if r.pushed + r.pulled + r.deleted_local + r.deleted_remote > 0 {
                         tracing::info!(peer = %short, pushed = r.pushed, pulled = r.pulled,
                             deleted_local = r.deleted_local, deleted_remote = r.deleted_remote,
@@ -92,27 +93,27 @@ impl Replicator {
                     }
                 }
                 Err(e) => {
-                    self.count_round("failed", Repairs::default());
+                    self.count_round(RoundResult::Failed, Repairs::default());
                     tracing::debug!(peer = %short, error = %crate::error::chain(&e), "anti-entropy round failed");
                 }
             }
         }
     }
 
-    fn count_round(&self, result: &str, r: Repairs) {
+    fn count_round(&self, result: RoundResult, r: Repairs) {
         let m = &self.inner.metrics;
         m.anti_entropy_rounds_total
-            .with_label_values(&[result])
+            .with_label_values(&[result.label()])
             .inc();
         for (kind, n) in [
-            ("pushed", r.pushed),
-            ("pulled", r.pulled),
-            ("deleted_local", r.deleted_local),
-            ("deleted_remote", r.deleted_remote),
+            (RepairKind::Pushed, r.pushed),
+            (RepairKind::Pulled, r.pulled),
+            (RepairKind::DeletedLocal, r.deleted_local),
+            (RepairKind::DeletedRemote, r.deleted_remote),
         ] {
             if n > 0 {
                 m.anti_entropy_repairs_total
-                    .with_label_values(&[kind])
+                    .with_label_values(&[kind.label()])
                     .inc_by(n);
             }
         }

@@ -2,7 +2,7 @@
 //! member of the swarm at once (the original's `sn.storage_cc`) and queues durably what a
 //! peer did not take.
 //!
-//! Owns the mapping from a peer's answer to a `PeerReply` and the decision to queue: a 2xx or
+//! Owns the mapping from a peer's answer to a `ForwardOutcome` and the decision to queue: a 2xx or
 //! 4xx answer is final (the peer applied it, or will never accept it); no answer in time, no
 //! connection, a 5xx or an answer not signed by that peer is queued for `retry` — a store as
 //! its message hash (the retry pushes the message as it is then), anything else as the
@@ -19,10 +19,10 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::message::{AccountId, Namespace, b64_decode, message_hash};
-use crate::metrics::Metrics;
+use crate::metrics::{EnqueueKind, Metrics};
 use crate::peer::PATH_STORAGE_CC;
 use crate::peer::client::{PeerClient, PeerError, PeerResponse};
-use crate::rpc::{ForwardFuture, PeerReply, SwarmForwarder};
+use crate::rpc::{ForwardFuture, ForwardOutcome, SwarmForwarder};
 use crate::store::{PendingPayload, Store};
 use crate::swarm::NodeInfo;
 
@@ -46,23 +46,23 @@ pub struct HttpForwarder {
 }
 
 /// What to tell `rpc`, and whether to queue a retry.
-fn classify(result: Result<PeerResponse, PeerError>) -> (PeerReply, bool) {
+fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
     match result {
         Ok(r) if (200..300).contains(&r.status) => match serde_json::from_slice::<Value>(&r.body) {
-            Ok(v) => (PeerReply::Ok(v), false),
+            Ok(v) => (ForwardOutcome::Ok(v), false),
             // The peer applied it (2xx) but answered nonsense: report it, nothing to retry.
-            Err(_) => (PeerReply::BadResponse, false),
+            Err(_) => (ForwardOutcome::BadResponse, false),
         },
         Ok(r) => {
-            let reply = PeerReply::Failed {
+            let reply = ForwardOutcome::Failed {
                 code: r.status,
                 reason: String::from_utf8_lossy(&r.body).into_owned(),
             };
             (reply, !(400..500).contains(&r.status))
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.
-        Err(PeerError::Timeout(_) | PeerError::Unreachable(_)) => (PeerReply::Timeout, true),
-        Err(PeerError::NotAuthentic) => (PeerReply::BadResponse, true),
+        Err(PeerError::Timeout(_) | PeerError::Unreachable(_)) => (ForwardOutcome::Timeout, true),
+        Err(PeerError::NotAuthentic) => (ForwardOutcome::BadResponse, true),
     }
 }
 
@@ -110,16 +110,18 @@ impl HttpForwarder {
     fn enqueue(&self, peers: &[[u8; 32]], method: &str, params: &Value) {
         let now = (self.clock)();
         let (payload, give_up, kind) = match (method, store_target(params, self.testnet)) {
-            ("store", Some((hash, expiry))) => {
-                (PendingPayload::Message { hash }, expiry, "message")
-            }
+            ("store", Some((hash, expiry))) => (
+                PendingPayload::Message { hash },
+                expiry,
+                EnqueueKind::Message,
+            ),
             _ => (
                 PendingPayload::Request {
                     method: method.to_string(),
                     params_json: params.to_string(),
                 },
                 now.saturating_add(REQUEST_GIVE_UP_MS),
-                "request",
+                EnqueueKind::Request,
             ),
         };
         let due = now.saturating_add(INITIAL_BACKOFF_MS);
@@ -128,7 +130,7 @@ impl HttpForwarder {
                 Ok(()) => self
                     .metrics
                     .replication_enqueued_total
-                    .with_label_values(&[kind])
+                    .with_label_values(&[kind.label()])
                     .inc(),
                 Err(e) => {
                     tracing::warn!(error = %crate::error::chain(&e), method, "cannot queue a forward for retry")
@@ -240,16 +242,16 @@ mod tests {
     #[test]
     fn answers_map_to_replies_and_retries() {
         let ok = classify(resp(200, r#"{"hash":"x"}"#));
-        assert_eq!(ok, (PeerReply::Ok(json!({"hash": "x"})), false));
+        assert_eq!(ok, (ForwardOutcome::Ok(json!({"hash": "x"})), false));
         assert_eq!(
             classify(resp(200, "not json")),
-            (PeerReply::BadResponse, false)
+            (ForwardOutcome::BadResponse, false)
         );
         let refused = classify(resp(421, "wrong swarm"));
         assert_eq!(
             refused,
             (
-                PeerReply::Failed {
+                ForwardOutcome::Failed {
                     code: 421,
                     reason: "wrong swarm".into()
                 },
@@ -259,15 +261,15 @@ mod tests {
         assert!(classify(resp(503, "busy")).1);
         assert_eq!(
             classify(Err(PeerError::Timeout(Duration::from_secs(5)))),
-            (PeerReply::Timeout, true)
+            (ForwardOutcome::Timeout, true)
         );
         assert_eq!(
             classify(Err(PeerError::Unreachable(unreachable()))),
-            (PeerReply::Timeout, true)
+            (ForwardOutcome::Timeout, true)
         );
         assert_eq!(
             classify(Err(PeerError::NotAuthentic)),
-            (PeerReply::BadResponse, true)
+            (ForwardOutcome::BadResponse, true)
         );
     }
 }

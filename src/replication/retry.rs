@@ -17,6 +17,8 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+// The fate of one entry in a round is its `snode_replication_retries_total` result.
+use crate::metrics::RetryResult as Fate;
 use crate::peer::PATH_STORAGE_CC;
 use crate::store::{PendingItem, PendingPayload};
 use crate::swarm::{Membership, NodeInfo};
@@ -27,36 +29,6 @@ use super::{ReplicationError, Replicator, backoff_ms, chunk_by_size};
 const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// Entries taken per round; a full round is followed by another at once.
 const ROUND_LIMIT: usize = 512;
-
-/// The fate of one entry in a round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// The peer took it.
-    Delivered,
-    /// The peer refused it for good (4xx).
-    Rejected,
-    /// Try again later.
-    Retry,
-    /// Past its give-up time.
-    GaveUp,
-    /// The peer is no longer listed.
-    PeerGone,
-    /// Nothing left to send (message gone or expired, or no longer the peer's).
-    Moot,
-}
-
-impl Fate {
-    fn label(self) -> &'static str {
-        match self {
-            Fate::Delivered => "delivered",
-            Fate::Rejected => "rejected",
-            Fate::Retry => "retry",
-            Fate::GaveUp => "gave_up",
-            Fate::PeerGone => "peer_gone",
-            Fate::Moot => "moot",
-        }
-    }
-}
 
 impl Replicator {
     /// Runs the retry loop until `cancel`.

@@ -225,7 +225,6 @@ pub(crate) fn decode_digest(body: &[u8]) -> Option<Digest> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::message::{Message, Namespace, message_hash};

@@ -21,8 +21,6 @@ mod retrieve;
 mod store;
 mod subaccount;
 mod swarm_info;
-#[cfg(test)]
-mod test_util;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,7 +34,8 @@ use crate::swarm::{Membership, NodeInfo};
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What `SwarmForwarder::forward` returns: one reply per peer, keyed by its Ed25519 pubkey.
-pub type ForwardFuture<'a> = Pin<Box<dyn Future<Output = Vec<([u8; 32], PeerReply)>> + Send + 'a>>;
+pub type ForwardFuture<'a> =
+    Pin<Box<dyn Future<Output = Vec<([u8; 32], ForwardOutcome)>> + Send + 'a>>;
 
 /// Sends a recursive request to the other members of our swarm.
 pub trait SwarmForwarder: Send + Sync {
@@ -52,7 +51,7 @@ pub trait SwarmForwarder: Send + Sync {
 
 /// What one swarm peer answered to a forwarded request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PeerReply {
+pub enum ForwardOutcome {
     /// A 2xx answer: the peer's own entry (its response to an `Origin::Peer` request).
     Ok(Value),
     /// A non-2xx answer (e.g. 421 or 401 when the peer disagrees).
@@ -377,17 +376,3 @@ pub(crate) fn dispatch<'a>(
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_batch;
-#[cfg(test)]
-mod tests_delete;
-#[cfg(test)]
-mod tests_expire;
-#[cfg(test)]
-mod tests_retrieve;
-#[cfg(test)]
-mod tests_retry;
-#[cfg(test)]
-mod tests_store;
-#[cfg(test)]
-mod tests_subaccount;

@@ -8,15 +8,17 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::metrics::ForwardResult;
+
 use super::swarm_info::swarm_peers;
-use super::{Origin, PeerReply, RpcContext, RpcResponse, json_resp};
+use super::{ForwardOutcome, Origin, RpcContext, RpcResponse, json_resp};
 
 /// This node's entry and the peers' replies.
 pub(crate) struct Distributed {
     /// Our own per-node entry (success or a `failed` entry).
     pub(crate) own: Value,
     /// One reply per peer (empty when the request came from a peer).
-    pub(crate) peers: Vec<([u8; 32], PeerReply)>,
+    pub(crate) peers: Vec<([u8; 32], ForwardOutcome)>,
 }
 
 /// Runs `local` concurrently with forwarding `method`/`params` to our swarm peers. A request
@@ -64,22 +66,25 @@ pub(crate) fn query_failure() -> Value {
 }
 
 /// The entry recorded for one peer reply.
-fn peer_entry(ctx: &RpcContext, reply: PeerReply) -> Value {
+fn peer_entry(ctx: &RpcContext, reply: ForwardOutcome) -> Value {
     let (label, entry) = match reply {
-        PeerReply::Ok(v) if v.is_object() => ("ok", v),
-        PeerReply::Ok(_) | PeerReply::BadResponse => (
-            "bad_response",
+        ForwardOutcome::Ok(v) if v.is_object() => (ForwardResult::Ok, v),
+        ForwardOutcome::Ok(_) | ForwardOutcome::BadResponse => (
+            ForwardResult::BadResponse,
             json!({"failed": true, "bad_peer_response": true}),
         ),
-        PeerReply::Timeout => ("timeout", json!({"failed": true, "timeout": true})),
-        PeerReply::Failed { code, reason } => (
-            "failed",
+        ForwardOutcome::Timeout => (
+            ForwardResult::Timeout,
+            json!({"failed": true, "timeout": true}),
+        ),
+        ForwardOutcome::Failed { code, reason } => (
+            ForwardResult::Failed,
             json!({"failed": true, "code": code.to_string(), "reason": reason}),
         ),
     };
     ctx.metrics
         .swarm_forwards_total
-        .with_label_values(&[label])
+        .with_label_values(&[label.label()])
         .inc();
     entry
 }

@@ -10,6 +10,7 @@ use crate::message::{
     AccountId, MAX_DATA_B64, MAX_DATA_BYTES, Message, Namespace, SIGNATURE_TOLERANCE_MS,
     STORE_TOLERANCE_MS, TTL_MINIMUM_MS, b64_decode, message_hash,
 };
+use crate::metrics::Rejection;
 use crate::sign::{Access, msg};
 use crate::store::{StoreError, StoreOutcome};
 
@@ -75,10 +76,10 @@ fn parse(p: &Params<'_>, testnet: bool) -> PResult<StoreReq> {
 }
 
 /// Counts a refused store by reason (closed vocabulary, see `metrics`).
-fn reject(ctx: &RpcContext, reason: &str, resp: RpcResponse) -> RpcResponse {
+fn reject(ctx: &RpcContext, reason: Rejection, resp: RpcResponse) -> RpcResponse {
     ctx.metrics
         .messages_rejected_total
-        .with_label_values(&[reason])
+        .with_label_values(&[reason.label()])
         .inc();
     resp
 }
@@ -93,7 +94,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
     if !(TTL_MINIMUM_MS..=ns.max_ttl_ms()).contains(&ttl) {
         return Err(reject(
             ctx,
-            "ttl",
+            Rejection::Ttl,
             text(403, "Provided expiry/TTL is not valid."),
         ));
     }
@@ -103,7 +104,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
     {
         return Err(reject(
             ctx,
-            "clock",
+            Rejection::Clock,
             text(406, "Timestamp error: check your clock"),
         ));
     }
@@ -114,7 +115,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
         let Some((auth, sig_ts)) = &req.auth else {
             return Err(reject(
                 ctx,
-                "auth",
+                Rejection::Auth,
                 text(
                     401,
                     format!("store: signature required to store to namespace {ns}"),
@@ -124,7 +125,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
         if !retry && !within(now, *sig_ts, SIGNATURE_TOLERANCE_MS) {
             return Err(reject(
                 ctx,
-                "clock",
+                Rejection::Clock,
                 text(406, "store signature timestamp too far from current time"),
             ));
         }
@@ -147,7 +148,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
         if !verified {
             return Err(reject(
                 ctx,
-                "auth",
+                Rejection::Auth,
                 text(401, "store signature verification failed"),
             ));
         }
@@ -158,7 +159,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
     if ns == Namespace::TESTING {
         return Err(reject(
             ctx,
-            "namespace",
+            Rejection::Namespace,
             text(400, "invalid request: testing namespace"),
         ));
     }
@@ -195,7 +196,7 @@ fn store_local(ctx: &RpcContext, m: &Message, now: i64) -> Value {
         Err(StoreError::Full { .. }) => {
             ctx.metrics
                 .messages_rejected_total
-                .with_label_values(&["full"])
+                .with_label_values(&[Rejection::Full.label()])
                 .inc();
             // Per request, so debug: the status monitor warns once when the store fills up.
             tracing::debug!("store is full: refusing new messages until some expire");
@@ -213,7 +214,7 @@ pub(crate) async fn handle(ctx: &RpcContext, params: &Value, origin: Origin) -> 
     let now = ctx.now();
     let req = match parse(&Params::new(params), ctx.testnet) {
         Ok(r) => r,
-        Err(e) if e.0 == DATA_TOO_LONG => return reject(ctx, "size", e.into()),
+        Err(e) if e.0 == DATA_TOO_LONG => return reject(ctx, Rejection::Size, e.into()),
         Err(e) => return e.into(),
     };
     if let Err(resp) = check(ctx, &req, now, origin == Origin::PeerRetry) {

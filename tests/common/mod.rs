@@ -180,22 +180,61 @@ pub async fn retrieve_all(
     }
 }
 
-/// Polls `f` until it returns Some or the deadline passes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
+/// How often the wait helpers poll, unless a caller needs gentler polling.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The one polling loop of the tests: calls `f` every `every` until it returns `Some` or
+/// `timeout` has passed; `None` at the deadline (after one last try).
+pub async fn poll_until<T>(
+    every: Duration,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
     }
 }
+
+/// Polls `f` until it returns `Some`; panics naming `what` when `timeout` passes first.
+pub async fn wait_for<T>(what: &str, timeout: Duration, f: impl AsyncFnMut() -> Option<T>) -> T {
+    match poll_until(POLL_INTERVAL, timeout, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// `poll_until` for tests without a runtime (blocking `f`, thread sleeps). Outside a runtime
+/// tokio's `Instant` is the monotonic clock.
+pub fn poll_until_blocking<T>(
+    every: Duration,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// `wait_for` for tests without a runtime.
+pub fn wait_for_blocking<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    match poll_until_blocking(POLL_INTERVAL, timeout, f) {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
 pub mod net;

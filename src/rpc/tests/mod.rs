@@ -1,14 +1,23 @@
 //! Tests of the envelope, dispatch, `info`, `get_swarm`, the 421 body, `active_nodes_bin`
 //! and `oxend_request`.
 
+mod batch;
+mod delete;
+mod expire;
+mod retrieve;
+mod retry;
+mod store;
+mod subaccount;
+mod util;
+
 use serde_json::{Value, json};
 
-use super::test_util::*;
 use super::{
     Origin, RpcBody, handle_method, handle_request, method_label,
     swarm_info::ACTIVE_NODE_RECORD_LEN,
 };
 use crate::message::AccountId;
+use util::*;
 
 async fn envelope(n: &Net, body: &str) -> super::RpcResponse {
     handle_request(n.entry(), body.as_bytes(), Origin::Client).await

@@ -1,7 +1,5 @@
 //! Tests of the signed announcement and report: round trips, canonical bytes, rejections.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 use crate::swarm::SwarmId;
 

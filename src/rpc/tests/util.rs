@@ -10,10 +10,12 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Origin, PeerReply, RpcBody, RpcContext, RpcResponse, SwarmForwarder, handle_method};
 use crate::keys::{NodeKeys, ed25519_pk_to_x25519};
 use crate::message::{AccountId, b64};
 use crate::metrics::Metrics;
+use crate::rpc::{
+    ForwardOutcome, Origin, RpcBody, RpcContext, RpcResponse, SwarmForwarder, handle_method,
+};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId, swarm_space};
 
@@ -28,7 +30,7 @@ pub(super) enum PeerBehaviour {
     /// Runs the request on this node's context with `Origin::Peer`.
     Node(Box<RpcContext>),
     /// Answers this, whatever was asked.
-    Fixed(PeerReply),
+    Fixed(ForwardOutcome),
 }
 
 /// A forwarder that records calls and answers per peer.
@@ -40,16 +42,16 @@ pub(super) struct TestForwarder {
 }
 
 /// What a real peer's answer becomes on the wire back to the entry node.
-pub(super) fn to_reply(r: RpcResponse) -> PeerReply {
+pub(super) fn to_reply(r: RpcResponse) -> ForwardOutcome {
     match (r.status, r.body) {
-        (200..=299, RpcBody::Json(v)) => PeerReply::Ok(v),
-        (200..=299, _) => PeerReply::BadResponse,
-        (code, RpcBody::Text(t)) => PeerReply::Failed { code, reason: t },
-        (code, RpcBody::Json(v)) => PeerReply::Failed {
+        (200..=299, RpcBody::Json(v)) => ForwardOutcome::Ok(v),
+        (200..=299, _) => ForwardOutcome::BadResponse,
+        (code, RpcBody::Text(t)) => ForwardOutcome::Failed { code, reason: t },
+        (code, RpcBody::Json(v)) => ForwardOutcome::Failed {
             code,
             reason: v.to_string(),
         },
-        (code, RpcBody::Bytes(_)) => PeerReply::Failed {
+        (code, RpcBody::Bytes(_)) => ForwardOutcome::Failed {
             code,
             reason: String::new(),
         },
@@ -62,7 +64,7 @@ impl SwarmForwarder for TestForwarder {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
-    ) -> super::ForwardFuture<'a> {
+    ) -> crate::rpc::ForwardFuture<'a> {
         Box::pin(async move {
             self.calls.lock().expect("lock").push((
                 method.to_string(),
@@ -82,7 +84,7 @@ impl SwarmForwarder for TestForwarder {
                         to_reply(handle_method(&ctx, method, params, Origin::Peer).await)
                     }
                     Some(PeerBehaviour::Fixed(r)) => r,
-                    None => PeerReply::Timeout,
+                    None => ForwardOutcome::Timeout,
                 };
                 out.push((p.pubkey_ed25519, reply));
             }
@@ -162,7 +164,7 @@ pub(super) fn net_with(size: usize, owner: &AccountId, max_bytes: u64) -> Net {
             metrics: Metrics::new(),
             clock: Arc::new(|| NOW),
             testnet: false,
-            rng: super::seeded_rng(i as u64),
+            rng: crate::rpc::seeded_rng(i as u64),
         };
         if i > 0 {
             forwarder.peers.lock().expect("lock").insert(
@@ -188,7 +190,7 @@ impl Net {
     }
 
     /// Scripts peer `i`'s answer.
-    pub(super) fn script(&self, i: usize, reply: PeerReply) {
+    pub(super) fn script(&self, i: usize, reply: ForwardOutcome) {
         let pk = self.nodes[i].keys.pubkey_ed25519();
         self.forwarder
             .peers

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::retrieve::{UNLIMITED_COUNT, budget};
-use super::test_util::*;
+use super::util::*;
 use crate::message::{AccountId, Message, Namespace, RETRIEVE_MAX_SIZE, message_hash};
+use crate::rpc::retrieve::{UNLIMITED_COUNT, budget};
 use crate::sign::{Access, SubaccountToken, msg};
 
 fn put(n: &Net, account: &AccountId, ns: i16, data: &[u8]) -> String {

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
-use super::{Origin, PeerReply, handle_method};
+use super::util::*;
 use crate::message::{Namespace, message_hash};
+use crate::rpc::{ForwardOutcome, Origin, handle_method};
 use crate::sign::{Access, SubaccountToken, msg};
 
 fn store_params(pubkey: &str, ns: i16, data: &str) -> Value {
@@ -391,15 +391,15 @@ async fn failed_peers_are_reported_per_entry() {
     let c = Client::new(1);
     let owner = c.session();
     let n = net(4, &owner);
-    n.script(1, PeerReply::Timeout);
+    n.script(1, ForwardOutcome::Timeout);
     n.script(
         2,
-        PeerReply::Failed {
+        ForwardOutcome::Failed {
             code: 421,
             reason: "wrong swarm".into(),
         },
     );
-    n.script(3, PeerReply::BadResponse);
+    n.script(3, ForwardOutcome::BadResponse);
     let r = n
         .call("store", store_params(&owner.to_hex(), 0, "YQ=="))
         .await;
@@ -428,7 +428,7 @@ async fn every_entry_failed_is_500() {
     let owner = c.session();
     // A cap of 0 bytes: our own store is refused as full.
     let n = net_with(2, &owner, 0);
-    n.script(1, PeerReply::Timeout);
+    n.script(1, ForwardOutcome::Timeout);
     let r = n
         .call("store", store_params(&owner.to_hex(), 0, "YQ=="))
         .await;
@@ -458,8 +458,8 @@ async fn every_entry_failed_is_500() {
 
 #[tokio::test]
 async fn peer_entries_with_integer_flags_count_as_failed() {
-    assert!(super::recursive::is_failed(&json!({"failed": 1})));
-    assert!(super::recursive::is_failed(&json!({"failed": true})));
-    assert!(!super::recursive::is_failed(&json!({"failed": 0})));
-    assert!(!super::recursive::is_failed(&json!({"hash": "x"})));
+    assert!(crate::rpc::recursive::is_failed(&json!({"failed": 1})));
+    assert!(crate::rpc::recursive::is_failed(&json!({"failed": true})));
+    assert!(!crate::rpc::recursive::is_failed(&json!({"failed": 0})));
+    assert!(!crate::rpc::recursive::is_failed(&json!({"hash": "x"})));
 }

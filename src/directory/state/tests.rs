@@ -1,7 +1,5 @@
 //! Tests of the registry: blocks, registration, admission, reachability.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 use crate::directory::announce::{
     sign_announcement, sign_report, verify_announcement, verify_report,

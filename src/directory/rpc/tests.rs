@@ -1,7 +1,5 @@
 //! Tests of the JSON-RPC: the requests real clients and storage servers send.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 use crate::swarm::SwarmId;
 use rand::SeedableRng as _;

@@ -2,12 +2,12 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
-use super::{Origin, handle_method};
+use super::util::*;
 use crate::message::{AccountId, Message, Namespace, NamespaceSel, message_hash};
+use crate::rpc::{Origin, handle_method};
 use crate::sign::{Access, SubaccountToken, msg};
 
-fn put(ctx: &super::RpcContext, account: &AccountId, ns: i16, data: &[u8], ts: i64) -> String {
+fn put(ctx: &crate::rpc::RpcContext, account: &AccountId, ns: i16, data: &[u8], ts: i64) -> String {
     let hash = message_hash(account, Namespace(ns), data);
     let m = Message {
         account: *account,

@@ -3,12 +3,17 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
-use super::{Origin, handle_method};
+use super::util::*;
 use crate::message::{Message, Namespace, NamespaceSel, message_hash};
+use crate::rpc::{Origin, handle_method};
 use crate::sign::msg;
 
-fn put(ctx: &super::RpcContext, owner: &crate::message::AccountId, data: &[u8], ts: i64) -> String {
+fn put(
+    ctx: &crate::rpc::RpcContext,
+    owner: &crate::message::AccountId,
+    data: &[u8],
+    ts: i64,
+) -> String {
     let m = Message {
         account: *owner,
         namespace: Namespace(0),

@@ -1,7 +1,5 @@
 //! Tests of `assign`: oxend's steps on small networks, snode's size cap, determinism.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeSet;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
+use super::util::*;
 use crate::message::{AccountId, Message, Namespace, TTL_MAXIMUM_PRIVATE_MS, message_hash};
 use crate::sign::{Access, SubaccountToken, msg};
 

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
+use super::util::*;
 
 fn info() -> Value {
     json!({"method": "info", "params": {}})
@@ -33,7 +33,10 @@ async fn batch_runs_all_and_keeps_order() {
     assert!(res[2]["body"]["hash"].is_string());
     // Bytes bodies become base64 strings.
     let bin = crate::message::b64_decode(res[3]["body"].as_str().expect("b64")).expect("b64");
-    assert_eq!(bin.len(), 2 * super::swarm_info::ACTIVE_NODE_RECORD_LEN);
+    assert_eq!(
+        bin.len(),
+        2 * crate::rpc::swarm_info::ACTIVE_NODE_RECORD_LEN
+    );
     // Subrequest param errors stay in their result.
     let r = n
         .call(

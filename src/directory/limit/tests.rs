@@ -1,7 +1,5 @@
 //! Tests of the directory's token buckets, with time as a parameter.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 
 #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::test_util::*;
+use super::util::*;
 use crate::message::{Namespace, b64};
 use crate::sign::{Access, SubaccountToken, msg};
 

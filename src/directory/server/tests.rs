@@ -1,7 +1,5 @@
 //! Router tests of the directory (no sockets): status codes, limits, save-before-install.
 
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
 use super::*;
 use crate::directory::announce::{sign_announcement, sign_report};
 use crate::keys::NodeKeys;

@@ -1,0 +1,190 @@
+//! Swarms: pubkey → swarm space → owning swarm, and the membership snapshot.
+//!
+//! Owns the mapping of section 3.2 of `protocol/storage-server.md` (identical on the client
+//! side, clients.md 1.4), the immutable `Membership` value every other module reads, and the
+//! `MembershipDiff` between two snapshots that the hand-off acts on.
+//! Pure: no I/O, no tokio, no clock.
+//!
+//! Construction goes through `Membership::new` (or `single`/`default`): it sorts the nodes and
+//! caches the sorted ids of the active swarms in a private field, so that `swarm_for`, which runs
+//! on every client request, is a binary search with no allocation. The public fields are for
+//! reading; a snapshot is never mutated, a membership change builds a new one.
+//!
+//! Layout: this file (ids, nodes, the swarm space mapping, `Membership` and its lookups),
+//! `diff` (`Membership::diff` and the `MembershipDiff` it returns).
+
+mod diff;
+
+use crate::message::AccountId;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub use diff::{MembershipDiff, SwarmChange};
+
+/// A swarm id. `SwarmId::UNASSIGNED` (2^64-1) marks a decommissioned node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SwarmId(pub u64);
+
+impl SwarmId {
+    /// Not in any swarm (decommissioned or not yet assigned).
+    pub const UNASSIGNED: SwarmId = SwarmId(u64::MAX);
+}
+
+/// One service node as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Ed25519 pubkey: the node's identity (also used as its "legacy" pubkey).
+    pub pubkey_ed25519: [u8; 32],
+    /// X25519 pubkey, for onion layers.
+    pub pubkey_x25519: [u8; 32],
+    /// Public IPv4 address.
+    pub ip: Ipv4Addr,
+    /// HTTPS port.
+    pub https_port: u16,
+    /// OxenMQ/QUIC port of the original; snode reports its HTTPS port's neighbour or 0.
+    pub omq_port: u16,
+    /// The swarm this node belongs to, or `UNASSIGNED`.
+    pub swarm_id: SwarmId,
+    /// Software version (major, minor, patch).
+    pub version: [u16; 3],
+}
+
+impl NodeInfo {
+    /// Whether the node is in a swarm (not decommissioned).
+    pub fn is_active(&self) -> bool {
+        self.swarm_id != SwarmId::UNASSIGNED
+    }
+}
+
+/// An immutable snapshot of the network: every node and its swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Membership {
+    /// Directory height: bumps on every membership change.
+    pub height: u64,
+    /// Directory block hash (64 hex) of that height.
+    pub block_hash: String,
+    /// Every listed node, active or decommissioned, sorted by ed25519 pubkey.
+    pub nodes: Vec<NodeInfo>,
+    /// Ids of the active swarms, sorted and distinct; derived from `nodes` by `new`.
+    swarm_ids: Vec<u64>,
+}
+
+/// The swarm space of an account: XOR of the four big-endian u64 words of its 32 key bytes
+/// (the type byte is not part of it), as `pubkey_to_swarm_space` of the original.
+pub fn swarm_space(account: &AccountId) -> u64 {
+    account
+        .key
+        .chunks_exact(8)
+        .map(|w| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            u64::from_be_bytes(b)
+        })
+        .fold(0, |acc, w| acc ^ w)
+}
+
+impl Membership {
+    /// Builds a snapshot. Nodes are sorted by ed25519 pubkey; if the same pubkey is listed
+    /// twice, the first listing wins (a directory bug must not make lookups ambiguous).
+    pub fn new(height: u64, block_hash: String, mut nodes: Vec<NodeInfo>) -> Self {
+        // Stable sort, so dedup keeps the first listing of a duplicated key.
+        nodes.sort_by_key(|n| n.pubkey_ed25519);
+        nodes.dedup_by(|later, first| later.pubkey_ed25519 == first.pubkey_ed25519);
+        let mut swarm_ids: Vec<u64> = nodes
+            .iter()
+            .filter(|n| n.is_active())
+            .map(|n| n.swarm_id.0)
+            .collect();
+        swarm_ids.sort_unstable();
+        swarm_ids.dedup();
+        Self {
+            height,
+            block_hash,
+            nodes,
+            swarm_ids,
+        }
+    }
+
+    /// A one-node network: `node` alone in swarm 0, which therefore owns every account.
+    /// Used when the node runs without a directory.
+    pub fn single(mut node: NodeInfo) -> Self {
+        node.swarm_id = SwarmId(0);
+        Self::new(0, "0".repeat(64), vec![node])
+    }
+
+    /// The ids of the active swarms, ascending.
+    pub fn swarm_ids(&self) -> impl Iterator<Item = SwarmId> + '_ {
+        self.swarm_ids.iter().map(|&id| SwarmId(id))
+    }
+
+    /// Every active swarm with its members (sorted by ed25519 pubkey). Decommissioned nodes
+    /// (`UNASSIGNED`) are in no swarm.
+    pub fn swarms(&self) -> BTreeMap<SwarmId, Vec<&NodeInfo>> {
+        let mut out: BTreeMap<SwarmId, Vec<&NodeInfo>> = BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| n.is_active()) {
+            out.entry(n.swarm_id).or_default().push(n);
+        }
+        out
+    }
+
+    /// The swarm that owns `account`, or `None` when there is no active swarm.
+    pub fn swarm_for(&self, account: &AccountId) -> Option<SwarmId> {
+        self.swarm_for_space(swarm_space(account))
+    }
+
+    /// The swarm nearest to `space` on the 2^64 circle (section 3.2): `right` is the first id
+    /// ≥ space (wrapping to the first), `left` its predecessor (wrapping to the last); right
+    /// wins only if strictly nearer, so ties go left. No allocation: a binary search on the
+    /// cached ids.
+    pub fn swarm_for_space(&self, space: u64) -> Option<SwarmId> {
+        let ids = &self.swarm_ids;
+        let (&first, &last) = (ids.first()?, ids.last()?);
+        if ids.len() == 1 {
+            return Some(SwarmId(first));
+        }
+        let i = ids.partition_point(|&id| id < space);
+        let right = ids.get(i).copied().unwrap_or(first);
+        let left = match i.checked_sub(1) {
+            Some(j) if i < ids.len() => ids[j],
+            // i == 0: wrap to the last. i == len: right wrapped to the first, whose
+            // predecessor is the last.
+            _ => last,
+        };
+        let dright = right.wrapping_sub(space);
+        let dleft = space.wrapping_sub(left);
+        Some(SwarmId(if dright < dleft { right } else { left }))
+    }
+
+    /// The members of `swarm`, sorted by ed25519 pubkey; empty for an unknown swarm and for
+    /// `UNASSIGNED`.
+    pub fn members(&self, swarm: SwarmId) -> Vec<&NodeInfo> {
+        if swarm == SwarmId::UNASSIGNED {
+            return Vec::new();
+        }
+        self.nodes.iter().filter(|n| n.swarm_id == swarm).collect()
+    }
+
+    /// The node with this ed25519 pubkey, active or decommissioned (onion relaying still
+    /// reaches decommissioned nodes).
+    pub fn node(&self, pubkey_ed25519: &[u8; 32]) -> Option<&NodeInfo> {
+        self.nodes
+            .binary_search_by(|n| n.pubkey_ed25519.cmp(pubkey_ed25519))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+
+    /// The swarm of this node, or `None` if it is unknown or decommissioned.
+    pub fn swarm_of(&self, pubkey_ed25519: &[u8; 32]) -> Option<SwarmId> {
+        self.node(pubkey_ed25519)
+            .filter(|n| n.is_active())
+            .map(|n| n.swarm_id)
+    }
+
+    /// Whether this node is listed and in a swarm.
+    pub fn is_active(&self, pubkey_ed25519: &[u8; 32]) -> bool {
+        self.swarm_of(pubkey_ed25519).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;
