@@ -154,3 +154,33 @@ fn the_import_scanner_sees_both_forms() {
     let want: BTreeSet<String> = ["api", "rpc", "status"].map(String::from).into();
     assert_eq!(found, want);
 }
+
+#[test]
+fn architecture_code_map_lists_exactly_the_source_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let on_disk: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix(root).ok())
+        .map(|f| f.display().to_string())
+        .filter(|f| {
+            !(f.ends_with("/tests.rs") || f.contains("/tests/") || f.ends_with("test_util.rs"))
+        })
+        .collect();
+    // Rows of the file table: "| `src/…rs` | … |".
+    let listed: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `src/"))
+        .filter_map(|l| l.split('`').next())
+        .map(|f| format!("src/{f}"))
+        .collect();
+    let missing: Vec<_> = on_disk.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&on_disk).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "ARCHITECTURE.md's file table: missing {missing:?}, no longer in src/ {stale:?}"
+    );
+}
