@@ -105,7 +105,8 @@ impl Default for ReplicationConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// Address the public HTTPS listener binds. Default `0.0.0.0`.
+    /// Address the public HTTPS listener binds. Default `::`: every interface, IPv6 and IPv4
+    /// (dual stack).
     pub bind_ip: IpAddr,
     /// Port of the public HTTPS listener (0 = any free port). Default 22021.
     pub https_port: u16,
@@ -205,7 +206,7 @@ pub enum LogFormat {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bind_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             https_port: DEFAULT_HTTPS_PORT,
             public_ip: String::new(),
             public_https_port: 0,

@@ -148,9 +148,47 @@ fn outgoing_address(cfg: &Config) -> Option<std::net::IpAddr> {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| NodeError::Bind { what, addr, source })
+    match listen(addr) {
+        // A host without IPv6 (a kernel built without it, some containers) still serves IPv4
+        // on the default wildcard rather than refusing to start.
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED && no_ipv6(&e) => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            tracing::warn!(
+                listener = what,
+                "no IPv6 on this host: listening on IPv4 only"
+            );
+            listen(v4).map_err(|source| NodeError::Bind {
+                what,
+                addr: v4,
+                source,
+            })
+        }
+        r => r.map_err(|source| NodeError::Bind { what, addr, source }),
+    }
+}
+
+/// Whether `e` says the host has no IPv6 (EAFNOSUPPORT, or no usable IPv6 address).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(97) | Some(99))
+        || e.kind() == std::io::ErrorKind::AddrNotAvailable
+}
+
+/// A TCP listener on `addr`. The IPv6 wildcard `::` listens dual-stack, whatever the host's
+/// `net.ipv6.bindv6only` says, as upstream 2.11 does for Session Router: IPv4 clients arrive
+/// as v4-mapped addresses, which the public listener maps back to IPv4 so that rate limits and
+/// the loopback exemption see one address per client.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    // As tokio's own `bind`: a restarted node can listen while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 impl Node {

@@ -129,6 +129,8 @@ async fn accept_loop(
                 }
             },
         };
+        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: one client, one address.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         let _ = stream.set_nodelay(true);
         match &acceptor {
             None => {
