@@ -442,12 +442,17 @@ async fn one_node_entry_errors_and_refused_targets() {
         );
     }
 
-    // Exit targets outside /loki|oxen/…/lsrpc: encrypted 400 `Invalid url`.
+    // Exit targets outside /loki|oxen/…/lsrpc: encrypted 400 `Invalid url`. The hosts are
+    // loopback, which this node refuses as an exit target: were the URL check broken, the
+    // address check would still stop the request before it left the machine.
     for route in [
-        json!({"host": "example.org", "target": "/not_loki/v3/lsrpc"}),
-        json!({"host": "example.org", "target": "/loki/v3/lsrpc?x=1"}),
-        json!({"host": "example.org", "target": "/oxen/v4/lsrpc", "protocol": "ftp"}),
+        json!({"host": "127.0.0.1", "target": "/not_loki/v3/lsrpc"}),
+        json!({"host": "127.0.0.1", "target": "/loki/v3/lsrpc?x=1"}),
+        json!({"host": "127.0.0.1", "target": "/oxen/v4/lsrpc", "protocol": "ftp"}),
         json!({"host": "a@127.0.0.1", "target": "/oxen/v4/lsrpc"}),
+        // Normalised before the check: dot segments cannot climb out of /oxen/ (issue 8).
+        json!({"host": "127.0.0.1", "target": "/oxen/../x/lsrpc"}),
+        json!({"host": "127.0.0.1", "target": "/oxen/%2e%2e/x/lsrpc"}),
     ] {
         let (body, key) = raw_layer(&me.x25519, &framed(b"x", route.to_string().as_bytes()));
         cases.push(
@@ -556,7 +561,7 @@ async fn one_node_entry_errors_and_refused_targets() {
         .await
         .expect("text");
     assert!(
-        text.contains(r#"snode_onion_requests_total{outcome="invalid_url"} 4"#),
+        text.contains(r#"snode_onion_requests_total{outcome="invalid_url"} 6"#),
         "{text}"
     );
     assert!(

@@ -27,7 +27,7 @@ use super::onion_exit::{ExitClient, ExitError};
 use super::peer::{AuthenticatedPeer, PeerRejection};
 use super::response::{BINARY, Reply, TEXT, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
-use crate::onion::{EncType, Layer, ReplyKey, is_allowed_target, parse_combined, route};
+use crate::onion::{EncType, Layer, ReplyKey, allowed_target, parse_combined, route};
 use crate::peer::PATH_ONION;
 use crate::peer::client::PeerError;
 use crate::peer::hop::{decode_hop, encode_hop};
@@ -237,12 +237,12 @@ async fn process_layer(
             protocol,
             payload,
         }) => {
-            if !is_allowed_target(&protocol, &target) {
+            let Some(target) = allowed_target(&protocol, &target) else {
                 return (
                     sealed(&reply_key, 400, json!("Invalid url"), true),
                     OnionOutcome::InvalidUrl,
                 );
-            }
+            };
             exit(
                 &state.onion.exit,
                 &reply_key,

@@ -251,6 +251,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = seg[2].to_be_bytes();
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        // RFC 8215's local-use NAT64 prefix 64:ff9b:1::/48: translated by a local gateway
+        // into whatever IPv4 it chooses, private networks included, so never public.
+        return false;
+    }
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         // NAT64 well-known prefix: the last 32 bits are IPv4.
         let [a, b] = seg[6].to_be_bytes();
@@ -320,6 +325,8 @@ mod tests {
             "2002:7f00:0001::1",
             "2002:c0a8:0101::1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
         ] {
             assert!(!is_public_ip(ip(private)), "{private}");
         }

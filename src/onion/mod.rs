@@ -21,7 +21,7 @@ pub use build::{
 pub use crypto::{EncType, PeelError};
 pub use parse::{Combined, MAX_ONION_BODY, ParseError, parse_combined};
 pub use peel::{NodeKeyError, NodeOnionKey, ReplyKey, peel};
-pub use route::{Layer, RouteError, is_allowed_target, route};
+pub use route::{Layer, RouteError, allowed_target, is_allowed_target, normalize_target, route};
 
 #[cfg(test)]
 mod tests;

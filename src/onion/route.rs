@@ -117,10 +117,64 @@ pub fn route(plaintext: &[u8]) -> Result<Layer<'_>, RouteError> {
 /// Whether an exit hop may proxy to `protocol://host/target` (storage-server.md 2.6): only
 /// http(s), only `/loki/…` or `/oxen/…` paths ending in `/lsrpc`, and no query string.
 pub fn is_allowed_target(protocol: &str, target: &str) -> bool {
-    matches!(protocol, "http" | "https")
-        && (target.starts_with("/loki/") || target.starts_with("/oxen/"))
-        && target.ends_with("/lsrpc")
-        && !target.contains('?')
+    allowed_target(protocol, target).is_some()
+}
+
+/// The path an exit hop requests for `target`, or `None` when it may not proxy there: the
+/// rule of [`is_allowed_target`], checked on the normalised path (see [`normalize_target`]),
+/// which is also the path sent. The original checks the raw string, so `/oxen/../x/lsrpc`
+/// passes its prefix test and the server it reaches resolves it to `/x/lsrpc`.
+pub fn allowed_target(protocol: &str, target: &str) -> Option<String> {
+    if !matches!(protocol, "http" | "https") {
+        return None;
+    }
+    let path = normalize_target(target)?;
+    ((path.starts_with("/loki/") || path.starts_with("/oxen/")) && path.ends_with("/lsrpc"))
+        .then_some(path)
+}
+
+/// `target` with its dot segments resolved (`.` dropped, `..` removes the segment before it,
+/// RFC 3986 5.2.4), `%2e` read as a dot as servers do. `None` for a path a server could read
+/// otherwise than we check it: not absolute, a query or fragment, a backslash, whitespace or a
+/// control character, any other percent escape (`%2f` would hide a slash), or `..` above the
+/// root.
+pub fn normalize_target(target: &str) -> Option<String> {
+    let rest = target.strip_prefix('/')?;
+    if target
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#' | b'\\') || b <= b' ' || b == 0x7f)
+    {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for raw in rest.split('/') {
+        let seg = decode_dots(raw)?;
+        match seg.as_str() {
+            "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            _ => out.push(seg),
+        }
+    }
+    Some(format!("/{}", out.join("/")))
+}
+
+/// A path segment with `%2e`/`%2E` decoded; `None` if it holds any other percent escape.
+fn decode_dots(seg: &str) -> Option<String> {
+    let mut out = String::with_capacity(seg.len());
+    let mut rest = seg;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let esc = rest.get(i + 1..i + 3)?;
+        if !esc.eq_ignore_ascii_case("2e") {
+            return None;
+        }
+        out.push('.');
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn req_str<'m>(meta: &'m Map<String, Value>, key: &'static str) -> Result<&'m str, RouteError> {
@@ -306,5 +360,41 @@ mod tests {
         for proto in ["ftp", "HTTPS", "", "file"] {
             assert!(!is_allowed_target(proto, "/loki/v3/lsrpc"), "{proto}");
         }
+    }
+
+    #[test]
+    fn targets_are_checked_after_normalisation() {
+        // Dot segments that climb out of the allowed prefixes, plain or percent-encoded.
+        for bad in [
+            "/oxen/../x/lsrpc",
+            "/loki/v3/../../etc/lsrpc",
+            "/oxen/%2e%2e/x/lsrpc",
+            "/oxen/%2E%2e/x/lsrpc",
+            "/oxen/.%2e/x/lsrpc",
+            "/oxen/../../../lsrpc",
+            "/../oxen/v4/lsrpc",
+            "/oxen/v4%2flsrpc",
+            "/oxen/v4/%6csrpc",
+            "/oxen\\..\\x/lsrpc",
+            "/oxen/v4/lsrpc#x",
+            "/oxen/v4 /lsrpc",
+            "/oxen/v4/lsrpc%",
+            "oxen/v4/lsrpc",
+        ] {
+            assert_eq!(allowed_target("https", bad), None, "{bad}");
+        }
+        // Harmless dot segments resolve, and the resolved path is what gets requested.
+        assert_eq!(
+            allowed_target("https", "/oxen/./v4/lsrpc").as_deref(),
+            Some("/oxen/v4/lsrpc")
+        );
+        assert_eq!(
+            allowed_target("http", "/loki/x/../v3/lsrpc").as_deref(),
+            Some("/loki/v3/lsrpc")
+        );
+        assert_eq!(
+            allowed_target("https", "/oxen/v4/lsrpc").as_deref(),
+            Some("/oxen/v4/lsrpc")
+        );
     }
 }
