@@ -329,7 +329,7 @@ async fn relay(
             tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
             unreachable()
         }
-        Err(PeerError::NotAuthentic) => (
+        Err(PeerError::NotAuthentic | PeerError::TooLarge { .. }) => (
             Reply::text(500, "Invalid response from snode"),
             OnionOutcome::BadPeerResponse,
         ),

@@ -28,7 +28,18 @@ pub enum PeerError {
     /// The answer was not signed by the peer we asked.
     #[error("peer response is not authentic")]
     NotAuthentic,
+    /// The answer's body was larger than any answer a node sends.
+    #[error("peer response over {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
 }
+
+/// Largest peer answer read, in bytes: a relayed onion answer is at most what an exit hop
+/// passes back (10 MiB), anti-entropy and hand-off answers far less. The body is counted while
+/// it streams in, so a hostile peer cannot make us buffer more than this.
+pub const MAX_PEER_RESPONSE: usize = 10 * 1024 * 1024;
 
 /// A peer's answer: status and body (signature already verified).
 #[derive(Debug, Clone)]
@@ -98,7 +109,7 @@ impl PeerClient {
             .map_err(|e| classify(e, timeout))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| classify(e, timeout))?;
+        let body = read_capped(resp, MAX_PEER_RESPONSE, timeout).await?;
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let signer = self
             .auth
@@ -117,6 +128,26 @@ impl PeerClient {
         }
         Ok(PeerResponse { status, body })
     }
+}
+
+/// The body of `resp`, refused as soon as it is known to exceed `limit` bytes: from its
+/// `Content-Length` before reading, else while its chunks arrive.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, PeerError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(PeerError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, timeout))? {
+        if body.len() + chunk.len() > limit {
+            return Err(PeerError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 fn classify(e: reqwest::Error, timeout: Duration) -> PeerError {

@@ -62,7 +62,9 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.
         Err(PeerError::Timeout(_) | PeerError::Unreachable(_)) => (ForwardOutcome::Timeout, true),
-        Err(PeerError::NotAuthentic) => (ForwardOutcome::BadResponse, true),
+        Err(PeerError::NotAuthentic | PeerError::TooLarge { .. }) => {
+            (ForwardOutcome::BadResponse, true)
+        }
     }
 }
 
