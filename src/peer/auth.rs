@@ -189,7 +189,8 @@ impl PeerAuth {
         let mut tag = [0u8; 32];
         hex::decode_to_slice(mac_hex.ok_or(PeerAuthError::Malformed)?, &mut tag)
             .map_err(|_| PeerAuthError::Malformed)?;
-        if (ts - now_ms).abs() > PEER_TOLERANCE_MS {
+        // `abs_diff`: a timestamp of i64::MIN or MAX from an attacker cannot overflow.
+        if ts.abs_diff(now_ms) > PEER_TOLERANCE_MS.unsigned_abs() {
             return Err(PeerAuthError::Stale);
         }
         let key = self.pair_key(&sender)?;
@@ -264,6 +265,31 @@ mod tests {
             ),
             Err(PeerAuthError::Malformed)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let (a, b) = pair();
+        let a_hex = hex::encode(a.me());
+        for ts in [i64::MIN, i64::MAX, i64::MIN + 1] {
+            let h = a.sign(&b.me(), "POST", "/x", b"", ts).expect("sign");
+            for now in [0, 1_000, i64::MAX, i64::MIN] {
+                let r = b.verify(
+                    Some(&a_hex),
+                    Some(&h[1].1),
+                    Some(&h[2].1),
+                    "POST",
+                    "/x",
+                    b"",
+                    now,
+                );
+                if ts.abs_diff(now) > 60_000 {
+                    assert_eq!(r, Err(PeerAuthError::Stale), "ts {ts} now {now}");
+                } else {
+                    assert_eq!(r, Ok(a.me()), "ts {ts} now {now}");
+                }
+            }
+        }
     }
 
     #[test]
