@@ -380,3 +380,63 @@ async fn a_swarm_change_hands_data_to_its_new_owners_then_deletes_it() {
     let hashes: Vec<String> = msgs.iter().map(|m| m.hash.clone()).collect();
     assert!(a.store.tombstoned(&hashes).expect("t").is_empty());
 }
+
+/// An unlisted node — or an attacker with fresh keys per request — is refused with 403 before
+/// any key agreement: its requests never enter the pair-key cache, so they can neither burn
+/// CPU on X25519 nor evict the keys of real peers. Its MAC is valid (it has its own key), so
+/// only the membership check stands in its way.
+#[tokio::test]
+async fn unlisted_senders_are_refused_before_any_crypto() {
+    let mut r = Replica::new(41).await;
+    place(&[&r], &[1]);
+    r.serve();
+    let target = r.info(1);
+    let before = r.state.peers.auth().cached_pairs();
+    for seed in 0..20u8 {
+        let stranger = PeerClient::new(
+            Arc::new(NodeKeys::from_seed([200u8.wrapping_add(seed); 32])),
+            clock(),
+            None,
+        )
+        .expect("client");
+        // The stranger reads our 403 as an unauthenticated answer.
+        let got = stranger
+            .post(
+                &target,
+                snode::peer::PATH_DATA,
+                vec![1],
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(
+            matches!(got, Err(snode::peer::client::PeerError::NotAuthentic)),
+            "{got:?}"
+        );
+    }
+    // On the wire: a plain 403 with the reason.
+    let stranger = snode::peer::auth::PeerAuth::new(Arc::new(NodeKeys::from_seed([199; 32])));
+    let mut req = common::client().post(format!(
+        "https://127.0.0.1:{}{}",
+        target.https_port,
+        snode::peer::PATH_DATA
+    ));
+    for (name, value) in stranger
+        .sign(
+            &target.pubkey_ed25519,
+            "POST",
+            snode::peer::PATH_DATA,
+            b"x",
+            now(),
+        )
+        .expect("sign")
+    {
+        req = req.header(name, value);
+    }
+    let resp = req.body("x").send().await.expect("send");
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(
+        resp.text().await.expect("text"),
+        "peer is not a listed service node"
+    );
+    assert_eq!(r.state.peers.auth().cached_pairs(), before);
+}

@@ -37,9 +37,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A peer request that passed authentication: its body (at most [`MAX_REQUEST_BODY`]), its
-/// MAC checked for this path and body, its sender a listed node. The checks, in order, each
-/// with the status it answers: body size (413, or 400 for a broken body), MAC (401 with the
-/// reason), listed sender (403).
+/// sender a listed node, its MAC checked for this path and body. The checks, in order, each
+/// with the status it answers: body size (413, or 400 for a broken body), listed sender (403),
+/// MAC (401 with the reason).
 pub struct AuthenticatedPeer {
     /// The sending node's Ed25519 pubkey.
     pub sender: [u8; 32],
@@ -75,6 +75,16 @@ impl FromRequest<AppState> for AuthenticatedPeer {
         let (parts, body) = req.into_parts();
         let body = read_body(body, MAX_REQUEST_BODY).await.map_err(reject)?;
         let get = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        // Membership before crypto: an unlisted sender costs a map lookup, not an X25519
+        // agreement, and never enters the pair-key cache (where random keys would evict the
+        // real peers' keys). A malformed key header is left to `verify`'s 401.
+        let mut claimed = [0u8; 32];
+        if let Some(h) = get(HEADER_PUBKEY)
+            && hex::decode_to_slice(h, &mut claimed).is_ok()
+            && state.rpc.membership.borrow().node(&claimed).is_none()
+        {
+            return Err(reject(text(403, "peer is not a listed service node")));
+        }
         let sender = state
             .peers
             .auth()

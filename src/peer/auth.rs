@@ -94,6 +94,11 @@ impl PeerAuth {
     }
 
     /// The MAC key shared with `peer` (computed once, then cached).
+    /// How many pair keys are cached (for tests that show who gets one).
+    pub fn cached_pairs(&self) -> usize {
+        self.pairs.lock().map_or(0, |p| p.len())
+    }
+
     fn pair_key(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, PeerAuthError> {
         if let Ok(pairs) = self.pairs.lock()
             && let Some(k) = pairs.get(peer)
