@@ -61,6 +61,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Per-IP client rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// What one connection to the public listener may cost: timeouts and caps.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Onion requests: what the exit hop may reach.
@@ -152,6 +154,45 @@ pub struct StorageConfig {
     /// How often expired messages are deleted. Default "5s".
     #[serde(with = "humantime_serde")]
     pub expiry_sweep_interval: Duration,
+}
+
+/// `[limits]`: what anyone on the internet may make the public listener hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A connection that has not finished its TLS handshake in this time is closed.
+    /// Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection that sends no complete request head in this time is closed; it also
+    /// bounds how long an idle HTTP/1 keep-alive connection waits for its next request.
+    /// Default "10s".
+    #[serde(with = "humantime_serde")]
+    pub request_head_timeout: Duration,
+    /// A request whose body does not arrive in this time is answered 408 and dropped.
+    /// Default "30s".
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// Connections held at once (handshaking or established); further ones wait in the
+    /// kernel's backlog until one closes. Default 10000.
+    pub max_connections: usize,
+    /// TLS handshakes in progress at once. Default 512.
+    pub max_handshakes: usize,
+    /// Concurrent HTTP/2 streams per connection. Default 100.
+    pub http2_max_streams: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            handshake_timeout: Duration::from_secs(10),
+            request_head_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_handshakes: 512,
+            http2_max_streams: 100,
+        }
+    }
 }
 
 /// `[rate_limit]`
@@ -344,6 +385,39 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key,
                     why: "must be at least 100ms".into(),
+                });
+            }
+        }
+        for (key, d) in [
+            ("limits.handshake_timeout", self.limits.handshake_timeout),
+            (
+                "limits.request_head_timeout",
+                self.limits.request_head_timeout,
+            ),
+            (
+                "limits.request_body_timeout",
+                self.limits.request_body_timeout,
+            ),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be more than 0".into(),
+                });
+            }
+        }
+        for (key, n) in [
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_handshakes", self.limits.max_handshakes),
+            (
+                "limits.http2_max_streams",
+                self.limits.http2_max_streams as usize,
+            ),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 1".into(),
                 });
             }
         }

@@ -20,7 +20,7 @@ use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::listener::{PublicListener, RemoteAddr};
+use crate::api::listener::{ListenerLimits, PublicListener};
 use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::clock::{self, Clock};
@@ -322,23 +322,38 @@ impl Node {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let listener = PublicListener::start(public_tcp, Some(tls), &tracker, cancel.child_token())
-            .map_err(|source| NodeError::Bind {
-                what: "public HTTPS",
-                addr: public_addr,
-                source,
-            })?;
-        let public_app =
-            api::public::router(state.clone()).into_make_service_with_connect_info::<RemoteAddr>();
-        let c = cancel.clone();
-        tracker.spawn(async move {
-            if let Err(e) = axum::serve(listener, public_app)
-                .with_graceful_shutdown(c.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "public listener failed");
-            }
-        });
+        let limits = &cfg.limits;
+        let listener = PublicListener::start(
+            public_tcp,
+            Some(tls),
+            ListenerLimits {
+                handshake_timeout: limits.handshake_timeout,
+                max_connections: limits.max_connections,
+                max_handshakes: limits.max_handshakes,
+            },
+            &tracker,
+            cancel.child_token(),
+        )
+        .map_err(|source| NodeError::Bind {
+            what: "public HTTPS",
+            addr: public_addr,
+            source,
+        })?;
+        // A body that stalls is cut off: without this, a client could hold a request (and
+        // its handler) open forever by sending a byte a minute.
+        let public_app = api::public::router(state.clone()).layer(
+            tower_http::timeout::RequestBodyTimeoutLayer::new(limits.request_body_timeout),
+        );
+        tracker.spawn(api::serve::serve(
+            listener,
+            public_app,
+            api::serve::HttpLimits {
+                request_head_timeout: limits.request_head_timeout,
+                http2_max_streams: limits.http2_max_streams,
+            },
+            tracker.clone(),
+            cancel.clone(),
+        ));
         let status_source = StatusSource {
             me: keys.pubkey_ed25519(),
             membership: membership_rx.clone(),

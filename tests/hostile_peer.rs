@@ -31,8 +31,14 @@ async fn hostile_peer(answer: fn() -> Body) -> (NodeInfo, CancellationToken) {
     let port = tcp.local_addr().expect("addr").port();
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let listener =
-        PublicListener::start(tcp, Some(tls), &tasks, cancel.child_token()).expect("listener");
+    let listener = PublicListener::start(
+        tcp,
+        Some(tls),
+        snode::api::listener::ListenerLimits::default(),
+        &tasks,
+        cancel.child_token(),
+    )
+    .expect("listener");
     let app = Router::new()
         .fallback(post(move || async move { answer() }))
         .into_make_service_with_connect_info::<RemoteAddr>();

@@ -151,6 +151,7 @@ impl Replica {
         let listener = PublicListener::start(
             tcp,
             Some(self.tls.clone()),
+            snode::api::listener::ListenerLimits::default(),
             &self.tasks,
             self.cancel.child_token(),
         )

@@ -14,6 +14,7 @@ pub mod peer;
 pub mod public;
 pub mod rate_limit;
 pub mod response;
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -46,6 +46,18 @@ pub fn rpc(resp: RpcResponse) -> Response {
     Reply::rpc(resp).into_response()
 }
 
+/// Whether the body read failed because the body timeout fired (anywhere in the chain).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Reads a request body of at most `max` bytes; a larger one gets the original's 413.
 pub async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
     match Limited::new(body, max).collect().await {
@@ -55,6 +67,9 @@ pub async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
                 .is_some()
             {
                 Err(text(413, "Request body too large"))
+            } else if timed_out(e.as_ref()) {
+                // `[limits] request_body_timeout` (the body timeout layer of the public router).
+                Err(text(408, "Request Timeout\n"))
             } else {
                 // The client went away or sent a broken body: nothing useful to say.
                 Err(text(400, "Bad Request\n"))
