@@ -317,6 +317,7 @@ impl Node {
                 ),
             },
             status: status.clone(),
+            anti_entropy_limit: api::anti_entropy_limiter(&cfg.replication),
         };
 
         let cancel = CancellationToken::new();

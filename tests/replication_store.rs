@@ -62,6 +62,9 @@ fn fast() -> ReplicationConfig {
         retry_max_backoff: Duration::from_millis(400),
         anti_entropy_interval: Duration::from_millis(300),
         handoff_interval: Duration::from_millis(300),
+        // Rounds every 300 ms: far more than a real swarm asks.
+        anti_entropy_peer_per_second: 1000,
+        anti_entropy_peer_burst: 1000,
     }
 }
 
@@ -123,6 +126,7 @@ impl Replica {
                 now(),
                 true,
             )),
+            anti_entropy_limit: snode::api::anti_entropy_limiter(&fast()),
         };
         let cancel = CancellationToken::new();
         tokio::spawn(repl.clone().run_retry(cancel.clone()));
@@ -440,4 +444,36 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
         "peer is not a listed service node"
     );
     assert_eq!(r.state.peers.auth().cached_pairs(), before);
+}
+
+/// A listed peer cannot make us scan our store in a loop: anti-entropy requests beyond its
+/// per-peer budget get a (signed) 429 before any store read.
+#[tokio::test]
+async fn anti_entropy_requests_are_rate_limited_per_peer() {
+    let a = Replica::new(43).await;
+    let mut b = Replica::new(44).await;
+    place(&[&a, &b], &[1, 1]);
+    b.state.anti_entropy_limit = snode::api::anti_entropy_limiter(&ReplicationConfig {
+        anti_entropy_peer_per_second: 1,
+        anti_entropy_peer_burst: 3,
+        ..fast()
+    });
+    b.serve();
+    let target = b.info(1);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = a
+            .state
+            .peers
+            .post(
+                &target,
+                snode::replication::protocol::PATH_AE_DIGEST,
+                b"{}".to_vec(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("signed answer");
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
 }

@@ -53,6 +53,22 @@ pub struct AppState {
     pub onion: onion::OnionServices,
     /// What `/status` reports beyond the above: reachability, recent requests, start time.
     pub status: Arc<crate::status::StatusState>,
+    /// Per-peer token buckets of the anti-entropy endpoints (each request reads the store).
+    pub anti_entropy_limit: Arc<std::sync::Mutex<crate::directory::limit::Buckets<[u8; 32]>>>,
+}
+
+/// The anti-entropy limiter of `AppState` for `config`: one bucket per peer, at most as many
+/// peers as a network lists.
+pub fn anti_entropy_limiter(
+    config: &crate::config::ReplicationConfig,
+) -> Arc<std::sync::Mutex<crate::directory::limit::Buckets<[u8; 32]>>> {
+    let rate = crate::directory::limit::Rate::new(
+        f64::from(config.anti_entropy_peer_per_second),
+        config.anti_entropy_peer_burst,
+    );
+    Arc::new(std::sync::Mutex::new(
+        crate::directory::limit::Buckets::new(Some(rate), crate::directory::limit::MAX_TRACKED),
+    ))
 }
 
 impl AppState {

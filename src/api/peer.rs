@@ -165,6 +165,15 @@ async fn storage_cc(State(state): State<AppState>, peer: AuthenticatedPeer) -> R
 /// request, answered by `replication::serve` (which admits only members of our swarm) on a
 /// blocking thread, since it reads the store.
 async fn anti_entropy(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+    // Each request reads the store: a listed but hostile peer must not make us scan it in a
+    // loop. Honest peers ask a few times per round (`replication.anti_entropy_interval`).
+    let allowed = state
+        .anti_entropy_limit
+        .lock()
+        .is_ok_and(|mut b| b.allow(peer.sender, Instant::now()));
+    if !allowed {
+        return peer.answer_text(&state, 429, "anti-entropy rate limit");
+    }
     let store = state.rpc.store.clone();
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
