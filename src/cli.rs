@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// and in containers, where the bound address is not the one peers reach.
     #[arg(long, env = "SNODE_PUBLIC_IP")]
     pub public_ip: Option<std::net::Ipv4Addr>,
+    /// Reach peers at non-public addresses (sets network.allow_private_peers): a network on
+    /// one host or a LAN only.
+    #[arg(long, env = "SNODE_ALLOW_PRIVATE_PEERS")]
+    pub allow_private_peers: bool,
     /// Log format (overrides log.format).
     #[arg(long, env = "SNODE_LOG_FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -339,6 +343,9 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(ip) = args.public_ip {
         cfg.network.public_ip = ip.to_string();
+    }
+    if args.allow_private_peers {
+        cfg.network.allow_private_peers = true;
     }
     if let Some(f) = args.log_format {
         cfg.log.format = f;

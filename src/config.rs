@@ -128,6 +128,10 @@ pub struct NetworkConfig {
     pub directory: String,
     /// Local test network: accept 64-hex pubkeys as `05` accounts. Default false.
     pub testnet: bool,
+    /// Let this node reach peers at loopback, private, link-local and other non-public IPv4
+    /// addresses (relayed onion hops, forwards, hand-off, anti-entropy, reachability tests).
+    /// Only for networks on one host or a LAN; `testnet` implies it. Default false.
+    pub allow_private_peers: bool,
     /// How long shutdown waits for in-flight requests. Default "10s".
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -259,6 +263,7 @@ impl Default for NetworkConfig {
             public_https_port: 0,
             directory: String::new(),
             testnet: false,
+            allow_private_peers: false,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             membership_poll_interval: DEFAULT_MEMBERSHIP_POLL_INTERVAL,
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,

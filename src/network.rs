@@ -101,6 +101,10 @@ pub async fn follow_directory(
 
 /// Whether a peer passes both reachability tests.
 async fn test_peer(http: &reqwest::Client, peers: &PeerClient, peer: &NodeInfo) -> bool {
+    // Same rule as every other peer connection: no test of a non-public address.
+    if peers.refuses(peer).is_some() {
+        return false;
+    }
     let url = format!("https://{}:{}/ping_test/v1", peer.ip, peer.https_port);
     let expected = b64(&peer.pubkey_ed25519);
     let https_ok = match http.post(url).send().await {

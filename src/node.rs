@@ -251,8 +251,14 @@ impl Node {
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
         let clock: Clock = opts.clock.unwrap_or_else(clock::wall);
         let status = Arc::new(StatusState::new(metrics.clone(), clock(), networked));
-        let peer_client = PeerClient::new(keys.clone(), clock.clone(), outgoing_address(&cfg))
-            .map_err(NodeError::HttpClient)?;
+        let allow_private_peers = cfg.network.allow_private_peers || cfg.network.testnet;
+        let peer_client = PeerClient::new(
+            keys.clone(),
+            clock.clone(),
+            outgoing_address(&cfg),
+            allow_private_peers,
+        )
+        .map_err(NodeError::HttpClient)?;
         let directory = if networked {
             Some(
                 DirectoryClient::new(&cfg.network.directory).map_err(|source| {

@@ -66,6 +66,7 @@ fn me() -> PeerClient {
         Arc::new(NodeKeys::generate()),
         Arc::new(snode::clock::wall_clock_ms),
         None,
+        true,
     )
     .expect("client")
 }
@@ -120,4 +121,66 @@ async fn a_small_unsigned_answer_reaches_the_authentication_check() {
         .await;
     assert!(matches!(r, Err(PeerError::NotAuthentic)), "{r:?}");
     stop.cancel();
+}
+
+/// A listed node at a non-public address cannot make us connect into our own network: the
+/// refusal happens before any connection. The "private" peer here is a loopback listener
+/// that counts connections, so a broken guard would show as a connection on 127.0.0.1 and
+/// nothing leaves the machine either way.
+#[tokio::test]
+async fn a_peer_at_a_non_public_address_is_never_connected_to() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = tcp.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    let watcher = tokio::spawn(async move {
+        while tcp.accept().await.is_ok() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let peer = NodeInfo {
+        pubkey_ed25519: NodeKeys::generate().pubkey_ed25519(),
+        pubkey_x25519: [0; 32],
+        ip: Ipv4Addr::LOCALHOST,
+        https_port: port,
+        omq_port: 0,
+        swarm_id: SwarmId(1),
+        version: [2, 8, 0],
+    };
+    let strict = PeerClient::new(
+        Arc::new(NodeKeys::generate()),
+        Arc::new(snode::clock::wall_clock_ms),
+        None,
+        false,
+    )
+    .expect("client");
+    assert_eq!(strict.refuses(&peer), Some("loopback (127.0.0.0/8)"));
+    let r = strict
+        .post(
+            &peer,
+            "/snode/v1/onion",
+            b"x".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(matches!(r, Err(PeerError::NotPublic { .. })), "{r:?}");
+    // The same request from a local-network node does connect (so the counter works).
+    let _ = me()
+        .post(
+            &peer,
+            "/snode/v1/onion",
+            b"x".to_vec(),
+            Duration::from_secs(2),
+        )
+        .await;
+    common::wait_for(
+        "the permissive client's connection",
+        Duration::from_secs(10),
+        async || (accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()),
+    )
+    .await;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    watcher.abort();
 }

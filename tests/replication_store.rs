@@ -83,7 +83,7 @@ impl Replica {
         let addr = tcp.local_addr().expect("addr");
         let (tx, rx) = watch::channel(Arc::new(Membership::default()));
         let metrics = Metrics::new();
-        let client = PeerClient::new(keys.clone(), clock(), None).expect("client");
+        let client = PeerClient::new(keys.clone(), clock(), None, true).expect("client");
         let repl = Replicator::new(ReplicatorParts {
             store: store.clone(),
             client: client.clone(),
@@ -402,6 +402,7 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
             Arc::new(NodeKeys::from_seed([200u8.wrapping_add(seed); 32])),
             clock(),
             None,
+            true,
         )
         .expect("client");
         // The stranger reads our 403 as an unauthenticated answer.

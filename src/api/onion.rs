@@ -325,6 +325,10 @@ async fn relay(
             Reply::text(504, "Request time out"),
             OnionOutcome::RelayTimeout,
         ),
+        Err(PeerError::NotPublic { .. }) => {
+            tracing::debug!("onion relay: next node listed at a non-public address");
+            unreachable()
+        }
         Err(PeerError::Unreachable(e)) => {
             tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
             unreachable()

@@ -28,6 +28,12 @@ pub enum PeerError {
     /// The answer was not signed by the peer we asked.
     #[error("peer response is not authentic")]
     NotAuthentic,
+    /// The peer is listed at a non-public address and this node may not reach those.
+    #[error("peer address is not public ({class})")]
+    NotPublic {
+        /// The address class (loopback, private, …).
+        class: &'static str,
+    },
     /// The answer's body was larger than any answer a node sends.
     #[error("peer response over {limit} bytes")]
     TooLarge {
@@ -56,14 +62,17 @@ pub struct PeerClient {
     http: reqwest::Client,
     auth: Arc<PeerAuth>,
     clock: Clock,
+    allow_private: bool,
 }
 
 impl PeerClient {
-    /// A client signing with `keys`.
+    /// A client signing with `keys`; `allow_private` lets it reach peers listed at non-public
+    /// addresses (local networks only).
     pub fn new(
         keys: Arc<NodeKeys>,
         clock: Clock,
         local_address: Option<std::net::IpAddr>,
+        allow_private: bool,
     ) -> Result<PeerClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .local_address(local_address)
@@ -76,7 +85,18 @@ impl PeerClient {
             http,
             auth: Arc::new(PeerAuth::new(keys)),
             clock,
+            allow_private,
         })
+    }
+
+    /// Why this node may not connect to `peer`, if it may not: a listed node at a non-public
+    /// address would otherwise make us send requests into our own network (the exit hop's rule,
+    /// for peers). The directory refuses such announcements too; this holds whatever it lists.
+    pub fn refuses(&self, peer: &NodeInfo) -> Option<&'static str> {
+        if self.allow_private {
+            return None;
+        }
+        crate::directory::addr::classify(peer.ip)
     }
 
     /// The node's peer authentication (shared with the receiving side of the node).
@@ -92,6 +112,9 @@ impl PeerClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<PeerResponse, PeerError> {
+        if let Some(class) = self.refuses(peer) {
+            return Err(PeerError::NotPublic { class });
+        }
         let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
         let now = (self.clock)();
         let mut req = self.http.post(url).timeout(timeout);

@@ -61,7 +61,9 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
             (reply, !(400..500).contains(&r.status))
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.
-        Err(PeerError::Timeout(_) | PeerError::Unreachable(_)) => (ForwardOutcome::Timeout, true),
+        Err(PeerError::Timeout(_) | PeerError::Unreachable(_) | PeerError::NotPublic { .. }) => {
+            (ForwardOutcome::Timeout, true)
+        }
         Err(PeerError::NotAuthentic | PeerError::TooLarge { .. }) => {
             (ForwardOutcome::BadResponse, true)
         }

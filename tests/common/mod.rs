@@ -49,6 +49,8 @@ pub fn test_config() -> Config {
     c.admin.listen = "127.0.0.1:0".parse().expect("addr");
     c.storage.expiry_sweep_interval = Duration::from_millis(200);
     c.network.shutdown_grace = Duration::from_secs(5);
+    // Every peer of a test is on 127.0.0.1.
+    c.network.allow_private_peers = true;
     c
 }
 
