@@ -4,6 +4,7 @@
 //! building a 3-hop onion on the client. Each case runs twice: criterion (wall time), then a
 //! fixed-work pass timed in process CPU time, the stable figure on these shared 2-core VMs.
 //! Results and the machine they were taken on are in BENCHMARKS.md, section "Onion".
+#![allow(clippy::disallowed_methods)] // a benchmark measures real elapsed time with std's clock
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use criterion::{BenchmarkId, Criterion, Throughput};

@@ -8,6 +8,7 @@
 //! where wall-clock rates are not; it prints to stderr. Results, the machine and the method
 //! are in BENCHMARKS.md, section "Store". Databases live under `/var/tmp` (a real disk, not
 //! tmpfs) and are removed at the end.
+#![allow(clippy::disallowed_methods)] // a benchmark measures real elapsed time with std's clock
 
 use criterion::{BatchSize, Criterion, Throughput};
 use snode::message::{AccountId, Message, Namespace, message_hash};
