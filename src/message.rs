@@ -191,6 +191,29 @@ pub struct Message {
     pub data: Vec<u8>,
 }
 
+impl Message {
+    /// This message as received from a peer (hand-off, anti-entropy), admitted as strictly as
+    /// a client's `store` would be: `None` when no client request could have produced it — a
+    /// body over [`MAX_DATA_BYTES`], the reserved testing namespace, a timestamp further ahead
+    /// of `now_ms` than [`STORE_TOLERANCE_MS`] — else the message with its expiry clamped to
+    /// the latest any client request could have set by now: `now_ms` plus the longest TTL
+    /// (what `expire` caps extensions at). The clamp is not `timestamp + the namespace's
+    /// TTL`, because a client may have extended a message since it was stored.
+    pub fn admitted_from_peer(mut self, now_ms: i64) -> Option<Message> {
+        if self.data.len() > MAX_DATA_BYTES
+            || self.namespace == Namespace::TESTING
+            || self.timestamp_ms > now_ms.saturating_add(STORE_TOLERANCE_MS)
+        {
+            return None;
+        }
+        let latest = now_ms
+            .saturating_add(TTL_MAXIMUM_PRIVATE_MS)
+            .saturating_add(STORE_TOLERANCE_MS);
+        self.expiry_ms = self.expiry_ms.min(latest);
+        Some(self)
+    }
+}
+
 /// Debug omits the body and shortens the account (privacy).
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -328,5 +351,42 @@ mod tests {
         assert!(!is_valid_hash(
             "4sMyAuaZlMwww3oFvfhazfw7ASx/7TDtO+TVc8aAjH_"
         ));
+    }
+
+    #[test]
+    fn peer_copies_are_admitted_as_a_client_store_would_be() {
+        let now = 1_700_000_000_000;
+        let account = AccountId::from_hex(
+            "05ffba630924aa1224bb930dde21c0d11bf004608f2812217f8ac812d6c7e3ad48",
+        )
+        .unwrap();
+        let m = |ns: i16, len: usize, ts: i64, expiry: i64| Message {
+            account,
+            namespace: Namespace(ns),
+            hash: String::new(),
+            timestamp_ms: ts,
+            expiry_ms: expiry,
+            data: vec![0; len],
+        };
+        let fine = m(0, MAX_DATA_BYTES, now, now + 3_600_000);
+        assert_eq!(fine.clone().admitted_from_peer(now), Some(fine));
+        assert_eq!(
+            m(0, MAX_DATA_BYTES + 1, now, now + 1).admitted_from_peer(now),
+            None
+        );
+        assert_eq!(m(-3741, 1, now, now + 1).admitted_from_peer(now), None);
+        let ahead = now + STORE_TOLERANCE_MS + 1;
+        assert_eq!(m(0, 1, ahead, ahead + 1).admitted_from_peer(now), None);
+        // Within the tolerance is fine; an expiry beyond what any request could set is cut.
+        let edge = now + STORE_TOLERANCE_MS;
+        assert!(m(0, 1, edge, edge + 1).admitted_from_peer(now).is_some());
+        let far = m(0, 1, now, i64::MAX).admitted_from_peer(now).unwrap();
+        assert_eq!(
+            far.expiry_ms,
+            now + TTL_MAXIMUM_PRIVATE_MS + STORE_TOLERANCE_MS
+        );
+        // A shortened expiry (below timestamp + the minimum TTL) is a client's right: kept.
+        let short = m(0, 1, now - 60_000, now - 59_000 + 5_000);
+        assert_eq!(short.clone().admitted_from_peer(now), Some(short));
     }
 }

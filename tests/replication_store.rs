@@ -478,3 +478,68 @@ async fn anti_entropy_requests_are_rate_limited_per_peer() {
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+/// A listed swarm peer pushing data (`/snode/v1/data`, the hand-off route) cannot store what
+/// no client could: an oversized body, a timestamp from the future, or an expiry beyond any a
+/// request could set. What a client could have stored is still taken.
+#[tokio::test]
+async fn pushed_messages_are_admitted_as_strictly_as_a_client_store() {
+    let a = Replica::new(45).await;
+    let mut b = Replica::new(46).await;
+    place(&[&a, &b], &[1, 1]);
+    b.serve();
+    let user = User::new(9);
+    let now = now();
+    let mk = |data: Vec<u8>, ts: i64, expiry: i64| {
+        let account = user.account;
+        Message {
+            account,
+            namespace: Namespace(0),
+            hash: message_hash(&account, Namespace(0), &data),
+            timestamp_ms: ts,
+            expiry_ms: expiry,
+            data,
+        }
+    };
+    let huge = mk(vec![7; 100_000], now, now + 3_600_000);
+    let future = mk(
+        b"from the future".to_vec(),
+        now + 3_600_000,
+        now + 7_200_000,
+    );
+    let forever = mk(b"forever".to_vec(), now, i64::MAX / 2);
+    let honest = mk(b"honest".to_vec(), now, now + 3_600_000);
+    let batch = [
+        huge.clone(),
+        future.clone(),
+        forever.clone(),
+        honest.clone(),
+    ];
+    for blob in snode::peer::wire::encode_batches(&batch, 10 << 20) {
+        let r = a
+            .state
+            .peers
+            .post(
+                &b.info(1),
+                snode::peer::PATH_DATA,
+                blob,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 200);
+    }
+    assert!(!b.has(&huge.hash), "oversized body stored");
+    assert!(!b.has(&future.hash), "future timestamp stored");
+    assert!(b.has(&honest.hash));
+    let kept = b
+        .store
+        .get_by_hash(&forever.hash, now)
+        .expect("get")
+        .expect("stored");
+    assert!(
+        kept.expiry_ms <= now + 31 * 24 * 3_600_000,
+        "expiry not clamped: {}",
+        kept.expiry_ms
+    );
+}

@@ -200,13 +200,15 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
     let ours = membership.swarm_of(&me);
     // Nor store a body under a hash that is not its own: a forged copy would shadow the real
     // message (dedupe is by hash) wherever it landed first.
+    // And admit each as strictly as a client's store (size, namespace, clock, expiry).
+    let now = (state.rpc.clock)();
     let owned: Vec<_> = msgs
         .into_iter()
         .filter(|m| ours.is_some() && membership.swarm_for(&m.account) == ours)
         .filter(|m| crate::message::message_hash(&m.account, m.namespace, &m.data) == m.hash)
+        .filter_map(|m| m.admitted_from_peer(now))
         .collect();
     let store = state.rpc.store.clone();
-    let now = (state.rpc.clock)();
     let n = owned.len();
     let result = tokio::task::spawn_blocking(move || store.bulk_store(&owned, now)).await;
     match result {

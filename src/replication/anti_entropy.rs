@@ -359,6 +359,8 @@ impl Replicator {
         let owned = owned_by(m, ours);
         // A peer is trusted to replicate, not to invent: every message must be one we asked
         // for, hash to its claimed hash, and belong to our swarm.
+        // And each is admitted as strictly as a client's store (`admitted_from_peer`).
+        let now = self.now();
         let good: Vec<_> = msgs
             .into_iter()
             .filter(|msg| {
@@ -366,11 +368,11 @@ impl Replicator {
                     && message_hash(&msg.account, msg.namespace, &msg.data) == msg.hash
                     && owned(&msg.account)
             })
+            .filter_map(|msg| msg.admitted_from_peer(now))
             .collect();
         if good.is_empty() {
             return Ok(0);
         }
-        let now = self.now();
         let new = self
             .blocking("import pulled messages", move |s| s.bulk_store(&good, now))
             .await?;
