@@ -529,6 +529,8 @@ async fn pushed_messages_are_admitted_as_strictly_as_a_client_store() {
             .expect("answer");
         assert_eq!(r.status, 200);
     }
+    // What it acknowledged is synced to disk first (the hand-off sender deletes on the ack).
+    assert!(b.store.wal_syncs() >= 1);
     assert!(!b.has(&huge.hash), "oversized body stored");
     assert!(!b.has(&future.hash), "future timestamp stored");
     assert!(b.has(&honest.hash));

@@ -210,7 +210,14 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
         .collect();
     let store = state.rpc.store.clone();
     let n = owned.len();
-    let result = tokio::task::spawn_blocking(move || store.bulk_store(&owned, now)).await;
+    // Durable before acknowledged: the sender of a hand-off deletes its copy once every new
+    // owner said yes, so a power loss here must not lose what we acknowledged.
+    let result = tokio::task::spawn_blocking(move || {
+        let new = store.bulk_store(&owned, now)?;
+        store.sync_wal()?;
+        Ok::<_, crate::store::StoreError>(new)
+    })
+    .await;
     match result {
         Ok(Ok(new)) => {
             let body = serde_json::json!({"accepted": n, "new": new}).to_string();

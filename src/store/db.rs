@@ -9,7 +9,8 @@
 //! handed the WAL record to the kernel (a `write(2)`) before `write()` returns, so an
 //! acknowledged store survives `kill -9` of the process; it is not fsynced, so a power loss
 //! may lose the last moments (the C++ server's SQLite `synchronous=NORMAL` in WAL mode makes
-//! the same trade). `flush()` syncs everything on shutdown.
+//! the same trade). `flush()` syncs everything on shutdown, and `sync_wal()` before a
+//! hand-off is acknowledged: the sender deletes its copy on that acknowledgement.
 
 use super::keys::{self, AccountCounts};
 use super::{StoreError, StoreOptions, StoreStats};
@@ -93,6 +94,8 @@ pub(super) struct Inner {
     write_opts: WriteOptions,
     /// Length counter and lock of the retry queue (`pending.rs`).
     pub(super) pending: super::pending::PendingState,
+    /// How many times `sync_wal` ran (tests show who syncs before acknowledging).
+    wal_syncs: AtomicU64,
 }
 
 /// Options of one column family: no compression (bodies are ciphertext, so it would burn CPU
@@ -177,6 +180,7 @@ impl Store {
             max_bytes: opts.max_bytes,
             write_opts: WriteOptions::default(),
             pending: super::pending::PendingState::default(),
+            wal_syncs: AtomicU64::new(0),
         };
         inner.check_format()?;
         let reserved = match inner.get(CF_META, META_SEQ_RESERVED, "read seq")? {
@@ -204,6 +208,24 @@ impl Store {
                 .disk_bytes()
                 .unwrap_or(i.size_bytes.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Fsyncs the WAL: every write so far survives a power loss, not only a crash of the
+    /// process. For acknowledgements another node acts on by deleting its copy (hand-off).
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.inner.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .db
+            .flush_wal(true)
+            .map_err(|source| StoreError::Db {
+                op: "sync wal",
+                source,
+            })
+    }
+
+    /// How many times [`Store::sync_wal`] ran since the store was opened.
+    pub fn wal_syncs(&self) -> u64 {
+        self.inner.wal_syncs.load(Ordering::Relaxed)
     }
 
     /// Flushes every memtable to SST files and syncs the WAL (call on shutdown).
