@@ -2,7 +2,8 @@
 //! target's own checks, on every `cargo test`: no panic, every borrowed slice is the part of
 //! the input its framing claims, and each seed lands where its name says (`parse-ok-*` parse,
 //! `parse-err-*` do not, `peel-ok-*` decrypt with the fuzz node key and route, `route-ok-*`
-//! route as decrypted layers). Inputs that ever crash the fuzzer belong here too.
+//! route as decrypted layers), and likewise the `peer_wire` target's seeds (`fuzz/seeds/peer_wire/`:
+//! bencode, `sn.data` batches, hop bodies). Inputs that ever crash a fuzzer belong here too.
 
 use std::path::Path;
 
@@ -104,6 +105,99 @@ fn truncations_and_bit_flips_of_every_seed_never_panic() {
             let mut flipped = data.clone();
             flipped[i] ^= 0x80;
             check(&flipped);
+        }
+    }
+}
+
+/// What the peer wire formats made of one input (the `peer_wire` fuzz target's checks): the
+/// generic bencode reader is canonical (what it accepts re-encodes to the same bytes), and a
+/// batch or hop body that decodes re-encodes to one that decodes to the same thing.
+struct Wire {
+    bencode: bool,
+    batch: bool,
+    hop: bool,
+}
+
+fn check_peer_wire(data: &[u8]) -> Wire {
+    use snode::bencode::{Limits, Value};
+    use snode::peer::hop::{decode_hop, encode_hop};
+    use snode::peer::wire::{decode_batch, encode_batches};
+    let bencode = match Value::decode(data, Limits::DEFAULT) {
+        Ok(v) => {
+            let mut out = Vec::new();
+            v.encode(&mut out);
+            assert_eq!(out, data, "bencode is canonical");
+            true
+        }
+        Err(_) => false,
+    };
+    let batch = match decode_batch(data) {
+        Ok(msgs) => {
+            let blobs = encode_batches(&msgs, usize::MAX);
+            let again: Vec<_> = blobs
+                .iter()
+                .flat_map(|b| decode_batch(b).expect("re-encoded batch decodes"))
+                .collect();
+            assert_eq!(again, msgs);
+            true
+        }
+        Err(_) => false,
+    };
+    let hop = match decode_hop(data) {
+        Ok(h) => {
+            let re = encode_hop(h.data, h.enc_type, &h.ephemeral_key, h.hop_no);
+            assert_eq!(decode_hop(&re).expect("re-encoded hop decodes"), h);
+            true
+        }
+        Err(_) => false,
+    };
+    Wire {
+        bencode,
+        batch,
+        hop,
+    }
+}
+
+#[test]
+fn peer_wire_seeds_replay() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/peer_wire");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("seed directory") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_owned();
+        let data = std::fs::read(&path).expect("seed");
+        let got = check_peer_wire(&data);
+        match name.split('-').take(2).collect::<Vec<_>>()[..] {
+            ["batch", "ok"] => assert!(got.batch, "{name} must decode as a batch"),
+            ["batch", "err"] => assert!(!got.batch, "{name} must not decode as a batch"),
+            ["hop", "ok"] => assert!(got.hop, "{name} must decode as a hop"),
+            ["hop", "err"] => assert!(!got.hop, "{name} must not decode as a hop"),
+            ["bencode", "err"] => assert!(!got.bencode, "{name} must not decode"),
+            _ => panic!("seed {name} does not say what it is"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 12, "only {seen} seeds in {}", dir.display());
+}
+
+#[test]
+fn peer_wire_truncations_and_bit_flips_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/peer_wire");
+    for entry in std::fs::read_dir(&dir).expect("seed directory") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+        for cut in 0..data.len() {
+            check_peer_wire(&data[..cut]);
+        }
+        for i in 0..data.len() {
+            for bit in [0x01, 0x80] {
+                let mut flipped = data.clone();
+                flipped[i] ^= bit;
+                check_peer_wire(&flipped);
+            }
         }
     }
 }
