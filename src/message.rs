@@ -194,13 +194,16 @@ pub struct Message {
 impl Message {
     /// This message as received from a peer (hand-off, anti-entropy), admitted as strictly as
     /// a client's `store` would be: `None` when no client request could have produced it — a
-    /// body over [`MAX_DATA_BYTES`], the reserved testing namespace, a timestamp further ahead
-    /// of `now_ms` than [`STORE_TOLERANCE_MS`] — else the message with its expiry clamped to
+    /// hash that is not its own (a forged copy would shadow the real message, since dedupe is
+    /// by hash), a body over [`MAX_DATA_BYTES`], the reserved testing namespace, a timestamp
+    /// further ahead of `now_ms` than [`STORE_TOLERANCE_MS`] — else the message with its expiry
+    /// clamped to
     /// the latest any client request could have set by now: `now_ms` plus the longest TTL
     /// (what `expire` caps extensions at). The clamp is not `timestamp + the namespace's
     /// TTL`, because a client may have extended a message since it was stored.
     pub fn admitted_from_peer(mut self, now_ms: i64) -> Option<Message> {
         if self.data.len() > MAX_DATA_BYTES
+            || message_hash(&self.account, self.namespace, &self.data) != self.hash
             || self.namespace == Namespace::TESTING
             || self.timestamp_ms > now_ms.saturating_add(STORE_TOLERANCE_MS)
         {
@@ -363,13 +366,17 @@ mod tests {
         let m = |ns: i16, len: usize, ts: i64, expiry: i64| Message {
             account,
             namespace: Namespace(ns),
-            hash: String::new(),
+            hash: message_hash(&account, Namespace(ns), &vec![0; len]),
             timestamp_ms: ts,
             expiry_ms: expiry,
             data: vec![0; len],
         };
         let fine = m(0, MAX_DATA_BYTES, now, now + 3_600_000);
-        assert_eq!(fine.clone().admitted_from_peer(now), Some(fine));
+        assert_eq!(fine.clone().admitted_from_peer(now), Some(fine.clone()));
+        // A body under another message's hash is a forgery.
+        let mut forged = fine;
+        forged.data[0] = 1;
+        assert_eq!(forged.admitted_from_peer(now), None);
         assert_eq!(
             m(0, MAX_DATA_BYTES + 1, now, now + 1).admitted_from_peer(now),
             None

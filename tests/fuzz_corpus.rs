@@ -66,19 +66,30 @@ fn check(data: &[u8]) -> Checked {
     }
 }
 
+/// The seeds of fuzz target `target`: (file name, bytes).
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    std::fs::read_dir(&dir)
+        .expect("seed directory")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("utf-8 name")
+                .to_owned();
+            (name, std::fs::read(&path).expect("seed"))
+        })
+        .collect()
+}
+
 #[test]
 fn fixed_fuzz_seeds_replay() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/onion_parse");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("seed directory") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8 name")
-            .to_owned();
-        let data = std::fs::read(&path).expect("seed");
-        let got = check(&data);
+    let all = seeds("onion_parse");
+    for (name, data) in &all {
+        let got = check(data);
         if name.starts_with("parse-ok-") {
             assert!(got.parsed, "{name} must parse");
         } else if name.starts_with("parse-err-") {
@@ -88,16 +99,13 @@ fn fixed_fuzz_seeds_replay() {
         } else if name.starts_with("route-ok-") {
             assert!(got.routed, "{name} must route");
         }
-        seen += 1;
     }
-    assert!(seen >= 15, "only {seen} seeds in {}", dir.display());
+    assert!(all.len() >= 15, "only {} onion_parse seeds", all.len());
 }
 
 #[test]
 fn truncations_and_bit_flips_of_every_seed_never_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/onion_parse");
-    for entry in std::fs::read_dir(&dir).expect("seed directory") {
-        let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+    for (_, data) in seeds("onion_parse") {
         for cut in 0..data.len() {
             check(&data[..cut]);
         }
@@ -160,17 +168,9 @@ fn check_peer_wire(data: &[u8]) -> Wire {
 
 #[test]
 fn peer_wire_seeds_replay() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/peer_wire");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("seed directory") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8 name")
-            .to_owned();
-        let data = std::fs::read(&path).expect("seed");
-        let got = check_peer_wire(&data);
+    let all = seeds("peer_wire");
+    for (name, data) in &all {
+        let got = check_peer_wire(data);
         match name.split('-').take(2).collect::<Vec<_>>()[..] {
             ["batch", "ok"] => assert!(got.batch, "{name} must decode as a batch"),
             ["batch", "err"] => assert!(!got.batch, "{name} must not decode as a batch"),
@@ -179,16 +179,13 @@ fn peer_wire_seeds_replay() {
             ["bencode", "err"] => assert!(!got.bencode, "{name} must not decode"),
             _ => panic!("seed {name} does not say what it is"),
         }
-        seen += 1;
     }
-    assert!(seen >= 12, "only {seen} seeds in {}", dir.display());
+    assert!(all.len() >= 12, "only {} peer_wire seeds", all.len());
 }
 
 #[test]
 fn peer_wire_truncations_and_bit_flips_never_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/peer_wire");
-    for entry in std::fs::read_dir(&dir).expect("seed directory") {
-        let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+    for (_, data) in seeds("peer_wire") {
         for cut in 0..data.len() {
             check_peer_wire(&data[..cut]);
         }

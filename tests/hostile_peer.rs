@@ -71,6 +71,17 @@ fn me() -> PeerClient {
     .expect("client")
 }
 
+/// One peer request to `peer`, as the onion relay sends it.
+async fn ask(
+    client: &PeerClient,
+    peer: &NodeInfo,
+    timeout: Duration,
+) -> Result<snode::peer::client::PeerResponse, PeerError> {
+    client
+        .post(peer, "/snode/v1/onion", b"x".to_vec(), timeout)
+        .await
+}
+
 fn oversized_with_length() -> Body {
     Body::from(vec![0u8; MAX_PEER_RESPONSE + 1])
 }
@@ -92,14 +103,7 @@ async fn an_oversized_peer_answer_is_refused_while_it_streams() {
         ("chunked", oversized_chunked),
     ] {
         let (peer, stop) = hostile_peer(answer).await;
-        let r = me()
-            .post(
-                &peer,
-                "/snode/v1/onion",
-                b"x".to_vec(),
-                Duration::from_secs(20),
-            )
-            .await;
+        let r = ask(&me(), &peer, Duration::from_secs(20)).await;
         assert!(
             matches!(r, Err(PeerError::TooLarge { limit }) if limit == MAX_PEER_RESPONSE),
             "{name}: {r:?}"
@@ -111,14 +115,7 @@ async fn an_oversized_peer_answer_is_refused_while_it_streams() {
 #[tokio::test]
 async fn a_small_unsigned_answer_reaches_the_authentication_check() {
     let (peer, stop) = hostile_peer(small).await;
-    let r = me()
-        .post(
-            &peer,
-            "/snode/v1/onion",
-            b"x".to_vec(),
-            Duration::from_secs(20),
-        )
-        .await;
+    let r = ask(&me(), &peer, Duration::from_secs(20)).await;
     assert!(matches!(r, Err(PeerError::NotAuthentic)), "{r:?}");
     stop.cancel();
 }
@@ -157,24 +154,10 @@ async fn a_peer_at_a_non_public_address_is_never_connected_to() {
     )
     .expect("client");
     assert_eq!(strict.refuses(&peer), Some("loopback (127.0.0.0/8)"));
-    let r = strict
-        .post(
-            &peer,
-            "/snode/v1/onion",
-            b"x".to_vec(),
-            Duration::from_secs(5),
-        )
-        .await;
+    let r = ask(&strict, &peer, Duration::from_secs(5)).await;
     assert!(matches!(r, Err(PeerError::NotPublic { .. })), "{r:?}");
     // The same request from a local-network node does connect (so the counter works).
-    let _ = me()
-        .post(
-            &peer,
-            "/snode/v1/onion",
-            b"x".to_vec(),
-            Duration::from_secs(2),
-        )
-        .await;
+    let _ = ask(&me(), &peer, Duration::from_secs(2)).await;
     common::wait_for(
         "the permissive client's connection",
         Duration::from_secs(10),

@@ -77,7 +77,8 @@ impl FromRequest<AppState> for AuthenticatedPeer {
         let get = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         // Membership before crypto: an unlisted sender costs a map lookup, not an X25519
         // agreement, and never enters the pair-key cache (where random keys would evict the
-        // real peers' keys). A malformed key header is left to `verify`'s 401.
+        // real peers' keys). A malformed key header is left to `verify`'s 401; a sender
+        // `verify` accepts is the key checked here, so it is listed.
         let mut claimed = [0u8; 32];
         if let Some(h) = get(HEADER_PUBKEY)
             && hex::decode_to_slice(h, &mut claimed).is_ok()
@@ -98,9 +99,6 @@ impl FromRequest<AppState> for AuthenticatedPeer {
                 (state.rpc.clock)(),
             )
             .map_err(|e| reject(text(401, e.to_string())))?;
-        if state.rpc.membership.borrow().node(&sender).is_none() {
-            return Err(reject(text(403, "peer is not a listed service node")));
-        }
         Ok(AuthenticatedPeer {
             sender,
             path: parts.uri.path().to_string(),
@@ -198,14 +196,12 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
     let ours = membership.swarm_of(&me);
-    // Nor store a body under a hash that is not its own: a forged copy would shadow the real
-    // message (dedupe is by hash) wherever it landed first.
-    // And admit each as strictly as a client's store (size, namespace, clock, expiry).
+    // And admit each only as a client's store could have made it (`admitted_from_peer`:
+    // its own hash, size, namespace, clock, expiry).
     let now = (state.rpc.clock)();
     let owned: Vec<_> = msgs
         .into_iter()
         .filter(|m| ours.is_some() && membership.swarm_for(&m.account) == ours)
-        .filter(|m| crate::message::message_hash(&m.account, m.namespace, &m.data) == m.hash)
         .filter_map(|m| m.admitted_from_peer(now))
         .collect();
     let store = state.rpc.store.clone();

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::message::message_hash;
 use crate::metrics::{RepairKind, RoundResult};
 use crate::peer::wire;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
@@ -358,16 +357,12 @@ impl Replicator {
         })?;
         let owned = owned_by(m, ours);
         // A peer is trusted to replicate, not to invent: every message must be one we asked
-        // for, hash to its claimed hash, and belong to our swarm.
-        // And each is admitted as strictly as a client's store (`admitted_from_peer`).
+        // for, belong to our swarm, and be one a client's store could have made
+        // (`admitted_from_peer`: its own hash, size, namespace, clock, expiry).
         let now = self.now();
         let good: Vec<_> = msgs
             .into_iter()
-            .filter(|msg| {
-                wanted.contains(&msg.hash)
-                    && message_hash(&msg.account, msg.namespace, &msg.data) == msg.hash
-                    && owned(&msg.account)
-            })
+            .filter(|msg| wanted.contains(&msg.hash) && owned(&msg.account))
             .filter_map(|msg| msg.admitted_from_peer(now))
             .collect();
         if good.is_empty() {

@@ -163,7 +163,23 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
-    use crate::message::{Namespace, RETRIEVE_MAX_SIZE};
+    use super::super::{Retrieved, StoreError};
+    use crate::message::{Message, Namespace, RETRIEVE_MAX_SIZE};
+
+    /// Every message of a paged read, page after page: each page's cursor is the last hash of
+    /// the page before, until one says there is no more.
+    fn walk(mut page: impl FnMut(Option<&str>) -> Result<Retrieved, StoreError>) -> Vec<Message> {
+        let mut got = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let r = page(last.as_deref()).expect("retrieve");
+            got.extend(r.messages.iter().cloned());
+            last = r.messages.last().map(|m| m.hash.clone());
+            if !r.more {
+                return got;
+            }
+        }
+    }
 
     #[test]
     fn last_hash_paging_over_100_messages() {
@@ -177,18 +193,7 @@ mod tests {
             s.store(m, NOW).expect("store");
         }
         // Pages of 7 by last_hash walk through all 100 in insertion order.
-        let mut got = Vec::new();
-        let mut last: Option<String> = None;
-        loop {
-            let r = s
-                .retrieve(&a, Namespace(0), last.as_deref(), 7, BIG, NOW)
-                .expect("retrieve");
-            got.extend(r.messages.iter().cloned());
-            last = r.messages.last().map(|m| m.hash.clone());
-            if !r.more {
-                break;
-            }
-        }
+        let got = walk(|last| s.retrieve(&a, Namespace(0), last, 7, BIG, NOW));
         assert_eq!(got, ms);
         // Every position: after message i come messages i+1.. .
         for i in [0usize, 1, 50, 98] {
@@ -240,18 +245,7 @@ mod tests {
         let mut want = ms.clone();
         want.reverse();
         // Pages of 7 from the newest, each `last_hash` the oldest of the previous page.
-        let mut got = Vec::new();
-        let mut last: Option<String> = None;
-        loop {
-            let r = s
-                .retrieve_newest_first(&a, Namespace(0), last.as_deref(), 7, BIG, NOW)
-                .expect("retrieve");
-            got.extend(r.messages.iter().cloned());
-            last = r.messages.last().map(|m| m.hash.clone());
-            if !r.more {
-                break;
-            }
-        }
+        let got = walk(|last| s.retrieve_newest_first(&a, Namespace(0), last, 7, BIG, NOW));
         assert_eq!(got, want);
         // Before message i come messages i-1 … 0; before the oldest, nothing.
         let r = s
