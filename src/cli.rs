@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Port of the public HTTPS listener (overrides network.https_port).
     #[arg(long, env = "SNODE_HTTPS_PORT")]
     pub https_port: Option<u16>,
+    /// UDP port of the QUIC listener (overrides network.quic_port).
+    #[arg(long, env = "SNODE_QUIC_PORT")]
+    pub quic_port: Option<u16>,
     /// Address of the admin listener (overrides admin.listen).
     #[arg(long, env = "SNODE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
@@ -335,6 +338,9 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(port) = args.https_port {
         cfg.network.https_port = port;
     }
+    if let Some(port) = args.quic_port {
+        cfg.network.quic_port = port;
+    }
     if let Some(addr) = args.admin_listen {
         cfg.admin.listen = addr;
     }
@@ -574,6 +580,7 @@ fn write_run_file(dir: &Path, node: &crate::node::NodeHandle) -> anyhow::Result<
     let v = serde_json::json!({
         "pid": std::process::id(),
         "https_port": node.https_addr().port(),
+        "quic_port": node.quic_addr().port(),
         "admin_port": node.admin_addr().port(),
         "admin_addr": node.admin_addr().to_string(),
         "pubkey_ed25519": hex::encode(node.pubkey_ed25519()),

@@ -15,6 +15,8 @@ pub const EXAMPLE_TOML: &str = include_str!("../node.example.toml");
 
 /// HTTPS port of the original storage server.
 pub const DEFAULT_HTTPS_PORT: u16 = 22021;
+/// Default UDP port of the QUIC listener: the original's OxenMQ/QUIC port number.
+pub const DEFAULT_QUIC_PORT: u16 = 22020;
 /// Admin (metrics/health) listener: loopback only, so metrics are not public by default.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 22029);
@@ -69,6 +71,51 @@ pub struct Config {
     pub onion: OnionConfig,
     /// Replication between swarm members: forwarding, retries, hand-off, anti-entropy.
     pub replication: ReplicationConfig,
+    /// What the QUIC listener lets anyone hold: timeouts, connections, requests, subscriptions.
+    pub quic: QuicConfig,
+}
+
+/// `[quic]`: the limits of the QUIC listener (quic.md; the port is `network.quic_port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// A connection whose handshake has not finished in this time is dropped. Default "10s"
+    /// (libquic's default).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic for this long is dropped. Default "30s" (libquic's;
+    /// Session clients send keep-alives every 10 s).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections held at once; further ones are refused. Default 10000.
+    pub max_connections: usize,
+    /// Connections held at once from one IP address. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Handshakes in progress at once; further Initials are ignored. Default 512.
+    pub max_handshakes: usize,
+    /// Requests of one connection being processed at once; the stream is not read further
+    /// until one finishes. Default 64.
+    pub max_requests_per_connection: usize,
+    /// `monitor` subscriptions (accounts) one connection may hold. Default 100000 (the push
+    /// server watches all its users' accounts on one connection per node).
+    pub max_subscriptions_per_connection: usize,
+    /// `monitor` subscriptions held by the node in all. Default 500000.
+    pub max_subscriptions: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_ip: 64,
+            max_handshakes: 512,
+            max_requests_per_connection: 64,
+            max_subscriptions_per_connection: 100_000,
+            max_subscriptions: 500_000,
+        }
+    }
 }
 
 /// `[replication]`
@@ -118,6 +165,13 @@ pub struct NetworkConfig {
     pub bind_ip: IpAddr,
     /// Port of the public HTTPS listener (0 = any free port). Default 22021.
     pub https_port: u16,
+    /// UDP port of the QUIC listener (0 = any free port), on the same address as HTTPS.
+    /// Announced as the node's `storage_lmq_port`. Default 22020.
+    pub quic_port: u16,
+    /// Address of the QUIC listener when it must differ from `bind_ip` (a host whose
+    /// announced address is on another interface). Default: `bind_ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_bind_ip: Option<IpAddr>,
     /// IPv4 address announced to the network; empty = the bind address, or 127.0.0.1 when
     /// binding all interfaces. Default empty.
     pub public_ip: String,
@@ -259,6 +313,8 @@ impl Default for NetworkConfig {
         NetworkConfig {
             bind_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             https_port: DEFAULT_HTTPS_PORT,
+            quic_port: DEFAULT_QUIC_PORT,
+            quic_bind_ip: None,
             public_ip: String::new(),
             public_https_port: 0,
             directory: String::new(),
@@ -409,6 +465,8 @@ impl Config {
                 "limits.request_body_timeout",
                 self.limits.request_body_timeout,
             ),
+            ("quic.handshake_timeout", self.quic.handshake_timeout),
+            ("quic.idle_timeout", self.quic.idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -420,6 +478,21 @@ impl Config {
         for (key, n) in [
             ("limits.max_connections", self.limits.max_connections),
             ("limits.max_handshakes", self.limits.max_handshakes),
+            ("quic.max_connections", self.quic.max_connections),
+            (
+                "quic.max_connections_per_ip",
+                self.quic.max_connections_per_ip,
+            ),
+            ("quic.max_handshakes", self.quic.max_handshakes),
+            (
+                "quic.max_requests_per_connection",
+                self.quic.max_requests_per_connection,
+            ),
+            (
+                "quic.max_subscriptions_per_connection",
+                self.quic.max_subscriptions_per_connection,
+            ),
+            ("quic.max_subscriptions", self.quic.max_subscriptions),
             (
                 "limits.http2_max_streams",
                 self.limits.http2_max_streams as usize,
@@ -561,6 +634,7 @@ mod tests {
     fn round_trips_through_toml() {
         let mut c = Config::default();
         c.network.https_port = 0;
+        c.network.quic_port = 0;
         c.network.testnet = true;
         c.rate_limit.exempt_loopback = true;
         let text = c.to_toml();

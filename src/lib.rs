@@ -20,6 +20,7 @@ pub mod node;
 pub mod notify;
 pub mod onion;
 pub mod peer;
+pub mod quic;
 pub mod reachability;
 pub mod replication;
 pub mod rpc;

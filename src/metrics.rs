@@ -79,6 +79,21 @@ pub struct Metrics {
     pub incoming_pings_total: IntCounterVec,
     /// When a peer last tested this node (Unix seconds; 0 = never).
     pub last_incoming_ping_timestamp_seconds: IntGauge,
+    /// QUIC connections established and open now.
+    pub quic_connections: IntGauge,
+    /// QUIC connections refused before their handshake, by reason (`QuicRefusal`).
+    pub quic_connections_refused_total: IntCounterVec,
+    /// QUIC handshakes that failed or timed out.
+    pub quic_handshakes_failed_total: IntCounter,
+    /// QUIC requests by endpoint (a closed set: RPC method names, `snode_ping`, `onion_req`,
+    /// `monitor`, `unknown`) and outcome (`QuicOutcome`).
+    pub quic_requests_total: IntCounterVec,
+    /// QUIC request streams reset for broken framing.
+    pub quic_stream_errors_total: IntCounter,
+    /// `notify` pushes, by outcome (`PushOutcome`).
+    pub quic_pushes_total: IntCounterVec,
+    /// `monitor` subscriptions held now (one per account per connection).
+    pub monitor_subscriptions: IntGauge,
 }
 
 /// A closed set of label values: every value, and the label it exports.
@@ -270,6 +285,41 @@ vocabulary! {
         PingTest => "ping_test",
         /// The signed peer ping `POST /snode/v1/ping` from a listed node.
         PeerPing => "peer_ping",
+        /// `snode_ping` on the QUIC listener (quic.md 1.13).
+        QuicPing => "quic_ping",
+    }
+}
+
+vocabulary! {
+    /// Why a QUIC connection was refused before its handshake: the `reason` label of
+    /// `snode_quic_connections_refused_total`.
+    pub enum QuicRefusal {
+        /// `quic.max_connections` connections are open.
+        Total => "total",
+        /// `quic.max_connections_per_ip` connections from that IP are open.
+        PerIp => "per_ip",
+        /// `quic.max_handshakes` handshakes are in progress (the Initial is ignored).
+        Handshakes => "handshakes",
+    }
+}
+
+vocabulary! {
+    /// How a QUIC request ended: the `outcome` label of `snode_quic_requests_total`.
+    pub enum QuicOutcome {
+        /// Answered with `R`.
+        Reply => "reply",
+        /// Answered with `E`.
+        Error => "error",
+    }
+}
+
+vocabulary! {
+    /// What became of a `notify` push: the `outcome` label of `snode_quic_pushes_total`.
+    pub enum PushOutcome {
+        /// Queued on the subscriber's stream.
+        Sent => "sent",
+        /// Dropped: the subscriber's stream was full (it reads too slowly) or closed.
+        Dropped => "dropped",
     }
 }
 
@@ -499,6 +549,44 @@ impl Metrics {
                 &r,
                 "snode_last_incoming_ping_timestamp_seconds",
                 "When a peer last tested this node, in Unix seconds (0 = never)",
+            ),
+            quic_connections: gauge(
+                &r,
+                "snode_quic_connections",
+                "QUIC connections established and open",
+            ),
+            quic_connections_refused_total: counter_of::<QuicRefusal>(
+                &r,
+                "snode_quic_connections_refused_total",
+                "QUIC connections refused before their handshake, by reason",
+                "reason",
+            ),
+            quic_handshakes_failed_total: counter(
+                &r,
+                "snode_quic_handshakes_failed_total",
+                "QUIC handshakes that failed or timed out",
+            ),
+            quic_requests_total: counter_vec(
+                &r,
+                "snode_quic_requests_total",
+                "QUIC requests by endpoint and outcome",
+                &["endpoint", "outcome"],
+            ),
+            quic_stream_errors_total: counter(
+                &r,
+                "snode_quic_stream_errors_total",
+                "QUIC request streams reset for broken framing",
+            ),
+            quic_pushes_total: counter_of::<PushOutcome>(
+                &r,
+                "snode_quic_pushes_total",
+                "notify pushes to monitor subscribers, by outcome",
+                "outcome",
+            ),
+            monitor_subscriptions: gauge(
+                &r,
+                "snode_monitor_subscriptions",
+                "monitor subscriptions held (one per account per connection)",
             ),
             registry: r,
         }

@@ -100,7 +100,40 @@ pub async fn follow_directory(
 }
 
 /// Whether a peer passes both reachability tests.
-async fn test_peer(http: &reqwest::Client, peers: &PeerClient, peer: &NodeInfo) -> bool {
+/// QUIC part of a reachability test, as the original's (quic.md 1.13): connect to the peer's
+/// QUIC port presenting our own key (5 s handshake), send `snode_ping`, expect `pong` within
+/// 10 s. A peer that lists no QUIC port (an older node) is not tested over QUIC.
+async fn test_quic(endpoint: &quinn::Endpoint, keys: &Arc<NodeKeys>, peer: &NodeInfo) -> bool {
+    if peer.omq_port == 0 {
+        return true;
+    }
+    let addr = std::net::SocketAddr::from((peer.ip, peer.omq_port));
+    let conn = match crate::quic::client::connect(
+        endpoint,
+        keys.clone(),
+        addr,
+        peer.pubkey_ed25519,
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    let ok = matches!(
+        conn.request("snode_ping", b"", Duration::from_secs(10)).await,
+        Ok(crate::quic::client::Answer::Reply(b)) if b == b"pong"
+    );
+    conn.close();
+    ok
+}
+
+async fn test_peer(
+    http: &reqwest::Client,
+    quic: Option<(&quinn::Endpoint, &Arc<NodeKeys>)>,
+    peers: &PeerClient,
+    peer: &NodeInfo,
+) -> bool {
     // Same rule as every other peer connection: no test of a non-public address.
     if peers.refuses(peer).is_some() {
         return false;
@@ -118,6 +151,11 @@ async fn test_peer(http: &reqwest::Client, peers: &PeerClient, peer: &NodeInfo) 
         Err(_) => false,
     };
     if !https_ok {
+        return false;
+    }
+    if let Some((endpoint, keys)) = quic
+        && !test_quic(endpoint, keys, peer).await
+    {
         return false;
     }
     match peers
@@ -154,6 +192,14 @@ pub async fn test_reachability(
             return;
         }
     };
+    // Without a client endpoint (no UDP socket to be had) peers are tested over HTTPS only.
+    let quic = match crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(error = %crate::error::chain(&e), "no QUIC reachability tests");
+            None
+        }
+    };
     let me = keys.pubkey_ed25519();
     let mut order: Vec<NodeInfo> = Vec::new();
     let mut tick = tokio::time::interval(timing.ping_interval);
@@ -177,7 +223,7 @@ pub async fn test_reachability(
             order.shuffle(&mut rng);
         }
         let Some(peer) = order.pop() else { continue };
-        let passed = test_peer(&http, &peers, &peer).await;
+        let passed = test_peer(&http, quic.as_ref().map(|e| (e, &keys)), &peers, &peer).await;
         observed.record_test(&peer.pubkey_ed25519, passed, clock());
         if !passed {
             tracing::debug!(peer = %&hex::encode(peer.pubkey_ed25519)[..8], "peer unreachable");

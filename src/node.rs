@@ -111,6 +111,15 @@ pub enum NodeError {
         #[source]
         source: crate::directory::client::DirectoryClientError,
     },
+    /// The QUIC listener could not be set up.
+    #[error("cannot listen for QUIC on {addr}")]
+    Quic {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: crate::quic::endpoint::EndpointError,
+    },
     /// A listener could not bind (port busy, no permission, bad address).
     #[error("cannot listen on {addr} ({what})")]
     Bind {
@@ -128,6 +137,7 @@ pub enum NodeError {
 pub struct NodeHandle {
     membership: watch::Receiver<Arc<Membership>>,
     https_addr: SocketAddr,
+    quic_addr: SocketAddr,
     admin_addr: SocketAddr,
     keys: Arc<NodeKeys>,
     store: Store,
@@ -219,6 +229,24 @@ impl Node {
             addr: public_addr,
             source,
         })?;
+        let quic_bind = SocketAddr::new(
+            cfg.network.quic_bind_ip.unwrap_or(cfg.network.bind_ip),
+            cfg.network.quic_port,
+        );
+        let quic_endpoint =
+            api::quic::bind(quic_bind, keys.clone(), &cfg.quic).map_err(|source| {
+                NodeError::Quic {
+                    addr: quic_bind,
+                    source,
+                }
+            })?;
+        let quic_addr = quic_endpoint
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                what: "QUIC",
+                addr: quic_bind,
+                source,
+            })?;
         let admin_addr = admin_tcp.local_addr().map_err(|source| NodeError::Bind {
             what: "admin",
             addr: cfg.admin.listen,
@@ -233,7 +261,8 @@ impl Node {
                 0 => https_addr.port(),
                 p => p,
             },
-            omq_port: 0,
+            // The original announces its OxenMQ port, on which it also serves QUIC (UDP).
+            omq_port: quic_addr.port(),
             swarm_id: SwarmId(0),
             version: crate::rpc::STORAGE_SERVER_VERSION,
         };
@@ -361,6 +390,27 @@ impl Node {
             tracker.clone(),
             cancel.clone(),
         ));
+        // `monitor` subscriptions hear of every message the store newly inserts, whatever
+        // wrote it (a client, a peer's forward, a retry, a hand-off or anti-entropy).
+        let subscriptions = Arc::new(api::quic::monitor::Subscriptions::new(
+            cfg.quic.max_subscriptions_per_connection,
+            cfg.quic.max_subscriptions,
+            clock.clone(),
+            metrics.clone(),
+        ));
+        let observer = subscriptions.clone();
+        store.observe(Arc::new(move |m: &crate::message::Message| {
+            observer.on_new_message(m);
+        }));
+        tracker.spawn(api::quic::serve(
+            quic_endpoint,
+            api::quic::QuicState {
+                app: state.clone(),
+                subscriptions,
+                limits: cfg.quic.clone(),
+            },
+            cancel.clone(),
+        ));
         let status_source = StatusSource {
             me: keys.pubkey_ed25519(),
             membership: membership_rx.clone(),
@@ -437,6 +487,7 @@ impl Node {
 
         tracing::info!(
             https = %https_addr,
+            quic = %quic_addr,
             admin = %admin_addr,
             pubkey = %hex::encode(keys.pubkey_ed25519()),
             "node started"
@@ -444,6 +495,7 @@ impl Node {
         Ok(NodeHandle {
             membership: membership_rx,
             https_addr,
+            quic_addr,
             admin_addr,
             keys,
             store,
@@ -507,6 +559,11 @@ impl NodeHandle {
     /// The bound public (HTTPS) address.
     pub fn https_addr(&self) -> SocketAddr {
         self.https_addr
+    }
+
+    /// The bound QUIC (UDP) address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
     }
 
     /// The bound admin address.

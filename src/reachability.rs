@@ -58,12 +58,17 @@ pub struct ReachabilitySnapshot {
     pub ping_tests: IncomingPings,
     /// Incoming signed peer pings.
     pub peer_pings: IncomingPings,
+    /// `snode_ping` on our QUIC listener (a peer's QUIC reachability test, quic.md 1.13).
+    pub quic_pings: IncomingPings,
 }
 
 impl ReachabilitySnapshot {
     /// When any peer last tested us, if ever.
     pub fn last_incoming_ms(&self) -> Option<i64> {
-        self.ping_tests.last_ms.max(self.peer_pings.last_ms)
+        self.ping_tests
+            .last_ms
+            .max(self.peer_pings.last_ms)
+            .max(self.quic_pings.last_ms)
     }
 
     /// Peers whose latest test (by us) failed.
@@ -77,6 +82,7 @@ struct Inner {
     peers: HashMap<[u8; 32], PeerObservation>,
     ping_tests: IncomingPings,
     peer_pings: IncomingPings,
+    quic_pings: IncomingPings,
 }
 
 /// The node's reachability bookkeeping; cheap to clone (shared).
@@ -142,9 +148,14 @@ impl Reachability {
             let slot = match kind {
                 PingKind::PingTest => &mut inner.ping_tests,
                 PingKind::PeerPing => &mut inner.peer_pings,
+                PingKind::QuicPing => &mut inner.quic_pings,
             };
             slot.record(now_ms);
-            inner.ping_tests.last_ms.max(inner.peer_pings.last_ms)
+            inner
+                .ping_tests
+                .last_ms
+                .max(inner.peer_pings.last_ms)
+                .max(inner.quic_pings.last_ms)
         };
         self.metrics
             .incoming_pings_total
@@ -178,6 +189,7 @@ impl Reachability {
             peers,
             ping_tests: inner.ping_tests,
             peer_pings: inner.peer_pings,
+            quic_pings: inner.quic_pings,
         }
     }
 }

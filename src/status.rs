@@ -128,6 +128,9 @@ pub struct ReachabilityStatus {
     pub ping_tests: IncomingPings,
     /// Incoming signed peer pings.
     pub peer_pings: IncomingPings,
+    /// Incoming QUIC `snode_ping`s (peers' tests of the QUIC port).
+    #[serde(default)]
+    pub quic_pings: IncomingPings,
     /// Whether peers reach us: a test arrived within the last 2 minutes. `None` when it cannot
     /// be told yet (no directory, or up for less than 2 minutes without one).
     pub reached_by_peers: Option<bool>,
@@ -320,6 +323,7 @@ pub fn build(i: ReportInputs<'_>) -> StatusReport {
             reachable: reach.peers.len() - reach.unreachable(),
             ping_tests: reach.ping_tests,
             peer_pings: reach.peer_pings,
+            quic_pings: reach.quic_pings,
             reached_by_peers,
         },
         replication: ReplicationStatus {

@@ -53,12 +53,25 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// A free UDP port on loopback (same small race as [`free_port`]).
+fn free_udp_port() -> anyhow::Result<u16> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free UDP port")?;
+    Ok(s.local_addr()?.port())
+}
+
 /// The configuration of one test-network node: loopback, short intervals, no rate limit for
 /// loopback clients (every client of a local network is 127.0.0.1).
-pub fn node_config(directory_url: &str, https_port: u16, admin_port: u16) -> Config {
+pub fn node_config(
+    directory_url: &str,
+    https_port: u16,
+    quic_port: u16,
+    admin_port: u16,
+) -> Config {
     let mut c = Config::default();
     c.network.bind_ip = Ipv4Addr::LOCALHOST.into();
     c.network.https_port = https_port;
+    c.network.quic_port = quic_port;
     c.network.directory = directory_url.to_string();
     c.network.testnet = true;
     c.admin.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
@@ -129,8 +142,9 @@ impl Testnet {
         let mut nodes = Vec::new();
         for (i, keys) in all_keys.iter().enumerate() {
             let dir = opts.dir.join(format!("node-{i}"));
-            let (https_port, admin_port) = (free_port()?, free_port()?);
-            let cfg = node_config(&url, https_port, admin_port);
+            let (https_port, quic_port, admin_port) =
+                (free_port()?, free_udp_port()?, free_port()?);
+            let cfg = node_config(&url, https_port, quic_port, admin_port);
             std::fs::write(dir.join("node.toml"), cfg.to_toml())
                 .with_context(|| format!("cannot write {}", dir.join("node.toml").display()))?;
             let log = std::fs::File::create(dir.join("snode.log"))
@@ -148,6 +162,7 @@ impl Testnet {
                 "pubkey_ed25519": hex::encode(keys.pubkey_ed25519()),
                 "pubkey_x25519": hex::encode(keys.pubkey_x25519()),
                 "https_port": https_port,
+                "quic_port": quic_port,
                 "admin_port": admin_port,
                 "data_dir": dir,
                 "pid": child.id(),
@@ -252,7 +267,8 @@ impl Testnet {
             s.push('\n');
         }
         s.push_str(
-            "  clients: point them at the directory (get_n_service_nodes) or any node's\n  \
+            "  clients: point them at the directory (get_n_service_nodes), any node's QUIC\n  \
+             port (quic_port in the manifest, ALPN oxenstorage, the node's Ed25519 key) or\n  \
              https://127.0.0.1:<port>/storage_rpc/v1 (self-signed certificate);\n  \
              the manifest is testnet.json. Ctrl-C stops every node.\n",
         );

@@ -58,6 +58,8 @@ fn run_on(dir: &Path, port: &str, admin: &str, extra: &[&str]) -> Command {
         "127.0.0.1",
         "--https-port",
         port,
+        "--quic-port",
+        "0",
         "--admin-listen",
         admin,
     ]);

@@ -53,6 +53,8 @@ fn run(dir: &Path, envs: &[(&str, &str)], extra: &[&str], log: &Path) -> Running
         "127.0.0.1",
         "--https-port",
         "0",
+        "--quic-port",
+        "0",
         "--admin-listen",
         "127.0.0.1:0",
     ])

@@ -12,6 +12,7 @@ pub mod onion;
 pub mod onion_exit;
 pub mod peer;
 pub mod public;
+pub mod quic;
 pub mod rate_limit;
 pub mod response;
 pub mod serve;

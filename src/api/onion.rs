@@ -86,7 +86,7 @@ pub fn peer_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn record(state: &AppState, outcome: OnionOutcome, started: Instant) {
+pub(crate) fn record(state: &AppState, outcome: OnionOutcome, started: Instant) {
     state
         .metrics
         .onion_requests_total
@@ -119,23 +119,30 @@ async fn onion_req_v2(State(state): State<AppState>, body: Body) -> Response {
             return resp;
         }
     };
-    let combined = match parse_combined(&bytes) {
+    entry_layer(&state, &bytes, started).await.into_response()
+}
+
+/// The entry node's work on a whole `/onion_req/v2` body (or a QUIC `onion_req` body, which is
+/// the same bytes): parse the combined payload, then the layer; recorded in the metrics.
+/// Readiness and size are the caller's checks.
+pub(crate) async fn entry_layer(state: &AppState, bytes: &[u8], started: Instant) -> Reply {
+    let combined = match parse_combined(bytes) {
         Ok(c) => c,
         Err(e) => {
-            record(&state, OnionOutcome::ParseError, started);
-            return text(400, format!("Error parsing onion request: {e}"));
+            record(state, OnionOutcome::ParseError, started);
+            return Reply::text(400, format!("Error parsing onion request: {e}"));
         }
     };
     let (reply, outcome) = process_layer(
-        &state,
+        state,
         &combined.ephemeral_key,
         combined.enc_type,
         combined.ciphertext,
         combined.hop_no,
     )
     .await;
-    record(&state, outcome, started);
-    reply.into_response()
+    record(state, outcome, started);
+    reply
 }
 
 /// `POST /snode/v1/onion`: a layer relayed by a listed node. Every answer is signed, so the

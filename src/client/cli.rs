@@ -12,7 +12,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{Client, ClientState, Identity, Received, parse_session_id, state_path};
+use super::{
+    Client, ClientError, ClientState, Identity, Received, TransportKind, parse_session_id,
+    state_path,
+};
 use crate::onion::EncType;
 
 /// `snode client`: a Session-compatible client speaking only through onion requests.
@@ -28,6 +31,10 @@ pub struct ClientArgs {
     /// (libsession).
     #[arg(long, global = true, default_value = "aes-gcm", value_parser = parse_enc_type)]
     pub enc_type: EncType,
+    /// How to reach the guard node: quic (oxen-libquic, as libsession-based clients) or
+    /// https (`/onion_req/v2`, as Session's older clients).
+    #[arg(long, global = true, default_value = "quic", value_parser = parse_transport)]
+    pub transport: TransportKind,
     /// What to do.
     #[command(subcommand)]
     pub command: ClientCommand,
@@ -63,6 +70,20 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Subscribe to new messages (QUIC `monitor`, straight to members of our swarm) and print
+    /// each as it is pushed, decrypted and verified as `poll` does; runs until interrupted.
+    Watch {
+        /// One JSON object per message, as `poll --json`.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+fn parse_transport(s: &str) -> Result<TransportKind, String> {
+    TransportKind::from_name(s).ok_or_else(|| format!("unknown transport {s:?} (quic or https)"))
 }
 
 fn parse_enc_type(s: &str) -> Result<EncType, String> {
@@ -97,6 +118,30 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
                 for r in &received {
                     writeln!(out, "{}", render(r, json))?;
                 }
+                Ok(client)
+            })
+        }
+        ClientCommand::Watch { json, count } => {
+            let (json, count) = (*json, *count);
+            let id = id_path(&args)?.to_path_buf();
+            with_client(&args, |client, mut state| async move {
+                let state_file = state_path(&id);
+                let result = super::watch::watch(
+                    &client,
+                    &mut state,
+                    count,
+                    crate::clock::wall_clock_ms,
+                    |r| {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "{}", render(r, json))
+                            .and_then(|()| out.flush())
+                            .map_err(|e| ClientError::Watch(format!("stdout: {e}")))
+                    },
+                )
+                .await;
+                // What was printed is not printed again by a later `poll` or `watch`.
+                state.save(&state_file)?;
+                result?;
                 Ok(client)
             })
         }
@@ -145,7 +190,9 @@ where
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let client = Client::connect(identity, directory, args.enc_type, guard).await?;
+        let client = Client::connect(identity, directory, args.enc_type, guard)
+            .await?
+            .with_transport(args.transport)?;
         let client = f(client, state).await?;
         // Re-read: `poll` saved its own changes; only the guard is updated here.
         let mut state = ClientState::load(&state_file)?;

@@ -14,6 +14,7 @@ pub mod paths;
 pub mod sealed;
 pub mod state;
 pub mod transport;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -33,7 +34,7 @@ pub use identity::{Identity, IdentityError, parse_session_id};
 pub use paths::{Culprit, PathManager};
 pub use sealed::{Opened, Rejected, SealError, open_message, seal_message};
 pub use state::{ClientState, StateError, state_path};
-pub use transport::{NodeResponse, SendError};
+pub use transport::{Carrier, NodeResponse, SendError, TransportKind};
 
 /// Default lifetime of a sent message: the public inbox maximum, as Session clients use.
 pub const DEFAULT_TTL_MS: i64 = crate::message::TTL_MAXIMUM_PUBLIC_MS;
@@ -88,6 +89,9 @@ pub enum ClientError {
     /// The message could not be sealed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// A push subscription failed (`watch`).
+    #[error("watch: {0}")]
+    Watch(String),
 }
 
 /// One message `poll` found.
@@ -120,7 +124,7 @@ pub enum LastAttempt {
 /// A client session: one identity and its view of the network.
 pub struct Client {
     identity: Identity,
-    http: reqwest::Client,
+    carrier: Carrier,
     paths: PathManager,
     membership: Membership,
     /// Swarms learnt from 421 answers, which win over the directory's view.
@@ -149,24 +153,29 @@ impl Client {
         enc_type: EncType,
         guard: Option<[u8; 32]>,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            // Node certificates are self-signed, and Session clients do not check them
-            // either: the onion layers, encrypted to each node's X25519 key, are what
-            // authenticates the hops.
-            .danger_accept_invalid_certs(true)
-            .no_proxy()
-            .build()
-            .map_err(ClientError::Http)?;
+        let carrier = Carrier::new(TransportKind::Https).map_err(ClientError::Http)?;
         let membership = Membership::new(0, String::new(), nodes.clone());
         Ok(Client {
             identity,
-            http,
+            carrier,
             paths: PathManager::new(nodes, guard),
             membership,
             swarm_overrides: HashMap::new(),
             enc_type,
             rng: StdRng::from_entropy(),
         })
+    }
+
+    /// Reaches guards over `kind` from now on (HTTPS unless told; `snode client` defaults to
+    /// QUIC, as libsession).
+    pub fn with_transport(mut self, kind: TransportKind) -> Result<Client, ClientError> {
+        self.carrier = Carrier::new(kind).map_err(ClientError::Http)?;
+        Ok(self)
+    }
+
+    /// The nodes of the network as this client knows them.
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.membership.nodes
     }
 
     /// This client's identity.
@@ -289,7 +298,8 @@ impl Client {
             Ok(p) => p,
             Err(e) => return Err(SendError::NoPath(e)),
         };
-        let result = transport::send_onion(&self.http, &path, dest, payload, self.enc_type).await;
+        let result =
+            transport::send_onion(&mut self.carrier, &path, dest, payload, self.enc_type).await;
         if let Err(e) = &result {
             self.blame(e, &path, dest);
         }
@@ -306,8 +316,12 @@ impl Client {
             // Nothing was sent: nobody to blame.
             SendError::NoPath(_) => return,
             // An empty path means the destination itself was the entry.
-            SendError::Guard(_) if path.is_empty() => Culprit::Node(dest.pubkey_ed25519),
-            SendError::Guard(_) => Culprit::Guard,
+            SendError::Guard(_) | SendError::GuardQuic(_) | SendError::NoQuicPort
+                if path.is_empty() =>
+            {
+                Culprit::Node(dest.pubkey_ed25519)
+            }
+            SendError::Guard(_) | SendError::GuardQuic(_) | SendError::NoQuicPort => Culprit::Guard,
             SendError::Path { status, .. } => match e.named_node() {
                 Some(k) => Culprit::Node(k),
                 None if *status == 503 => Culprit::Guard,
@@ -534,7 +548,10 @@ fn parse_swarm_node(v: &Value) -> Option<NodeInfo> {
         https_port: v["port_https"]
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())?,
-        omq_port: 0,
+        omq_port: v["port_omq"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0),
         swarm_id: SwarmId::UNASSIGNED,
         version: [0; 3],
     })

@@ -1,12 +1,16 @@
 //! One onion request from the client: build the layers for a path and a destination node,
-//! POST them to the guard's `/onion_req/v2`, and open the destination's answer
-//! (clients.md 2.1–2.5).
+//! send them to the guard — as the `onion_req` command on a QUIC connection kept to it
+//! (libsession, quic.md), or as a POST to its `/onion_req/v2` (Session's older clients) — and
+//! open the destination's answer (clients.md 2.1–2.5).
 //!
 //! Owns the classification of what came back: an answer from the destination (its inner
 //! status and body), a plain-text path error (with the culprit it names, if any), or a guard
 //! that could not be reached. Must not: choose paths or retry (the `Client` does), or log
 //! payloads.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -41,6 +45,12 @@ pub enum SendError {
     /// The guard could not be reached (connect, TLS, timeout).
     #[error("guard unreachable")]
     Guard(#[source] reqwest::Error),
+    /// The guard could not be reached over QUIC (handshake, wrong key, timeout).
+    #[error("guard unreachable over QUIC")]
+    GuardQuic(#[source] crate::quic::client::QuicError),
+    /// The guard lists no QUIC port.
+    #[error("guard has no QUIC port")]
+    NoQuicPort,
     /// A hop answered with a plain-text error (`502 Next node not found: …`, 504, …).
     #[error("path error {status}: {text}")]
     Path {
@@ -85,15 +95,127 @@ pub fn hop_keys(n: &NodeInfo) -> HopKeys {
     }
 }
 
-/// The guard's URL: the path's first node, or the destination itself for an empty path.
-fn entry_url(path: &[NodeInfo], dest: &NodeInfo) -> String {
-    let entry = path.first().unwrap_or(dest);
-    format!("https://{}:{}/onion_req/v2", entry.ip, entry.https_port)
+/// How guards are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// QUIC (oxen-libquic's request stream), as libsession-based clients.
+    Quic,
+    /// HTTPS `POST /onion_req/v2`, as Session's older clients.
+    Https,
+}
+
+impl TransportKind {
+    /// `quic` or `https`.
+    pub fn from_name(s: &str) -> Option<TransportKind> {
+        match s {
+            "quic" => Some(TransportKind::Quic),
+            "https" => Some(TransportKind::Https),
+            _ => None,
+        }
+    }
+}
+
+/// The client's way to its guards, with what it keeps between requests: the HTTPS client,
+/// or one QUIC connection per guard (libsession holds its guard connection too).
+pub enum Carrier {
+    /// HTTPS.
+    Https(reqwest::Client),
+    /// QUIC, connections made on first use and kept.
+    Quic(QuicGuards),
+}
+
+/// Held QUIC connections to guards, with a throw-away client key (as libsession makes).
+#[derive(Default)]
+pub struct QuicGuards {
+    endpoint: Option<quinn::Endpoint>,
+    key: Option<Arc<crate::keys::NodeKeys>>,
+    conns: HashMap<[u8; 32], Arc<crate::quic::client::QuicConnection>>,
+}
+
+/// libsession's handshake timeout to a guard (clients.md 1.3).
+const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Carrier {
+    /// A carrier of `kind`.
+    pub fn new(kind: TransportKind) -> Result<Carrier, reqwest::Error> {
+        Ok(match kind {
+            TransportKind::Https => Carrier::Https(
+                reqwest::Client::builder()
+                    // Node certificates are self-signed, and Session clients do not check
+                    // them either: the onion layers, encrypted to each node's X25519 key,
+                    // are what authenticates the hops.
+                    .danger_accept_invalid_certs(true)
+                    .no_proxy()
+                    .build()?,
+            ),
+            TransportKind::Quic => Carrier::Quic(QuicGuards::default()),
+        })
+    }
+}
+
+impl QuicGuards {
+    /// The held connection to `node`, connecting first if there is none.
+    pub async fn connection(
+        &mut self,
+        node: &NodeInfo,
+    ) -> Result<Arc<crate::quic::client::QuicConnection>, SendError> {
+        if let Some(c) = self.conns.get(&node.pubkey_ed25519) {
+            return Ok(c.clone());
+        }
+        if node.omq_port == 0 {
+            return Err(SendError::NoQuicPort);
+        }
+        let endpoint = match &self.endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let e = crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into())
+                    .map_err(|e| SendError::GuardQuic(e.into()))?;
+                self.endpoint = Some(e.clone());
+                e
+            }
+        };
+        let key = self
+            .key
+            .get_or_insert_with(|| Arc::new(crate::keys::NodeKeys::generate()))
+            .clone();
+        let addr = SocketAddr::from((node.ip, node.omq_port));
+        let conn = crate::quic::client::connect(
+            &endpoint,
+            key,
+            addr,
+            node.pubkey_ed25519,
+            QUIC_HANDSHAKE_TIMEOUT,
+        )
+        .await
+        .map_err(SendError::GuardQuic)?;
+        let conn = Arc::new(conn);
+        self.conns.insert(node.pubkey_ed25519, conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets a connection that failed, so the next request makes a new one.
+    pub fn drop_connection(&mut self, node: &[u8; 32]) {
+        if let Some(c) = self.conns.remove(node) {
+            c.close();
+        }
+    }
+}
+
+/// Splits the original's QUIC error text `"<code> <reason>\n\n<body>"` into status and body.
+fn split_error(body: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(body);
+    let code = text
+        .split(' ')
+        .next()
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(500);
+    let rest = text.split_once("\n\n").map_or(text.as_ref(), |(_, b)| b);
+    (code, rest.to_owned())
 }
 
 /// Sends `payload` (`{"method","params"}`) to `dest` through `path` and returns its answer.
 pub async fn send_onion(
-    http: &reqwest::Client,
+    carrier: &mut Carrier,
     path: &[NodeInfo],
     dest: &NodeInfo,
     payload: &[u8],
@@ -101,15 +223,44 @@ pub async fn send_onion(
 ) -> Result<NodeResponse, SendError> {
     let hops: Vec<HopKeys> = path.iter().map(hop_keys).collect();
     let built = build_onion(&hops, &Destination::Node(hop_keys(dest)), payload, enc_type)?;
-    let resp = http
-        .post(entry_url(path, dest))
-        .timeout(REQUEST_TIMEOUT)
-        .body(built.guard_body)
-        .send()
-        .await
-        .map_err(SendError::Guard)?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(SendError::Guard)?;
+    // The guard: the path's first node, or the destination itself for an empty path.
+    let entry = path.first().unwrap_or(dest);
+    let (status, body) = match carrier {
+        Carrier::Https(http) => {
+            let resp = http
+                .post(format!(
+                    "https://{}:{}/onion_req/v2",
+                    entry.ip, entry.https_port
+                ))
+                .timeout(REQUEST_TIMEOUT)
+                .body(built.guard_body)
+                .send()
+                .await
+                .map_err(SendError::Guard)?;
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.bytes().await.map_err(SendError::Guard)?.to_vec(),
+            )
+        }
+        Carrier::Quic(guards) => {
+            let conn = guards.connection(entry).await?;
+            match conn
+                .request("onion_req", &built.guard_body, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(crate::quic::client::Answer::Reply(b)) => (200, b),
+                Ok(crate::quic::client::Answer::Error(b)) => {
+                    let (status, text) = split_error(&b);
+                    return Err(SendError::Path { status, text });
+                }
+                Err(e) => {
+                    guards.drop_connection(&entry.pubkey_ed25519);
+                    return Err(SendError::GuardQuic(e));
+                }
+            }
+        }
+    };
     if status != 200 {
         return Err(SendError::Path {
             status,
@@ -178,6 +329,17 @@ mod tests {
         );
         assert_eq!(parse_reply(b"{}"), None);
         assert_eq!(parse_reply(b"not json"), None);
+    }
+
+    #[test]
+    fn quic_errors_split_into_status_and_text() {
+        let k = "ab".repeat(32);
+        let (status, text) =
+            split_error(format!("502 Bad Gateway\n\nNext node not found: {k}").as_bytes());
+        assert_eq!(status, 502);
+        let e = SendError::Path { status, text };
+        assert_eq!(e.named_node(), Some([0xab; 32]));
+        assert_eq!(split_error(b"garbage"), (500, "garbage".to_string()));
     }
 
     #[test]

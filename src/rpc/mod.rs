@@ -12,6 +12,7 @@
 
 mod auth;
 mod batch;
+pub mod bt;
 mod delete;
 mod expire;
 mod info;

@@ -174,7 +174,11 @@ pub fn text(r: &StatusReport) -> String {
             rc.tested
         );
     }
-    let last = rc.ping_tests.last_ms.max(rc.peer_pings.last_ms);
+    let last = rc
+        .ping_tests
+        .last_ms
+        .max(rc.peer_pings.last_ms)
+        .max(rc.quic_pings.last_ms);
     let when = last.map_or("never".to_string(), |t| {
         format!("{} ago", span(r.now_ms - t))
     });

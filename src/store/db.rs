@@ -96,7 +96,14 @@ pub(super) struct Inner {
     pub(super) pending: super::pending::PendingState,
     /// How many times `sync_wal` ran (tests show who syncs before acknowledging).
     wal_syncs: AtomicU64,
+    /// Told of every message newly inserted, whatever wrote it (`Store::observe`).
+    pub(super) observer: std::sync::OnceLock<NewMessageObserver>,
 }
+
+/// A callback run for every message the store newly inserts (never for a duplicate), right
+/// after its write is committed: push subscriptions (`monitor`) hang off it. It runs on the
+/// writer's thread, so it must be quick and must not call back into the store.
+pub type NewMessageObserver = Arc<dyn Fn(&crate::message::Message) + Send + Sync>;
 
 /// Options of one column family: no compression (bodies are ciphertext, so it would burn CPU
 /// for nothing), the shared block cache, and a bloom filter where point lookups dominate.
@@ -181,6 +188,7 @@ impl Store {
             write_opts: WriteOptions::default(),
             pending: super::pending::PendingState::default(),
             wal_syncs: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         };
         inner.check_format()?;
         let reserved = match inner.get(CF_META, META_SEQ_RESERVED, "read seq")? {
@@ -194,6 +202,24 @@ impl Store {
         Ok(Store {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Sets the one observer of new messages (a node sets it once, before serving); `false`
+    /// if one was already set.
+    pub fn observe(&self, observer: NewMessageObserver) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// Tells the observer, if any, of newly inserted messages.
+    pub(super) fn notify_new<'m>(
+        &self,
+        new: impl IntoIterator<Item = &'m crate::message::Message>,
+    ) {
+        if let Some(observer) = self.inner.observer.get() {
+            for m in new {
+                observer(m);
+            }
+        }
     }
 
     /// Store-wide counters and the on-disk size.

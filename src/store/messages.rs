@@ -88,6 +88,9 @@ impl Store {
         }
         let outcome = insert_or_raise(&mut txn, msg)?;
         txn.commit()?;
+        if outcome == StoreOutcome::New {
+            self.notify_new([msg]);
+        }
         Ok(outcome)
     }
 
@@ -105,6 +108,7 @@ impl Store {
         let mut new = 0;
         for (account, group) in by_account {
             let mut txn = self.inner.begin(&account);
+            let mut inserted: Vec<&Message> = Vec::new();
             for m in group {
                 // A client deleted it: a late or retried copy must not resurrect it. Checked
                 // under the account lock, which client deletions also hold.
@@ -116,14 +120,20 @@ impl Store {
                     if !clear_outbox(self, &mut txn, m, OutboxRule::NewestTimestamp)? {
                         continue;
                     }
-                    new += usize::from(insert_or_raise(&mut txn, m)? == StoreOutcome::New);
+                    if insert_or_raise(&mut txn, m)? == StoreOutcome::New {
+                        inserted.push(m);
+                    }
                     txn.flush()?;
                 } else {
-                    new += usize::from(insert_or_raise(&mut txn, m)? == StoreOutcome::New);
+                    if insert_or_raise(&mut txn, m)? == StoreOutcome::New {
+                        inserted.push(m);
+                    }
                     txn.maybe_flush()?;
                 }
             }
             txn.commit()?;
+            new += inserted.len();
+            self.notify_new(inserted);
         }
         Ok(new)
     }

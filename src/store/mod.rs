@@ -26,7 +26,7 @@ mod test_util;
 mod tombstones;
 mod txn;
 
-pub use db::Store;
+pub use db::{NewMessageObserver, Store};
 pub use pending::{PendingItem, PendingPayload};
 pub use replica::{MessageMeta, hash_bucket};
 

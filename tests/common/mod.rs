@@ -46,6 +46,7 @@ pub fn test_config() -> Config {
     let mut c = Config::default();
     c.network.bind_ip = "127.0.0.1".parse().expect("ip");
     c.network.https_port = 0;
+    c.network.quic_port = 0;
     c.admin.listen = "127.0.0.1:0".parse().expect("addr");
     c.storage.expiry_sweep_interval = Duration::from_millis(200);
     c.network.shutdown_grace = Duration::from_secs(5);
@@ -240,3 +241,4 @@ pub fn wait_for_blocking<T>(what: &str, timeout: Duration, f: impl FnMut() -> Op
 }
 
 pub mod net;
+pub mod quic;

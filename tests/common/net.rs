@@ -130,6 +130,9 @@ pub fn net_config(url: &str, ip: Ipv4Addr, public_port: u16) -> Config {
     c.network.bind_ip = IpAddr::V4(ip);
     c.network.public_ip = "127.0.0.1".into();
     c.network.public_https_port = public_port;
+    // HTTPS reaches the node through its proxy on 127.0.0.1; QUIC (no proxy) listens on the
+    // announced address itself.
+    c.network.quic_bind_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     c.network.directory = url.to_string();
     c.network.testnet = true;
     c.network.membership_poll_interval = Duration::from_millis(200);
