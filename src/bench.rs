@@ -34,6 +34,12 @@ pub enum BenchMode {
     OnionStore,
     /// Signed `retrieve` through 3-hop onion paths.
     OnionRetrieve,
+    /// `store` straight to a member of the owning swarm over QUIC (one held connection per
+    /// node and worker, as libsession holds its connections).
+    QuicStore,
+    /// Push latency: a `monitor` subscriber on one member of each account's swarm, stores sent
+    /// over HTTPS to another member; the latency is store sent → `notify` received.
+    Push,
 }
 
 /// Options of one run.
@@ -73,6 +79,11 @@ pub struct BenchReport {
 impl BenchReport {
     /// Human-readable summary lines.
     pub fn render(&self, mode: BenchMode) -> String {
+        let what = if mode == BenchMode::Push {
+            "push latency (store sent → notify received)"
+        } else {
+            "latency"
+        };
         let rate = self.ok as f64 / self.elapsed.as_secs_f64();
         let cpu_us = if self.ok > 0 {
             self.server_cpu * 1e6 / self.ok as f64
@@ -81,7 +92,7 @@ impl BenchReport {
         };
         format!(
             "mode {mode:?}: {} ok, {} failed in {:.2} s = {rate:.0} requests/s\n\
-             latency p50 {:?}  p90 {:?}  p99 {:?}  max {:?}\n\
+             {what} p50 {:?}  p90 {:?}  p99 {:?}  max {:?}\n\
              server CPU {:.2} s over {} processes = {cpu_us:.0} µs per request (summed over the nodes)\n",
             self.ok,
             self.failed,
@@ -183,6 +194,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let accounts: Arc<Vec<Account>> = Arc::new((0..opts.accounts).map(Account::new).collect());
     let body = STANDARD.encode(vec![0x5a_u8; opts.size]);
 
+    let pushes = if opts.mode == BenchMode::Push {
+        Some(Pushes::subscribe(&membership, &accounts).await?)
+    } else {
+        None
+    };
     if matches!(opts.mode, BenchMode::Retrieve | BenchMode::OnionRetrieve) {
         // Something to read: one message per account.
         for (i, a) in accounts.iter().enumerate() {
@@ -211,8 +227,10 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             body.clone(),
         );
         let (total, mode) = (opts.requests, opts.mode);
+        let pending = pushes.as_ref().map(|p| p.pending.clone());
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
+            let mut quic = QuicConns::default();
             // One onion client per worker (paths and guard are per client, as in Session).
             let mut onion = match mode {
                 BenchMode::OnionStore | BenchMode::OnionRetrieve => {
@@ -249,6 +267,34 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                     (BenchMode::OnionRetrieve, Some(c)) => {
                         onion_call(c, a, "retrieve", retrieve_params(a)).await
                     }
+                    (BenchMode::QuicStore, _) => {
+                        let params = store_params(a, &body, i as u64);
+                        quic.store(node, &params).await
+                    }
+                    (BenchMode::Push, _) => {
+                        // Stored on another member than the subscriber's (member 0), so the
+                        // push follows the swarm forward, as most of a client's pushes do.
+                        let Some(via) = pick(&membership, &a.id, 1) else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        let params = store_params(a, &body, i as u64);
+                        let hash = push_hash(a, &params);
+                        if let Some(p) = &pending {
+                            p.lock().await.insert(hash.clone(), Instant::now());
+                        }
+                        let sent =
+                            post(&http, via, json!({"method": "store", "params": params})).await;
+                        if sent.is_err() {
+                            if let Some(p) = &pending {
+                                p.lock().await.remove(&hash);
+                            }
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                        // The latency is the push's, recorded by the subscriber.
+                        continue;
+                    }
                     _ => false,
                 };
                 if ok {
@@ -266,6 +312,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         w.await.context("a load worker failed")?;
     }
     progress.abort();
+    let mut lost = 0;
+    if let Some(p) = pushes {
+        let (got, missing) = p.finish().await;
+        latencies.lock().await.extend(got);
+        lost = missing;
+    }
     let elapsed = started.elapsed();
     let server_cpu = total_cpu(&pids) - cpu_before;
     eprintln!();
@@ -273,7 +325,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     lat.sort();
     Ok(BenchReport {
         ok: lat.len(),
-        failed: failed.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed) + lost,
         elapsed,
         latency: [
             percentile(&lat, 0.5),
@@ -284,6 +336,176 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         server_cpu,
         processes: pids.len(),
     })
+}
+
+/// Held QUIC connections of one worker, one per node (a throw-away client key, as libsession).
+#[derive(Default)]
+struct QuicConns {
+    endpoint: Option<quinn::Endpoint>,
+    conns: std::collections::HashMap<[u8; 32], crate::quic::client::QuicConnection>,
+}
+
+impl QuicConns {
+    async fn conn(&mut self, node: &NodeInfo) -> Option<&crate::quic::client::QuicConnection> {
+        if !self.conns.contains_key(&node.pubkey_ed25519) {
+            if self.endpoint.is_none() {
+                self.endpoint =
+                    crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into()).ok();
+            }
+            let c = crate::quic::client::connect(
+                self.endpoint.as_ref()?,
+                Arc::new(crate::keys::NodeKeys::generate()),
+                std::net::SocketAddr::from((node.ip, node.omq_port)),
+                node.pubkey_ed25519,
+                Duration::from_secs(5),
+            )
+            .await
+            .ok()?;
+            self.conns.insert(node.pubkey_ed25519, c);
+        }
+        self.conns.get(&node.pubkey_ed25519)
+    }
+
+    /// A JSON `store` over QUIC; true on an `R` answer.
+    async fn store(&mut self, node: &NodeInfo, params: &Value) -> bool {
+        let Some(c) = self.conn(node).await else {
+            return false;
+        };
+        let body = params.to_string();
+        let ok = matches!(
+            c.request("store", body.as_bytes(), Duration::from_secs(30))
+                .await,
+            Ok(crate::quic::client::Answer::Reply(_))
+        );
+        if !ok {
+            self.conns.remove(&node.pubkey_ed25519);
+        }
+        ok
+    }
+}
+
+/// The hash of the message `store_params` made.
+fn push_hash(a: &Account, params: &Value) -> String {
+    let data = params["data"]
+        .as_str()
+        .and_then(|d| STANDARD.decode(d).ok())
+        .unwrap_or_default();
+    match AccountId::from_hex(&a.id) {
+        Ok(id) => crate::message::message_hash(&id, crate::message::Namespace::DEFAULT, &data),
+        Err(_) => String::new(),
+    }
+}
+
+type Pending = Arc<Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// The subscribers of a push run: one QUIC connection to member 0 of each swarm, watching
+/// every account that swarm owns.
+struct Pushes {
+    pending: Pending,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+    _conns: Vec<crate::quic::client::QuicConnection>,
+}
+
+impl Pushes {
+    async fn subscribe(m: &Membership, accounts: &[Account]) -> anyhow::Result<Pushes> {
+        let endpoint = crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into())?;
+        let mut by_node: std::collections::HashMap<[u8; 32], (NodeInfo, Vec<&Account>)> =
+            std::collections::HashMap::new();
+        for a in accounts {
+            let node = pick(m, &a.id, 0).context("no swarm owns an account")?;
+            by_node
+                .entry(node.pubkey_ed25519)
+                .or_insert_with(|| (node.clone(), Vec::new()))
+                .1
+                .push(a);
+        }
+        let pending: Pending = Arc::default();
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let mut listeners = Vec::new();
+        let mut conns = Vec::new();
+        let now_s = crate::clock::wall_clock_ms() / 1000;
+        for (node, accs) in by_node.into_values() {
+            let conn = crate::quic::client::connect(
+                &endpoint,
+                Arc::new(crate::keys::NodeKeys::generate()),
+                std::net::SocketAddr::from((node.ip, node.omq_port)),
+                node.pubkey_ed25519,
+                Duration::from_secs(5),
+            )
+            .await
+            .context("cannot reach a node over QUIC")?;
+            let mut body = Vec::new();
+            crate::bencode::put_list(&mut body);
+            for a in &accs {
+                monitor_entry(a, now_s, &mut body);
+            }
+            crate::bencode::put_end(&mut body);
+            match conn
+                .request("monitor", &body, Duration::from_secs(30))
+                .await
+                .context("monitor")?
+            {
+                crate::quic::client::Answer::Reply(r) if !r.windows(7).any(|w| w == b"errcode") => {
+                }
+                other => bail!("monitor refused: {other:?}"),
+            }
+            let mut pushes = conn.pushes().context("pushes taken")?;
+            let (pending, latencies) = (pending.clone(), latencies.clone());
+            listeners.push(tokio::spawn(async move {
+                while let Some(p) = pushes.recv().await {
+                    let Some(n) = crate::client::watch::parse_notify(&p.body) else {
+                        continue;
+                    };
+                    if let Some(sent) = pending.lock().await.remove(&n.hash) {
+                        latencies.lock().await.push(sent.elapsed());
+                    }
+                }
+            }));
+            conns.push(conn);
+        }
+        Ok(Pushes {
+            pending,
+            latencies,
+            listeners,
+            _conns: conns,
+        })
+    }
+
+    /// Waits (5 s at most) for the pushes still due; their latencies and how many never came.
+    async fn finish(self) -> (Vec<Duration>, usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !self.pending.lock().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for l in &self.listeners {
+            l.abort();
+        }
+        let missing = self.pending.lock().await.len();
+        let got = self.latencies.lock().await.clone();
+        (got, missing)
+    }
+}
+
+/// One signed `monitor` dict for `a`'s namespace 0, without bodies.
+fn monitor_entry(a: &Account, now_s: i64, out: &mut Vec<u8>) {
+    let sig =
+        a.sk.sign(format!("MONITOR{}{now_s}00", a.id).as_bytes())
+            .to_bytes();
+    crate::bencode::put_dict(out);
+    crate::bencode::put_bytes(out, b"P");
+    crate::bencode::put_bytes(out, &a.sk.verifying_key().to_bytes());
+    crate::bencode::put_bytes(out, b"d");
+    crate::bencode::put_int(out, 0);
+    crate::bencode::put_bytes(out, b"n");
+    crate::bencode::put_list(out);
+    crate::bencode::put_int(out, 0);
+    crate::bencode::put_end(out);
+    crate::bencode::put_bytes(out, b"s");
+    crate::bencode::put_bytes(out, &sig);
+    crate::bencode::put_bytes(out, b"t");
+    crate::bencode::put_int(out, now_s);
+    crate::bencode::put_end(out);
 }
 
 /// A one-line progress bar on stderr, redrawn every 200 ms.

@@ -211,5 +211,122 @@ async fn the_binary_creates_identities_sends_and_polls() {
     .await;
     assert!(!again.contains(&hash), "{again}");
 
+    // `watch --count 1` prints the next message pushed to Bob and exits; Alice sends (over
+    // HTTPS this time) until one arrives, since sends before the subscription are not pushed.
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_snode"))
+        .args([
+            "client",
+            "--directory",
+            &net.url,
+            "--id",
+            path_str(&bob_file),
+        ])
+        .args(["watch", "--json", "--count", "1"])
+        .env_remove("SNODE_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("watch starts");
+    let mut pushed = Vec::new();
+    let status = wait_for("watch to print a pushed message", DEADLINE, async || {
+        let h = snode_client(&[
+            "--directory",
+            &net.url,
+            "--id",
+            path_str(&alice_file),
+            "--transport",
+            "https",
+            "send",
+            "--to",
+            bob_id,
+            "--text",
+            "pushed to the binary",
+        ])
+        .await;
+        pushed.push(h.trim().to_string());
+        tokio::time::timeout(Duration::from_secs(1), watch.wait())
+            .await
+            .ok()
+    })
+    .await
+    .expect("watch exits");
+    assert!(status.success());
+    let mut out = String::new();
+    use tokio::io::AsyncReadExt as _;
+    watch
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .await
+        .expect("read");
+    let line: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(line["text"], "pushed to the binary");
+    assert_eq!(line["from"], alice_id);
+    assert!(pushed.iter().any(|h| line["hash"] == h.as_str()), "{line}");
+
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_quic_a_watcher_gets_each_message_pushed_once() {
+    let net = TestNet::start(5).await;
+    net.wait_converged().await;
+    let mut alice = Client::connect(Identity::generate(), &net.url, EncType::AesGcm, None)
+        .await
+        .expect("alice connects")
+        .with_transport(snode::client::TransportKind::Quic)
+        .expect("quic");
+    let bob = Client::connect(Identity::generate(), &net.url, EncType::XChaCha20, None)
+        .await
+        .expect("bob connects");
+    let bob_account = bob.identity().account();
+    let alice_id = alice.identity().session_id();
+
+    // Bob watches (QUIC `monitor` on two members of his swarm) until two messages came.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = tokio::spawn(async move {
+        let mut state = ClientState::default();
+        snode::client::watch::watch(&bob, &mut state, Some(2), now_ms, |r| {
+            let _ = tx.send(r.clone());
+            Ok(())
+        })
+        .await
+    });
+    // Subscribed once the watcher is connected: sends before that would not be pushed.
+    let mut sent = Vec::new();
+    let first = wait_for("a first pushed message", DEADLINE, async || {
+        let hash = alice
+            .send(&bob_account, "pushed", 600_000, now_ms())
+            .await
+            .expect("send over QUIC");
+        sent.push(hash);
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert!(sent.contains(&first.hash), "{first:?}");
+    let opened = first.content.as_ref().expect("opens and verifies");
+    assert_eq!(
+        (opened.from.as_str(), opened.text.as_str()),
+        (alice_id.as_str(), "pushed")
+    );
+    let second = alice
+        .send(&bob_account, "again", 600_000, now_ms())
+        .await
+        .expect("send");
+    let got = wait_for("the second push", DEADLINE, async || {
+        rx.recv().await.filter(|r| r.hash == second)
+    })
+    .await;
+    assert_eq!(got.content.expect("opens").text, "again");
+    // Two members push each message; the watcher reported each once and stopped after two.
+    watcher
+        .await
+        .expect("joins")
+        .expect("watch ends after --count");
+    assert!(rx.try_recv().is_err());
     net.shutdown().await;
 }
