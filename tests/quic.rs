@@ -467,8 +467,12 @@ async fn the_listener_bounds_connections_idle_time_and_subscriptions() {
             .await,
         Ok(b"d7:successi1ee".to_vec())
     );
-    // An idle connection (no keep-alives from this client on b... it sends them every 10 s,
-    // beyond the node's 1 s idle timeout) is closed by the node.
+    // Only the first stream is the request stream: a second one is refused at once.
+    let (mut extra_send, _extra_recv) = b.conn.open_bi().await.expect("a second stream");
+    let refused = wait_for_write_refusal(&mut extra_send).await;
+    assert!(refused, "the node stops a second stream");
+    // An idle connection (this client pings every 10 s, beyond the node's 1 s idle timeout)
+    // is closed by the node.
     drop(a);
     common::wait_for("idle connection closed", Duration::from_secs(10), || {
         let closed = b.conn.close_reason().is_some();
@@ -483,6 +487,44 @@ async fn the_listener_bounds_connections_idle_time_and_subscriptions() {
             .map(|_| ())
     })
     .await;
+    node.shutdown().await;
+}
+
+/// Writes to `send` until the peer stops the stream (true) or 10 s pass (false).
+async fn wait_for_write_refusal(send: &mut quinn::SendStream) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if send.write_all(b"18:l1:Ci0e4:info2:{}e").await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_rpc_over_quic_is_rate_limited_per_ip_like_https() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    init_dir(tmp.path());
+    let mut cfg = test_config();
+    cfg.rate_limit.burst = 3;
+    cfg.rate_limit.per_second = 1;
+    let node = spawn_node(tmp.path(), cfg).await;
+    let ep = endpoint();
+    let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
+    let mut refused = None;
+    for _ in 0..10 {
+        if let Err(e) = q.call("info", b"{}").await {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some(&b"429 Too Many Requests\n\nToo many requests, try again later"[..])
+    );
+    // Pings and onion requests are not client RPCs: not limited (as the original).
+    assert_eq!(q.call("snode_ping", b"").await, Ok(b"pong".to_vec()));
     node.shutdown().await;
 }
 

@@ -427,14 +427,9 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
         snode::peer::PATH_DATA
     ));
     for (name, value) in stranger
-        .sign(
-            &target.pubkey_ed25519,
-            "POST",
-            snode::peer::PATH_DATA,
-            b"x",
-            now(),
-        )
+        .sign_request(&target.pubkey_ed25519, snode::peer::PATH_DATA, b"x", now())
         .expect("sign")
+        .headers
     {
         req = req.header(name, value);
     }
@@ -445,6 +440,81 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
         "peer is not a listed service node"
     );
     assert_eq!(r.state.peers.auth().cached_pairs(), before);
+}
+
+/// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused
+/// the second time: the receiver remembers each request's nonce for the timestamp window.
+/// And the answer is bound to that nonce and its status, so it cannot be passed off as the
+/// answer to another request.
+#[tokio::test]
+async fn a_replayed_peer_request_is_refused() {
+    let mut r = Replica::new(42).await;
+    let b = Replica::new(43).await;
+    place(&[&r, &b], &[1, 1]);
+    r.serve();
+    let target = r.info(1);
+    let msg = Message {
+        account: User::new(9).account,
+        namespace: Namespace(0),
+        hash: String::new(),
+        timestamp_ms: now(),
+        expiry_ms: now() + 600_000,
+        data: b"once".to_vec(),
+    };
+    let msg = Message {
+        hash: snode::message::message_hash(&msg.account, msg.namespace, &msg.data),
+        ..msg
+    };
+    let body = snode::peer::wire::encode_batches(std::slice::from_ref(&msg), usize::MAX).remove(0);
+    let signed = b
+        .state
+        .peers
+        .auth()
+        .sign_request(&target.pubkey_ed25519, snode::peer::PATH_DATA, &body, now())
+        .expect("sign");
+    let send = || {
+        let mut req = common::client().post(format!(
+            "https://127.0.0.1:{}{}",
+            target.https_port,
+            snode::peer::PATH_DATA
+        ));
+        for (name, value) in &signed.headers {
+            req = req.header(*name, value);
+        }
+        req.body(body.clone()).send()
+    };
+    let first = send().await.expect("send");
+    assert_eq!(first.status().as_u16(), 200);
+    // The answer verifies for this request only.
+    let headers = first.headers().clone();
+    let answer = first.bytes().await.expect("body");
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let check = |nonce: &[u8; 16], status: u16| {
+        b.state.peers.auth().verify_response(
+            get(snode::peer::auth::HEADER_PUBKEY),
+            get(snode::peer::auth::HEADER_TIMESTAMP),
+            get(snode::peer::auth::HEADER_SIGNATURE),
+            snode::peer::PATH_DATA,
+            nonce,
+            status,
+            &answer,
+            now(),
+        )
+    };
+    assert_eq!(check(&signed.nonce, 200), Ok(target.pubkey_ed25519));
+    assert!(
+        check(&signed.nonce, 500).is_err(),
+        "a rewritten status fails"
+    );
+    assert!(
+        check(&[0; 16], 200).is_err(),
+        "another request's nonce fails"
+    );
+    // The same bytes again: refused, and nothing more is done.
+    let again = send().await.expect("send");
+    assert_eq!(again.status().as_u16(), 401);
+    assert_eq!(again.text().await.expect("text"), "peer request replayed");
+    assert_eq!(r.store.stats().messages, 1);
 }
 
 /// A listed peer cannot make us scan our store in a loop: anti-entropy requests beyond its

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::response::{JSON, Reply, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
-use crate::peer::auth::{HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::peer::auth::{HEADER_NONCE, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, Nonce};
 use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, wire};
 use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, handle_method};
@@ -45,6 +45,8 @@ pub struct AuthenticatedPeer {
     pub sender: [u8; 32],
     /// The request path (bound into the answer's MAC).
     pub path: String,
+    /// The request's nonce (bound into the answer's MAC).
+    pub nonce: Nonce,
     /// The request body.
     pub body: Bytes,
     /// When the request reached the extractor, so a handler that times requests includes the
@@ -86,14 +88,14 @@ impl FromRequest<AppState> for AuthenticatedPeer {
         {
             return Err(reject(text(403, "peer is not a listed service node")));
         }
-        let sender = state
+        let (sender, nonce) = state
             .peers
             .auth()
-            .verify(
+            .verify_request(
                 get(HEADER_PUBKEY),
                 get(HEADER_TIMESTAMP),
+                get(HEADER_NONCE),
                 get(HEADER_SIGNATURE),
-                "POST",
                 parts.uri.path(),
                 &body,
                 (state.rpc.clock)(),
@@ -101,6 +103,7 @@ impl FromRequest<AppState> for AuthenticatedPeer {
             .map_err(|e| reject(text(401, e.to_string())))?;
         Ok(AuthenticatedPeer {
             sender,
+            nonce,
             path: parts.uri.path().to_string(),
             body,
             received,
@@ -111,15 +114,18 @@ impl FromRequest<AppState> for AuthenticatedPeer {
 impl AuthenticatedPeer {
     /// Frames `reply` as our answer to this peer, authenticated for it and this path, so the
     /// requester knows it came from us (and a relaying node can pass it on unchanged). The MAC
-    /// covers the body, not the status or content type, which are informational.
+    /// covers the request's nonce, the status and the body (the content type is
+    /// informational).
     pub fn answer(&self, state: &AppState, reply: Reply) -> Response {
         let clock = (state.rpc.clock)();
-        let Ok(sig) =
-            state
-                .peers
-                .auth()
-                .sign(&self.sender, "RESPONSE", &self.path, &reply.body, clock)
-        else {
+        let Ok(sig) = state.peers.auth().sign_response(
+            &self.sender,
+            &self.path,
+            &self.nonce,
+            reply.status,
+            &reply.body,
+            clock,
+        ) else {
             // Only reachable for a sender whose key is not a curve point, which the extractor
             // already refused.
             return text(500, "Internal Server Error\n");

@@ -118,11 +118,11 @@ impl PeerClient {
         let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
         let now = (self.clock)();
         let mut req = self.http.post(url).timeout(timeout);
-        let headers = self
+        let signed = self
             .auth
-            .sign(&peer.pubkey_ed25519, "POST", path, &body, now)
+            .sign_request(&peer.pubkey_ed25519, path, &body, now)
             .map_err(|_| PeerError::NotAuthentic)?;
-        for (name, value) in headers {
+        for (name, value) in signed.headers {
             req = req.header(name, value);
         }
         let resp = req
@@ -134,14 +134,16 @@ impl PeerClient {
         let headers = resp.headers().clone();
         let body = read_capped(resp, MAX_PEER_RESPONSE, timeout).await?;
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // The answer's MAC covers our nonce and its status: it answers this request, as sent.
         let signer = self
             .auth
-            .verify(
+            .verify_response(
                 get(HEADER_PUBKEY),
                 get(HEADER_TIMESTAMP),
                 get(HEADER_SIGNATURE),
-                "RESPONSE",
                 path,
+                &signed.nonce,
+                status,
                 &body,
                 (self.clock)(),
             )
