@@ -330,6 +330,7 @@ impl Node {
             testnet: cfg.network.testnet,
             rng: rpc_rng,
         };
+        let previous_membership = Arc::new(crate::swarm::PreviousMembership::default());
         let state = AppState {
             rpc,
             limiter: Arc::new(RateLimiter::new(
@@ -352,6 +353,7 @@ impl Node {
                 ),
             },
             status: status.clone(),
+            previous_membership: previous_membership.clone(),
             anti_entropy_limit: api::anti_entropy_limiter(&cfg.replication),
         };
 
@@ -429,6 +431,11 @@ impl Node {
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
+        tracker.spawn(track_previous_membership(
+            membership_rx.clone(),
+            previous_membership,
+            cancel.clone(),
+        ));
         tracker.spawn(sweep_expired(
             store.clone(),
             metrics.clone(),
@@ -504,6 +511,28 @@ impl Node {
             tracker,
             grace: cfg.network.shutdown_grace,
         })
+    }
+}
+
+/// Keeps the membership before the current one in `previous` (for the peer routes' checks of
+/// who may push what during a hand-off).
+async fn track_previous_membership(
+    mut membership: watch::Receiver<Arc<Membership>>,
+    previous: Arc<crate::swarm::PreviousMembership>,
+    cancel: CancellationToken,
+) {
+    let mut current = membership.borrow_and_update().clone();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = membership.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let new = membership.borrow_and_update().clone();
+        previous.set(std::mem::replace(&mut current, new));
     }
 }
 

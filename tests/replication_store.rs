@@ -126,6 +126,7 @@ impl Replica {
                 now(),
                 true,
             )),
+            previous_membership: Arc::default(),
             anti_entropy_limit: snode::api::anti_entropy_limiter(&fast()),
         };
         let cancel = CancellationToken::new();
@@ -206,7 +207,9 @@ fn place(replicas: &[&Replica], swarms: &[u64]) {
         nodes,
     ));
     for r in replicas {
-        r.membership.send_replace(m.clone());
+        // As `node` keeps it: the snapshot replaced is the previous membership.
+        let old = r.membership.send_replace(m.clone());
+        r.state.previous_membership.set(old);
     }
 }
 
@@ -440,6 +443,75 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
         "peer is not a listed service node"
     );
     assert_eq!(r.state.peers.auth().cached_pairs(), before);
+}
+
+/// A listed node outside our swarm (that never owned the account either) cannot push
+/// messages into an account we own, nor forward requests to us: 403, nothing stored. A member
+/// of our swarm, and a node that owned the account before the last change (a hand-off), can.
+#[tokio::test]
+async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
+    let mut r = Replica::new(44).await;
+    let stranger = Replica::new(45).await;
+    let former = Replica::new(46).await;
+    let user = User::new(12);
+    let here = user.swarm();
+    let far = here ^ (1 << 63);
+    // Before: `former` owned the account with us; now it sits in the other swarm with the
+    // stranger, which never owned it.
+    place(&[&r, &former], &[here, here]);
+    place(&[&r, &stranger, &former], &[here, far, far]);
+    r.serve();
+    let target = r.info(here);
+    let msg = |data: &[u8]| Message {
+        account: user.account,
+        namespace: Namespace(0),
+        hash: message_hash(&user.account, Namespace(0), data),
+        timestamp_ms: now(),
+        expiry_ms: now() + 600_000,
+        data: data.to_vec(),
+    };
+    let batch = |m: Message| snode::peer::wire::encode_batches(&[m], usize::MAX).remove(0);
+    let pushed = stranger
+        .state
+        .peers
+        .post(
+            &target,
+            snode::peer::PATH_DATA,
+            batch(msg(b"injected")),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("an authenticated answer");
+    assert_eq!(pushed.status, 403, "{:?}", pushed.body);
+    let forwarded = stranger
+        .state
+        .peers
+        .post(
+            &target,
+            snode::peer::PATH_STORAGE_CC,
+            json!({"method": "store", "params": {}})
+                .to_string()
+                .into_bytes(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("an authenticated answer");
+    assert_eq!(forwarded.status, 403, "{:?}", forwarded.body);
+    assert_eq!(r.store.stats().messages, 0);
+    // The former owner's hand-off is taken.
+    let handed = former
+        .state
+        .peers
+        .post(
+            &target,
+            snode::peer::PATH_DATA,
+            batch(msg(b"handed off")),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("an authenticated answer");
+    assert_eq!(handed.status, 200, "{:?}", handed.body);
+    assert_eq!(r.store.stats().messages, 1);
 }
 
 /// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused

@@ -54,6 +54,9 @@ pub struct AppState {
     pub onion: onion::OnionServices,
     /// What `/status` reports beyond the above: reachability, recent requests, start time.
     pub status: Arc<crate::status::StatusState>,
+    /// The membership before the current one (kept by `node`): previous owners may still
+    /// hand data off, and swarm peers with a lagging view may still forward.
+    pub previous_membership: Arc<crate::swarm::PreviousMembership>,
     /// Per-peer token buckets of the anti-entropy endpoints (each request reads the store).
     pub anti_entropy_limit: Arc<std::sync::Mutex<crate::directory::limit::Buckets<[u8; 32]>>>,
 }

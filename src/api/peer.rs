@@ -146,7 +146,21 @@ impl AuthenticatedPeer {
     }
 }
 
+/// The 403 of a listed node that is not one of our swarm's: no work is done for it.
+fn not_swarm_peer(state: &AppState, peer: &AuthenticatedPeer) -> Option<Response> {
+    let current = state.rpc.membership.borrow().clone();
+    let previous = state.previous_membership.get();
+    let me = state.keys.pubkey_ed25519();
+    (!crate::swarm::is_swarm_peer(&current, &previous, &me, &peer.sender))
+        .then(|| peer.answer_text(state, 403, "peer is not a member of this swarm"))
+}
+
 async fn storage_cc(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+    // Forwards come from the entry node, a member of the account's swarm, which is ours (or
+    // the request is answered 421 anyway). Anyone else is refused before any work.
+    if let Some(refused) = not_swarm_peer(&state, &peer) {
+        return refused;
+    }
     let req: Value = match serde_json::from_slice(&peer.body) {
         Ok(v) => v,
         Err(_) => return peer.answer_text(&state, 400, "invalid json"),
@@ -200,8 +214,19 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
     };
     // Only keep what our swarm owns: a confused or stale sender must not fill our disk.
     let membership = state.rpc.membership.borrow().clone();
+    let previous = state.previous_membership.get();
     let me = state.keys.pubkey_ed25519();
     let ours = membership.swarm_of(&me);
+    // And only from whom may push it: a member of our swarm, or a node of the swarm that owned
+    // the account before the last change (a hand-off). A listed node elsewhere in the network
+    // could otherwise put messages into any account's signed namespaces here, with no client
+    // signature. A batch with any other message is refused whole, before anything is stored.
+    if msgs
+        .iter()
+        .any(|m| !crate::swarm::may_push(&membership, &previous, &me, &peer.sender, &m.account))
+    {
+        return peer.answer_text(&state, 403, "peer may not push these accounts' messages");
+    }
     // And admit each only as a client's store could have made it (`admitted_from_peer`:
     // its own hash, size, namespace, clock, expiry).
     let now = (state.rpc.clock)();

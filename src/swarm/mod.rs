@@ -186,5 +186,64 @@ impl Membership {
     }
 }
 
+/// How many memberships before the current one are remembered.
+const PREVIOUS_KEPT: usize = 3;
+
+/// The memberships before the current one (the last [`PREVIOUS_KEPT`]): the nodes that owned
+/// an account before the latest changes, whose hand-off to the new owners may still be under
+/// way, and swarm peers whose view lags behind ours.
+#[derive(Debug, Default)]
+pub struct PreviousMembership(std::sync::RwLock<Vec<std::sync::Arc<Membership>>>);
+
+impl PreviousMembership {
+    /// The remembered snapshots, newest first (none before the first change).
+    pub fn get(&self) -> Vec<std::sync::Arc<Membership>> {
+        self.0
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Records the snapshot that was current until now.
+    pub fn set(&self, m: std::sync::Arc<Membership>) {
+        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        g.insert(0, m);
+        g.truncate(PREVIOUS_KEPT);
+    }
+}
+
+/// Whether `peer` may send us swarm traffic for our swarm (forwarded requests, anti-entropy
+/// and bootstrap pushes): it shares our swarm in the current membership or a remembered one.
+pub fn is_swarm_peer(
+    current: &Membership,
+    previous: &[std::sync::Arc<Membership>],
+    me: &[u8; 32],
+    peer: &[u8; 32],
+) -> bool {
+    std::iter::once(current)
+        .chain(previous.iter().map(|m| &**m))
+        .any(|m| {
+            let ours = m.swarm_of(me);
+            ours.is_some_and(|s| s != SwarmId::UNASSIGNED) && m.swarm_of(peer) == ours
+        })
+}
+
+/// Whether `peer` may push `account`'s messages to us: a peer of our swarm (see
+/// [`is_swarm_peer`]), or a node of the swarm that owned the account in a remembered
+/// membership (a hand-off).
+pub fn may_push(
+    current: &Membership,
+    previous: &[std::sync::Arc<Membership>],
+    me: &[u8; 32],
+    peer: &[u8; 32],
+    account: &AccountId,
+) -> bool {
+    is_swarm_peer(current, previous, me, peer)
+        || previous.iter().any(|m| {
+            m.swarm_for(account)
+                .is_some_and(|s| s != SwarmId::UNASSIGNED && m.swarm_of(peer) == Some(s))
+        })
+}
+
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::sync::Arc;
 
 fn acct(hex66: &str) -> AccountId {
     AccountId::from_hex(hex66).unwrap()
@@ -360,4 +361,35 @@ proptest! {
             prop_assert_eq!(m.swarm_for(&at(space)), Some(SwarmId(got)));
         }
     }
+}
+
+#[test]
+fn swarm_peers_and_previous_owners_may_push() {
+    // Before: nodes 1 and 2 in swarm 10 (owning everything); now 2 and 3 form a new swarm
+    // 2^63, and 4 joined 10: it never shared a swarm with 2.
+    let before = Membership::new(1, "a".into(), vec![node(1, 10), node(2, 10)]);
+    let now = Membership::new(
+        2,
+        "b".into(),
+        vec![node(1, 10), node(2, 1 << 63), node(3, 1 << 63), node(4, 10)],
+    );
+    let previous = PreviousMembership::default();
+    let account = at(1 << 63); // owned by 2^63 now, by 10 before
+    assert_eq!(before.swarm_for(&account), Some(SwarmId(10)));
+    assert_eq!(now.swarm_for(&account), Some(SwarmId(1 << 63)));
+    // Without history: 3 is node 2's swarm peer; 1 is not, nor may it push the account.
+    assert!(is_swarm_peer(&now, &previous.get(), &pk(2), &pk(3)));
+    assert!(!is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
+    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
+    // With it: 1 owned the account before (hand-off), and was 2's swarm peer then.
+    previous.set(Arc::new(before));
+    assert!(may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
+    assert!(is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
+    // 4 never owned it and never shared a swarm with 2.
+    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(4), &account));
+    // Only the last three memberships are remembered.
+    for h in 3..6 {
+        previous.set(Arc::new(Membership::new(h, "c".into(), vec![node(2, 7)])));
+    }
+    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
 }
