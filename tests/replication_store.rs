@@ -514,6 +514,55 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
     assert_eq!(r.store.stats().messages, 1);
 }
 
+/// A swarm peer that missed a client's `expire … shorten` pushes its copy with the old,
+/// longer expiry (a hand-off or anti-entropy repair): the shortened expiry stands.
+#[tokio::test]
+async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
+    let mut r = Replica::new(47).await;
+    let peer = Replica::new(48).await;
+    place(&[&r, &peer], &[1, 1]);
+    r.serve();
+    let user = User::new(13);
+    let m = Message {
+        account: user.account,
+        namespace: Namespace(0),
+        hash: message_hash(&user.account, Namespace(0), b"short-lived"),
+        timestamp_ms: now(),
+        expiry_ms: now() + 3_600_000,
+        data: b"short-lived".to_vec(),
+    };
+    r.store.store(&m, now()).expect("store");
+    let short = now() + 60_000;
+    r.store
+        .update_expiry(
+            &user.account,
+            std::slice::from_ref(&m.hash),
+            short,
+            snode::store::ExpireMode::ShortenOnly,
+            now(),
+        )
+        .expect("shorten");
+    let body = snode::peer::wire::encode_batches(std::slice::from_ref(&m), usize::MAX).remove(0);
+    let answer = peer
+        .state
+        .peers
+        .post(
+            &r.info(1),
+            snode::peer::PATH_DATA,
+            body,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, 200);
+    let got = r
+        .store
+        .get_by_hash(&m.hash, now())
+        .expect("get")
+        .expect("held");
+    assert_eq!(got.expiry_ms, short);
+}
+
 /// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused
 /// the second time: the receiver remembers each request's nonce for the timestamp window.
 /// And the answer is bound to that nonce and its status, so it cannot be passed off as the

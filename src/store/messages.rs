@@ -1,7 +1,8 @@
 //! Writing messages (`store`, `bulk_store`) and reading them by hash or in bulk (`scan`).
 //!
-//! Owns the dedupe rule (hashes are globally unique: an existing hash has its expiry raised,
-//! never lowered) and the public-outbox rule (one message per account and namespace).
+//! Owns the dedupe rule (hashes are globally unique: a client's store of an existing hash
+//! raises its expiry, never lowers it; a replicated copy never changes an existing one) and
+//! the public-outbox rule (one message per account and namespace).
 //! Must not bypass [`AccountTxn`](super::txn::AccountTxn) for any write.
 
 use super::db::{CF_MESSAGES, Store};
@@ -21,7 +22,19 @@ enum OutboxRule {
     NewestTimestamp,
 }
 
-/// Inserts `msg` or raises the expiry of its existing copy, inside `txn`.
+/// Inserts `msg` if its hash is not stored yet, inside `txn`: a replicated copy never
+/// changes an existing message. (Raising its expiry from a peer's copy would undo a client's
+/// `expire` that shortened it here, whenever the peer missed that request: expiry changes
+/// travel only as the client's signed requests, forwarded and retried.)
+fn insert_if_missing(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutcome, StoreError> {
+    if txn.lookup(&msg.hash)?.is_some() {
+        return Ok(StoreOutcome::Exists);
+    }
+    txn.insert(msg)?;
+    Ok(StoreOutcome::New)
+}
+
+/// Inserts `msg` or raises the expiry of its existing copy, inside `txn` (a client's store).
 fn insert_or_raise(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutcome, StoreError> {
     let Some((key, value)) = txn.lookup(&msg.hash)? else {
         txn.insert(msg)?;
@@ -94,9 +107,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Bulk import for replication: inserts missing messages, raises the expiry of existing
-    /// ones (never lowers it), skips messages already expired at `now_ms` and messages a
-    /// client deleted (tombstoned). Returns how many
+    /// Bulk import for replication: inserts missing messages and leaves existing ones as
+    /// they are (see `insert_if_missing`), skips messages already expired at `now_ms` and
+    /// messages a client deleted (tombstoned). Returns how many
     /// were new. Writes one batch per account (chunked for very large accounts); in a public
     /// outbox the copy with the newest timestamp wins, so members converge.
     pub fn bulk_store(&self, msgs: &[Message], now_ms: i64) -> Result<usize, StoreError> {
@@ -120,12 +133,12 @@ impl Store {
                     if !clear_outbox(self, &mut txn, m, OutboxRule::NewestTimestamp)? {
                         continue;
                     }
-                    if insert_or_raise(&mut txn, m)? == StoreOutcome::New {
+                    if insert_if_missing(&mut txn, m)? == StoreOutcome::New {
                         inserted.push(m);
                     }
                     txn.flush()?;
                 } else {
-                    if insert_or_raise(&mut txn, m)? == StoreOutcome::New {
+                    if insert_if_missing(&mut txn, m)? == StoreOutcome::New {
                         inserted.push(m);
                     }
                     txn.maybe_flush()?;
@@ -306,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_copy_never_changes_an_existing_message() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 2 * HOUR);
+        s.store(&m, NOW).expect("store");
+        // A client shortened it here (`expire` with `shorten`).
+        s.update_expiry(
+            &a,
+            std::slice::from_ref(&m.hash),
+            NOW + HOUR,
+            crate::store::ExpireMode::ShortenOnly,
+            NOW,
+        )
+        .expect("shorten");
+        // A peer that missed the shortening pushes its copy with the old expiry.
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
+            0
+        );
+        let got = s.get_by_hash(&m.hash, NOW).expect("get").expect("present");
+        assert_eq!(got.expiry_ms, NOW + HOUR, "the client's shortening stands");
+    }
+
+    #[test]
     fn bulk_outbox_newest_timestamp_wins() {
         let dir = tempdir();
         let s = open(&dir);
@@ -350,7 +388,8 @@ mod tests {
         let exp = s
             .get_expiries(&a, &[ms[0].hash.clone(), ms[1].hash.clone()], NOW)
             .expect("exp");
-        assert_eq!(exp[&ms[0].hash], NOW + 3 * HOUR);
+        // Replicated copies change no existing message, up or down.
+        assert_eq!(exp[&ms[0].hash], NOW + HOUR);
         assert_eq!(exp[&ms[1].hash], NOW + HOUR);
         assert_eq!(s.stats().messages, 10);
     }
