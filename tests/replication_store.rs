@@ -563,6 +563,77 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
     assert_eq!(got.expiry_ms, short);
 }
 
+/// A forward's acceptance time travels under the peer MAC and bounds it: a retry accepted more
+/// than 30 days ago, a retry without the time, a first forward accepted long ago and one
+/// accepted in the future are refused before the method runs; the client's timestamps are
+/// checked against the acceptance time (a retry does not turn the windows off).
+#[tokio::test]
+async fn forwards_are_checked_against_their_acceptance_time() {
+    let mut r = Replica::new(49).await;
+    let peer = Replica::new(50).await;
+    place(&[&r, &peer], &[1, 1]);
+    r.serve();
+    let user = User::new(14);
+    let ts = now() - 3_600_000;
+    let sig = STANDARD.encode(
+        user.sk
+            .sign(format!("delete_all{ts}").as_bytes())
+            .to_bytes(),
+    );
+    let ed = hex::encode(user.sk.verifying_key().to_bytes());
+    let params = json!({"pubkey": user.account.to_hex(), "pubkey_ed25519": ed,
+        "namespace": 0, "timestamp": ts, "signature": sig});
+    let send = async |extra: Value| {
+        let mut body = json!({"method": "delete_all", "params": params});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let a = peer
+            .state
+            .peers
+            .post(
+                &r.info(1),
+                snode::peer::PATH_STORAGE_CC,
+                body.to_string().into_bytes(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        (a.status, String::from_utf8_lossy(&a.body).into_owned())
+    };
+    let day = 86_400_000;
+    for (extra, want) in [
+        (
+            json!({"retry": true, "accepted_at": now() - 31 * day}),
+            "forward too old",
+        ),
+        (
+            json!({"retry": true}),
+            "retried forward without acceptance time",
+        ),
+        (json!({"accepted_at": now() - 300_000}), "forward too old"),
+        (
+            json!({"accepted_at": now() + 300_000}),
+            "forward accepted in the future",
+        ),
+    ] {
+        assert_eq!(
+            send(extra.clone()).await,
+            (400, want.to_string()),
+            "{extra}"
+        );
+    }
+    // The client signed an hour ago: a retry claiming acceptance now is outside the window…
+    let (status, body) = send(json!({"retry": true, "accepted_at": now()})).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (406, "delete_all timestamp too far from current time")
+    );
+    // … and one accepted right after the client signed is in it.
+    let (status, body) = send(json!({"retry": true, "accepted_at": ts + 1_000})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused
 /// the second time: the receiver remembers each request's nonce for the timestamp window.
 /// And the answer is bound to that nonce and its status, so it cannot be passed off as the

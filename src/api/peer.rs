@@ -170,13 +170,54 @@ async fn storage_cc(State(state): State<AppState>, peer: AuthenticatedPeer) -> R
     };
     // `"retry": true`: re-sent from the sender's durable retry queue, possibly long after
     // the client signed it (see `Origin::PeerRetry`).
-    let origin = if req.get("retry") == Some(&Value::Bool(true)) {
+    let retry = req.get("retry") == Some(&Value::Bool(true));
+    let origin = if retry {
         Origin::PeerRetry
     } else {
         Origin::Peer
     };
-    let resp = handle_method(&state.rpc, method, params, origin).await;
+    let ctx = match acceptance_clock(&state, &req, retry) {
+        Ok(ctx) => ctx,
+        Err(why) => return peer.answer_text(&state, 400, why),
+    };
+    let resp = handle_method(&ctx, method, params, origin).await;
     peer.answer(&state, Reply::rpc(resp))
+}
+
+/// Forwards older than this are refused: nothing a client signed lives longer.
+const MAX_FORWARD_AGE_MS: i64 = crate::replication::REQUEST_GIVE_UP_MS;
+
+/// The RPC context a forwarded request is handled in: its clock reads the entry node's
+/// acceptance time (`accepted_at`, under the peer MAC), so the client's timestamps are checked
+/// against the time the request was accepted, also when a retry comes days later. A first
+/// forward must have been accepted within the peer window; any forward within 30 days; an
+/// older node's first forward without the field is checked against our clock, a retry
+/// without it refused.
+fn acceptance_clock(
+    state: &AppState,
+    req: &Value,
+    retry: bool,
+) -> Result<crate::rpc::RpcContext, &'static str> {
+    let now = (state.rpc.clock)();
+    let Some(accepted) = req.get("accepted_at").and_then(Value::as_i64) else {
+        return if retry {
+            Err("retried forward without acceptance time")
+        } else {
+            Ok(state.rpc.clone())
+        };
+    };
+    let tolerance = crate::peer::auth::PEER_TOLERANCE_MS;
+    if accepted > now.saturating_add(tolerance) {
+        return Err("forward accepted in the future");
+    }
+    let age = now.saturating_sub(accepted);
+    if age > MAX_FORWARD_AGE_MS || (!retry && age > tolerance) {
+        return Err("forward too old");
+    }
+    Ok(crate::rpc::RpcContext {
+        clock: crate::clock::fixed(accepted),
+        ..state.rpc.clone()
+    })
 }
 
 /// The anti-entropy endpoints (`replication::protocol`): authenticated like every peer

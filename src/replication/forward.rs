@@ -111,7 +111,7 @@ pub fn store_target(params: &Value, testnet: bool) -> Option<(String, i64)> {
 impl HttpForwarder {
     /// Queues `method`/`params` for each of `peers`. A failure to queue is logged: the
     /// client's request already succeeded here, and anti-entropy still repairs the peer.
-    fn enqueue(&self, peers: &[[u8; 32]], method: &str, params: &Value) {
+    fn enqueue(&self, peers: &[[u8; 32]], method: &str, params: &Value, accepted_ms: i64) {
         let now = (self.clock)();
         let (payload, give_up, kind) = match (method, store_target(params, self.testnet)) {
             ("store", Some((hash, expiry))) => (
@@ -124,7 +124,9 @@ impl HttpForwarder {
                     method: method.to_string(),
                     params_json: params.to_string(),
                 },
-                now.saturating_add(REQUEST_GIVE_UP_MS),
+                // Given up 30 days after the client's request was accepted; the retry reads
+                // the acceptance time back from here (`accepted_at`).
+                accepted_ms.saturating_add(REQUEST_GIVE_UP_MS),
                 EnqueueKind::Request,
             ),
         };
@@ -156,7 +158,10 @@ impl SwarmForwarder for HttpForwarder {
         params: &'a Value,
     ) -> ForwardFuture<'a> {
         Box::pin(async move {
-            let body = json!({"method": method, "params": params})
+            // The acceptance time travels under the peer MAC: the receiver checks the
+            // client's timestamps against it (and a retry's age), not against its own clock.
+            let accepted = (self.clock)();
+            let body = json!({"method": method, "params": params, "accepted_at": accepted})
                 .to_string()
                 .into_bytes();
             let sends = peers.iter().map(|p| {
@@ -180,7 +185,7 @@ impl SwarmForwarder for HttpForwarder {
                 out.push((peer.pubkey_ed25519, reply));
             }
             if !queue.is_empty() {
-                self.enqueue(&queue, method, params);
+                self.enqueue(&queue, method, params, accepted);
             }
             out
         })

@@ -227,9 +227,14 @@ impl Replicator {
         let Ok(params) = serde_json::from_str::<Value>(params_json) else {
             return Fate::Rejected;
         };
-        let body = json!({"method": method, "params": params, "retry": true})
-            .to_string()
-            .into_bytes();
+        // Requests are given up `REQUEST_GIVE_UP_MS` after their acceptance (`forward.rs`).
+        let accepted = item
+            .give_up_ms
+            .saturating_sub(super::forward::REQUEST_GIVE_UP_MS);
+        let body =
+            json!({"method": method, "params": params, "retry": true, "accepted_at": accepted})
+                .to_string()
+                .into_bytes();
         match self
             .post(
                 peer,

@@ -155,11 +155,8 @@ pub(crate) async fn ns_wide(
     if let Err(r) = check_owner(ctx, &account) {
         return r;
     }
-    // A retried forward is old by nature (see `Origin::PeerRetry`); the signature still
-    // covers the timestamp.
-    if origin != Origin::PeerRetry
-        && let Some(r) = (spec.check_ts)(now, ts, origin)
-    {
+    // For a forward, `now` is the entry node's acceptance time (see `Origin::PeerRetry`).
+    if let Some(r) = (spec.check_ts)(now, ts, origin) {
         return r;
     }
     if !verify(

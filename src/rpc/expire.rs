@@ -134,8 +134,8 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         return r;
     }
     let earliest = now.saturating_sub(SIGNATURE_TOLERANCE_MS);
-    // A retried forward is old by nature (see `Origin::PeerRetry`).
-    if origin != Origin::PeerRetry && req.expiries.iter().any(|&e| e < earliest) {
+    // For a forward, `now` is the entry node's acceptance time (see `Origin::PeerRetry`).
+    if req.expiries.iter().any(|&e| e < earliest) {
         // 401, not 406: the original's (irregular) status for this check.
         return text(401, "expire: timestamp should be >= current time");
     }

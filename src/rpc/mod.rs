@@ -109,10 +109,12 @@ pub enum Origin {
     /// delete_all/expire_all, only recursive methods allowed.
     Peer,
     /// Re-sent by a swarm member's retry queue after the first forward failed
-    /// (`replication::retry`): everything as `Peer`, except that the timestamp windows are
-    /// not checked. The entry node checked them when the client's request arrived, and the
-    /// request still carries the client's signature, which is verified as usual; only its age
-    /// is excused, because a retry may come minutes or hours later.
+    /// (`replication::retry`), minutes or days after the client's request: everything as
+    /// `Peer`, the timestamp windows included — checked against the entry node's acceptance
+    /// time, which travels under the peer MAC (`api::peer` gives the handler a context whose
+    /// clock reads that time, and refuses retries accepted more than 30 days ago). What
+    /// differs is what a late request may still do (`delete_all` deletes only what existed
+    /// when it was accepted).
     PeerRetry,
 }
 

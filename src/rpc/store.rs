@@ -84,10 +84,9 @@ fn reject(ctx: &RpcContext, reason: Rejection, resp: RpcResponse) -> RpcResponse
     resp
 }
 
-/// Every check before the write; `Err` is the response to send.
-/// `retry`: a swarm member's retry queue re-sent it (`Origin::PeerRetry`), so the clock
-/// windows, checked when the client's request arrived, are not checked again.
-fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), RpcResponse> {
+/// Every check before the write; `Err` is the response to send. For a forwarded request
+/// `now` is the entry node's acceptance time (see `Origin::PeerRetry`).
+fn check(ctx: &RpcContext, req: &StoreReq, now: i64) -> Result<(), RpcResponse> {
     check_owner(ctx, &req.account)?;
     let ns = req.namespace;
     let ttl = req.expiry.saturating_sub(req.timestamp);
@@ -98,9 +97,8 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
             text(403, "Provided expiry/TTL is not valid."),
         ));
     }
-    if !retry
-        && (req.timestamp > now.saturating_add(STORE_TOLERANCE_MS)
-            || req.expiry < now.saturating_sub(STORE_TOLERANCE_MS))
+    if req.timestamp > now.saturating_add(STORE_TOLERANCE_MS)
+        || req.expiry < now.saturating_sub(STORE_TOLERANCE_MS)
     {
         return Err(reject(
             ctx,
@@ -122,7 +120,7 @@ fn check(ctx: &RpcContext, req: &StoreReq, now: i64, retry: bool) -> Result<(), 
                 ),
             ));
         };
-        if !retry && !within(now, *sig_ts, SIGNATURE_TOLERANCE_MS) {
+        if !within(now, *sig_ts, SIGNATURE_TOLERANCE_MS) {
             return Err(reject(
                 ctx,
                 Rejection::Clock,
@@ -217,7 +215,7 @@ pub(crate) async fn handle(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         Err(e) if e.0 == DATA_TOO_LONG => return reject(ctx, Rejection::Size, e.into()),
         Err(e) => return e.into(),
     };
-    if let Err(resp) = check(ctx, &req, now, origin == Origin::PeerRetry) {
+    if let Err(resp) = check(ctx, &req, now) {
         return resp;
     }
     let hash = message_hash(&req.account, req.namespace, &req.data);

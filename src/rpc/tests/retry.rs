@@ -1,11 +1,20 @@
-//! Tests of `Origin::PeerRetry`: a retried forward skips the timestamp windows and nothing
-//! else, and a late `delete_all` only removes what existed when the client asked.
+//! Tests of `Origin::PeerRetry`: a retried forward is checked like any other, its timestamp
+//! windows against the entry node's acceptance time (the context's clock, set by `api::peer`),
+//! and a late `delete_all` only removes what existed when the client asked.
 
 use serde_json::{Value, json};
 
 use super::util::*;
 use crate::message::{Message, Namespace, NamespaceSel, message_hash};
-use crate::rpc::{Origin, handle_method};
+use crate::rpc::{Origin, RpcContext, handle_method};
+
+/// `ctx` as `api::peer` hands it a forward accepted at `accepted_ms`.
+fn accepted_at(ctx: &RpcContext, accepted_ms: i64) -> RpcContext {
+    RpcContext {
+        clock: crate::clock::fixed(accepted_ms),
+        ..ctx.clone()
+    }
+}
 use crate::sign::msg;
 
 fn put(
@@ -36,7 +45,7 @@ fn delete_all_params(c: &Client, ts: i64) -> Value {
 }
 
 #[tokio::test]
-async fn retried_delete_all_skips_the_window_but_not_the_signature() {
+async fn retried_delete_all_is_checked_at_its_acceptance_time() {
     let c = Client::new(1);
     let owner = c.session();
     let n = net(2, &owner);
@@ -50,12 +59,17 @@ async fn retried_delete_all_skips_the_window_but_not_the_signature() {
     let late = handle_method(peer, "delete_all", &p, Origin::Peer).await;
     assert_text(&late, 406, "delete_all timestamp too far from current time");
 
+    // No flag skips the window: a retry checked against our own clock is just as late.
+    let r = handle_method(peer, "delete_all", &p, Origin::PeerRetry).await;
+    assert_text(&r, 406, "delete_all timestamp too far from current time");
+
+    let then = accepted_at(peer, asked + 2_000);
     let mut forged = p.clone();
     forged["timestamp"] = json!(asked + 1);
-    let r = handle_method(peer, "delete_all", &forged, Origin::PeerRetry).await;
+    let r = handle_method(&then, "delete_all", &forged, Origin::PeerRetry).await;
     assert_text(&r, 401, "delete_all signature verification failed");
 
-    let r = handle_method(peer, "delete_all", &p, Origin::PeerRetry).await;
+    let r = handle_method(&then, "delete_all", &p, Origin::PeerRetry).await;
     assert_eq!(r.status, 200);
     assert_eq!(json_of(&r)["deleted"], json!([older.clone()]));
     assert!(peer.store.get_by_hash(&older, NOW).expect("get").is_none());
@@ -80,12 +94,12 @@ async fn retried_requests_are_still_only_recursive_methods() {
 }
 
 #[tokio::test]
-async fn retried_expire_accepts_a_past_expiry() {
+async fn retried_expire_accepts_an_expiry_that_was_future_when_accepted() {
     let c = Client::new(3);
     let owner = c.session();
     let n = net(2, &owner);
     let peer = &n.nodes[1];
-    let h = put(peer, &owner, b"x", NOW - 10_000);
+    let h = put(peer, &owner, b"x", NOW - 600_000);
     let expiry = NOW - 120_000;
     let hashes = [h.as_str()];
     let p = json!({
@@ -98,6 +112,10 @@ async fn retried_expire_accepts_a_past_expiry() {
     let r = handle_method(peer, "expire", &p, Origin::Peer).await;
     assert_text(&r, 401, "expire: timestamp should be >= current time");
     let r = handle_method(peer, "expire", &p, Origin::PeerRetry).await;
+    assert_text(&r, 401, "expire: timestamp should be >= current time");
+    // Accepted three minutes ago, when the expiry was still ahead.
+    let then = accepted_at(peer, NOW - 180_000);
+    let r = handle_method(&then, "expire", &p, Origin::PeerRetry).await;
     assert_eq!(r.status, 200);
     assert_eq!(json_of(&r)["updated"], json!([h.clone()]));
     assert!(
