@@ -3,7 +3,8 @@
 //! the input its framing claims, and each seed lands where its name says (`parse-ok-*` parse,
 //! `parse-err-*` do not, `peel-ok-*` decrypt with the fuzz node key and route, `route-ok-*`
 //! route as decrypted layers), and likewise the `peer_wire` target's seeds (`fuzz/seeds/peer_wire/`:
-//! bencode, `sn.data` batches, hop bodies). Inputs that ever crash a fuzzer belong here too.
+//! bencode, `sn.data` batches, hop bodies) and the `quic_stream` target's (`fuzz/seeds/quic_stream/`: QUIC
+//! request-stream frames, bencoded RPC params). Inputs that ever crash a fuzzer belong here too.
 
 use std::path::Path;
 
@@ -194,6 +195,96 @@ fn peer_wire_truncations_and_bit_flips_never_panic() {
                 let mut flipped = data.clone();
                 flipped[i] ^= bit;
                 check_peer_wire(&flipped);
+            }
+        }
+    }
+}
+
+/// What the QUIC stream checks made of one input (the `quic_stream` fuzz target's checks):
+/// frames read, whether the framing broke, and whether it is a bt params dict.
+struct Stream {
+    frames: usize,
+    broken: bool,
+    bt_params: bool,
+}
+
+fn read_frames(chunks: &[&[u8]]) -> (Vec<snode::quic::frame::Frame>, bool) {
+    let mut r = snode::quic::frame::FrameReader::new();
+    let mut out = Vec::new();
+    for c in chunks {
+        r.push(c);
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break,
+                Err(_) => return (out, true),
+            }
+        }
+    }
+    (out, false)
+}
+
+fn check_quic_stream(data: &[u8]) -> Stream {
+    let (whole, broken) = read_frames(&[data]);
+    let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let (split, split_broken) = read_frames(&[&data[..cut], &data[cut..]]);
+    assert!(whole == split && broken == split_broken);
+    for f in &whole {
+        if let Ok(bytes) = f.encode() {
+            let (again, bad) = read_frames(&[&bytes]);
+            assert!(!bad && again.len() == 1 && again[0] == *f);
+        }
+    }
+    let bt_params = match snode::rpc::bt::params_from_bt(data) {
+        Ok(params) => {
+            assert!(params.is_object());
+            let mut out = Vec::new();
+            snode::rpc::bt::to_bt(&params, &mut out);
+            assert!(snode::bencode::Value::decode(&out, snode::bencode::Limits::DEFAULT).is_ok());
+            true
+        }
+        Err(_) => false,
+    };
+    Stream {
+        frames: whole.len(),
+        broken,
+        bt_params,
+    }
+}
+
+#[test]
+fn quic_stream_seeds_replay() {
+    let all = seeds("quic_stream");
+    for (name, data) in &all {
+        let got = check_quic_stream(data);
+        if name.starts_with("frames-ok-") {
+            assert!(got.frames > 0 && !got.broken, "{name}");
+        } else if name.starts_with("frames-err-") {
+            assert!(got.broken, "{name}");
+        } else if name.starts_with("frames-partial") {
+            assert!(got.frames == 0 && !got.broken, "{name}");
+        } else if name.starts_with("bt-ok-") {
+            assert!(got.bt_params, "{name}");
+        } else if name.starts_with("bt-err-") {
+            assert!(!got.bt_params, "{name}");
+        } else {
+            panic!("seed {name} says nothing about what it is");
+        }
+    }
+    assert!(all.len() >= 20, "only {} quic_stream seeds", all.len());
+}
+
+#[test]
+fn quic_stream_truncations_and_bit_flips_never_panic() {
+    for (_, data) in seeds("quic_stream") {
+        for cut in 0..data.len() {
+            check_quic_stream(&data[..cut]);
+        }
+        for i in 0..data.len() {
+            for bit in 0..8 {
+                let mut flipped = data.clone();
+                flipped[i] ^= 1 << bit;
+                check_quic_stream(&flipped);
             }
         }
     }
