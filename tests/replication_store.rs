@@ -634,6 +634,60 @@ async fn forwards_are_checked_against_their_acceptance_time() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Revokes and unrevokes are order-dependent; forwards race and retries come late. Each
+/// member applies the one with the latest signed time (last writer wins), so a retried revoke
+/// that arrives after the newer unrevoke does not revoke the token again.
+#[tokio::test]
+async fn a_late_retried_revoke_does_not_undo_a_newer_unrevoke() {
+    let mut r = Replica::new(51).await;
+    let peer = Replica::new(52).await;
+    place(&[&r, &peer], &[1, 1]);
+    r.serve();
+    let admin = SigningKey::from_bytes(&[53; 32]);
+    let group = AccountId {
+        kind: 3,
+        key: admin.verifying_key().to_bytes(),
+    };
+    let token = [7u8; 36];
+    let req = |method: &str, key: &str, ts: i64| {
+        let mut m = format!("{method}{ts}").into_bytes();
+        m.extend_from_slice(&token);
+        json!({"pubkey": group.to_hex(), key: [STANDARD.encode(token)], "timestamp": ts,
+            "signature": STANDARD.encode(admin.sign(&m).to_bytes())})
+    };
+    let forward = async |body: Value| {
+        let a = peer
+            .state
+            .peers
+            .post(
+                &r.info(1),
+                snode::peer::PATH_STORAGE_CC,
+                body.to_string().into_bytes(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    };
+    let (revoked_at, unrevoked_at) = (now() - 5_000, now() - 1_000);
+    forward(json!({"method": "unrevoke_subaccount",
+        "params": req("unrevoke_subaccount", "unrevoke", unrevoked_at), "accepted_at": now()}))
+    .await;
+    forward(json!({"method": "revoke_subaccount",
+        "params": req("revoke_subaccount", "revoke", revoked_at),
+        "retry": true, "accepted_at": revoked_at + 100}))
+    .await;
+    assert!(
+        !r.store.is_revoked(&group, &token).expect("q"),
+        "the newer unrevoke stands"
+    );
+    let later = now();
+    forward(json!({"method": "revoke_subaccount",
+        "params": req("revoke_subaccount", "revoke", later), "accepted_at": now()}))
+    .await;
+    assert!(r.store.is_revoked(&group, &token).expect("q"));
+}
+
 /// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused
 /// the second time: the receiver remembers each request's nonce for the timestamp window.
 /// And the answer is bound to that nonce and its status, so it cannot be passed off as the

@@ -78,11 +78,13 @@ pub(crate) async fn revoke(
         raw.iter().for_each(|t| m.extend_from_slice(t));
         let result = if revoke {
             ctx.store
-                .revoke_subaccounts(&account, &raw, now)
+                // The client's signed time orders revokes and unrevokes on every member,
+                // however late a forward or retry arrives (last writer wins).
+                .revoke_subaccounts(&account, &raw, ts)
                 .map(|()| json!({"signature": ctx.sign_b64(&m)}))
         } else {
             ctx.store
-                .unrevoke_subaccounts(&account, &raw)
+                .unrevoke_subaccounts(&account, &raw, ts)
                 .map(|count| json!({"signature": ctx.sign_b64(&m), "count": count}))
         };
         result.unwrap_or_else(|e| {

@@ -15,87 +15,167 @@ use crate::message::{AccountId, MAX_REVOKED_PER_ACCOUNT};
 use rocksdb::WriteBatch;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Unrevocation markers kept per account (newest first): enough to order every late retry
+/// within the 30-day bound, bounded so an account cannot grow them without limit.
+const MAX_UNREVOKED_MARKERS: usize = 4 * MAX_REVOKED_PER_ACCOUNT;
+/// Markers older than this before the newest operation are dropped: forwards (and so late
+/// retries) older than 30 days are refused (`api::peer`).
+const MARKER_LIFETIME_MS: i64 = crate::message::TTL_MAXIMUM_PRIVATE_MS;
+
+/// The last operation on one token: revoked or unrevoked, at the client's signed time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TokenState {
+    at_ms: i64,
+    revoked: bool,
+}
+
+impl TokenState {
+    /// A revocation is 8 bytes (its time; also the old format); an unrevocation is `0x00`
+    /// then its time.
+    fn encode(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9);
+        if !self.revoked {
+            v.push(0);
+        }
+        v.extend_from_slice(&self.at_ms.to_be_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<TokenState> {
+        match v.len() {
+            8 => Some(TokenState {
+                at_ms: i64::from_be_bytes(v.try_into().ok()?),
+                revoked: true,
+            }),
+            9 if v[0] == 0 => Some(TokenState {
+                at_ms: i64::from_be_bytes(v[1..].try_into().ok()?),
+                revoked: false,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether an operation at `at_ms` (a revoke when `revoke`) overrides this state: the
+    /// later signed time wins, whatever order the operations arrive in (a retry days late, or
+    /// two forwards racing); on equal times the revocation wins, the safer way to be wrong.
+    fn yields_to(self, at_ms: i64, revoke: bool) -> bool {
+        at_ms > self.at_ms || (at_ms == self.at_ms && revoke && !self.revoked)
+    }
+}
+
 impl Store {
-    /// Revokes `tokens` for `account` at `now_ms` (re-revoking refreshes the time), then
-    /// keeps only the newest [`MAX_REVOKED_PER_ACCOUNT`] tokens by revocation time; on equal
-    /// times the tokens of this request win.
+    /// Revokes `tokens` for `account` as of the client's signed time `at_ms`, unless a later
+    /// revoke or unrevoke of a token was already applied (last writer wins, so the order in
+    /// which forwards and retries arrive does not matter); re-revoking refreshes the time.
+    /// Then keeps only the newest [`MAX_REVOKED_PER_ACCOUNT`] revoked tokens; on equal times
+    /// the tokens of this request win.
     pub fn revoke_subaccounts(
         &self,
         account: &AccountId,
         tokens: &[[u8; 36]],
-        now_ms: i64,
+        at_ms: i64,
     ) -> Result<(), StoreError> {
-        let _g = self.inner.lock(account);
-        let mut all: BTreeMap<[u8; TOKEN_LEN], i64> = self.revocations_of(account)?;
-        let fresh: BTreeSet<[u8; TOKEN_LEN]> = tokens.iter().copied().collect();
-        let cf = self.inner.cf(CF_REVOCATIONS)?;
-        let mut batch = WriteBatch::default();
-        for t in &fresh {
-            batch.put_cf(cf, keys::revocation_key(account, t), now_ms.to_be_bytes());
-            all.insert(*t, now_ms);
-        }
-        if all.len() > MAX_REVOKED_PER_ACCOUNT {
-            let mut ranked: Vec<_> = all.into_iter().collect();
-            // Newest first; then this request's tokens; then token order for determinism.
-            ranked.sort_by(|(ta, a), (tb, b)| {
-                b.cmp(a)
-                    .then_with(|| fresh.contains(tb).cmp(&fresh.contains(ta)))
-                    .then_with(|| ta.cmp(tb))
-            });
-            for (t, _) in &ranked[MAX_REVOKED_PER_ACCOUNT..] {
-                batch.delete_cf(cf, keys::revocation_key(account, t));
-            }
-        }
-        self.inner.write(batch, "revoke")
+        self.apply_revocations(account, tokens, at_ms, true)
+            .map(|_| ())
     }
 
-    /// Removes `tokens` from `account`'s revocations; returns how many were revoked.
+    /// Unrevokes `tokens` as of `at_ms` (last writer wins, as [`Store::revoke_subaccounts`]);
+    /// returns how many were revoked and no longer are. The unrevocation is remembered (up to
+    /// 30 days), so an older revoke that arrives later does not undo it.
     pub fn unrevoke_subaccounts(
         &self,
         account: &AccountId,
         tokens: &[[u8; 36]],
+        at_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.apply_revocations(account, tokens, at_ms, false)
+    }
+
+    fn apply_revocations(
+        &self,
+        account: &AccountId,
+        tokens: &[[u8; 36]],
+        at_ms: i64,
+        revoke: bool,
     ) -> Result<usize, StoreError> {
         let _g = self.inner.lock(account);
+        let mut all = self.revocations_of(account)?;
+        let fresh: BTreeSet<[u8; TOKEN_LEN]> = tokens.iter().copied().collect();
         let cf = self.inner.cf(CF_REVOCATIONS)?;
         let mut batch = WriteBatch::default();
-        let mut removed = 0;
-        for t in tokens.iter().collect::<BTreeSet<_>>() {
-            let key = keys::revocation_key(account, t);
-            if self
-                .inner
-                .get(CF_REVOCATIONS, &key, "read revocation")?
-                .is_some()
-            {
-                batch.delete_cf(cf, key);
-                removed += 1;
+        let mut changed = 0;
+        for t in &fresh {
+            let prior = all.get(t).copied();
+            if prior.is_some_and(|p| !p.yields_to(at_ms, revoke)) {
+                continue;
+            }
+            if !revoke && prior.is_some_and(|p| p.revoked) {
+                changed += 1;
+            }
+            let state = TokenState {
+                at_ms,
+                revoked: revoke,
+            };
+            batch.put_cf(cf, keys::revocation_key(account, t), state.encode());
+            all.insert(*t, state);
+        }
+        // Revoked tokens: the newest 50; then this request's; then token order.
+        let mut revoked: Vec<_> = all.iter().filter(|(_, st)| st.revoked).collect();
+        if revoked.len() > MAX_REVOKED_PER_ACCOUNT {
+            revoked.sort_by(|(ta, a), (tb, b)| {
+                b.at_ms
+                    .cmp(&a.at_ms)
+                    .then_with(|| fresh.contains(*tb).cmp(&fresh.contains(*ta)))
+                    .then_with(|| ta.cmp(tb))
+            });
+            for (t, _) in &revoked[MAX_REVOKED_PER_ACCOUNT..] {
+                batch.delete_cf(cf, keys::revocation_key(account, t));
             }
         }
-        self.inner.write(batch, "unrevoke")?;
-        Ok(removed)
+        // Unrevocation markers: the newest ones within their lifetime.
+        let newest = all.values().map(|st| st.at_ms).max().unwrap_or(at_ms);
+        let mut markers: Vec<_> = all.iter().filter(|(_, st)| !st.revoked).collect();
+        markers.sort_by(|(ta, a), (tb, b)| b.at_ms.cmp(&a.at_ms).then_with(|| ta.cmp(tb)));
+        for (i, (t, st)) in markers.iter().enumerate() {
+            if i >= MAX_UNREVOKED_MARKERS || st.at_ms < newest.saturating_sub(MARKER_LIFETIME_MS) {
+                batch.delete_cf(cf, keys::revocation_key(account, t));
+            }
+        }
+        self.inner
+            .write(batch, if revoke { "revoke" } else { "unrevoke" })?;
+        Ok(changed)
     }
 
     /// `account`'s revoked tokens, in token order.
     pub fn revoked_subaccounts(&self, account: &AccountId) -> Result<Vec<[u8; 36]>, StoreError> {
-        Ok(self.revocations_of(account)?.into_keys().collect())
+        Ok(self
+            .revocations_of(account)?
+            .into_iter()
+            .filter(|(_, st)| st.revoked)
+            .map(|(t, _)| t)
+            .collect())
     }
 
     /// Whether `token` is revoked for `account`.
     pub fn is_revoked(&self, account: &AccountId, token: &[u8; 36]) -> Result<bool, StoreError> {
-        Ok(self
-            .inner
-            .get(
-                CF_REVOCATIONS,
-                &keys::revocation_key(account, token),
-                "read revocation",
-            )?
-            .is_some())
+        let v = self.inner.get(
+            CF_REVOCATIONS,
+            &keys::revocation_key(account, token),
+            "read revocation",
+        )?;
+        match v {
+            None => Ok(false),
+            Some(v) => TokenState::decode(&v)
+                .map(|st| st.revoked)
+                .ok_or(StoreError::Corrupt { what: "revocation" }),
+        }
     }
 
-    /// Every revocation of `account` with its time.
+    /// The last operation on each token of `account`.
     fn revocations_of(
         &self,
         account: &AccountId,
-    ) -> Result<BTreeMap<[u8; TOKEN_LEN], i64>, StoreError> {
+    ) -> Result<BTreeMap<[u8; TOKEN_LEN], TokenState>, StoreError> {
         let prefix = account.to_bytes();
         let mut out = BTreeMap::new();
         self.inner.iterate(
@@ -108,8 +188,7 @@ impl Store {
                     .get(ACCOUNT_LEN..)
                     .and_then(|t| t.try_into().ok())
                     .ok_or_else(corrupt)?;
-                let at: [u8; 8] = v.try_into().map_err(|_| corrupt())?;
-                out.insert(token, i64::from_be_bytes(at));
+                out.insert(token, TokenState::decode(v).ok_or_else(corrupt)?);
                 Ok(true)
             },
         )?;
@@ -142,11 +221,48 @@ mod tests {
             vec![token(1), token(2)]
         );
         assert_eq!(
-            s.unrevoke_subaccounts(&a, &[token(2), token(3), token(2)])
+            s.unrevoke_subaccounts(&a, &[token(2), token(3), token(2)], NOW + 1)
                 .expect("un"),
             1
         );
         assert_eq!(s.revoked_subaccounts(&a).expect("list"), vec![token(1)]);
+    }
+
+    #[test]
+    fn the_latest_signed_time_wins_whatever_the_arrival_order() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        // Revoked at T, unrevoked at T+10: applied in order, or the revoke arriving late.
+        s.revoke_subaccounts(&a, &[token(1)], NOW).expect("revoke");
+        s.unrevoke_subaccounts(&a, &[token(1)], NOW + 10)
+            .expect("un");
+        assert!(!s.is_revoked(&a, &token(1)).expect("q"));
+        s.unrevoke_subaccounts(&a, &[token(2)], NOW + 10)
+            .expect("un");
+        s.revoke_subaccounts(&a, &[token(2)], NOW)
+            .expect("late revoke");
+        assert!(
+            !s.is_revoked(&a, &token(2)).expect("q"),
+            "an older revoke does not win"
+        );
+        // Unrevoked at T, revoked at T+10, the unrevoke arriving late.
+        s.revoke_subaccounts(&a, &[token(3)], NOW + 10)
+            .expect("revoke");
+        assert_eq!(
+            s.unrevoke_subaccounts(&a, &[token(3)], NOW)
+                .expect("late un"),
+            0
+        );
+        assert!(s.is_revoked(&a, &token(3)).expect("q"));
+        // Equal times: revoked.
+        s.unrevoke_subaccounts(&a, &[token(4)], NOW).expect("un");
+        s.revoke_subaccounts(&a, &[token(4)], NOW).expect("revoke");
+        assert!(s.is_revoked(&a, &token(4)).expect("q"));
+        assert_eq!(
+            s.revoked_subaccounts(&a).expect("list"),
+            vec![token(3), token(4)]
+        );
     }
 
     #[test]

@@ -78,7 +78,8 @@ async fn revoke_then_unrevoke_across_the_swarm() {
     let r = n
         .call(
             "unrevoke_subaccount",
-            revoke_req(&admin, "unrevoke_subaccount", NOW, &[t]),
+            // Later than the revoke: the later signed time wins (on a tie the revoke would).
+            revoke_req(&admin, "unrevoke_subaccount", NOW + 1, &[t]),
         )
         .await;
     let e = &json_of(&r)["swarm"][n.hex(1)];
