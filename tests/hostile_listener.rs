@@ -202,3 +202,108 @@ async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 "));
     node.shutdown().await;
 }
+
+/// One HTTP/2 frame: type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads whole frames until `want` returns something or the connection ends (10 s at most).
+async fn h2_until<T>(
+    s: &mut (impl AsyncReadExt + Unpin),
+    mut want: impl FnMut(u8, u8, u32, &[u8]) -> Option<T>,
+) -> Option<T> {
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            if let Some(v) = want(buf[3], buf[4], stream, &buf[9..9 + len]) {
+                return Some(v);
+            }
+            buf.drain(..9 + len);
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+/// HTTP/2 with the `h2` ALPN, spoken frame by frame (no client library to be polite for us):
+/// the node advertises `http2_max_streams`, and a client that opens more streams than that
+/// at once has the excess refused (`REFUSED_STREAM`), while the node serves everyone else.
+#[tokio::test]
+async fn http2_streams_beyond_the_cap_are_refused() {
+    let (_dir, node) = node_with(|l| l.http2_max_streams = 2).await;
+    let tcp = TcpStream::connect(("127.0.0.1", node.https_addr().port()))
+        .await
+        .expect("connect");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let mut s = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    s.write_all(&h2_frame(4, 0, 0, &[]))
+        .await
+        .expect("settings");
+    // The node's SETTINGS: SETTINGS_MAX_CONCURRENT_STREAMS (0x3) is the configured cap.
+    let cap = h2_until(&mut s, |kind, flags, _, payload| {
+        (kind == 4 && flags & 1 == 0).then(|| {
+            payload
+                .chunks_exact(6)
+                .find(|p| p[..2] == [0, 3])
+                .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+        })
+    })
+    .await
+    .flatten();
+    assert_eq!(cap, Some(2));
+    s.write_all(&h2_frame(4, 1, 0, &[]))
+        .await
+        .expect("settings ack");
+    // Three POSTs whose bodies never come (END_HEADERS, no END_STREAM): each holds a stream.
+    // HPACK: :method POST (3), :scheme https (7), :path / (4), then :authority literal.
+    let mut headers = vec![0x83, 0x87, 0x84, 0x41, 9];
+    headers.extend_from_slice(b"localhost");
+    for stream in [1u32, 3, 5] {
+        s.write_all(&h2_frame(1, 4, stream, &headers))
+            .await
+            .expect("headers");
+    }
+    let refused = h2_until(&mut s, |kind, _, stream, payload| {
+        (kind == 3 && payload.len() == 4).then(|| {
+            (
+                stream,
+                u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]),
+            )
+        })
+    })
+    .await;
+    assert_eq!(
+        refused,
+        Some((5, 7)),
+        "the third stream is refused with REFUSED_STREAM"
+    );
+    still_serves(&node).await;
+    node.shutdown().await;
+}
