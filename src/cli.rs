@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// UDP port of the QUIC listener (overrides network.quic_port).
     #[arg(long, env = "SNODE_QUIC_PORT")]
     pub quic_port: Option<u16>,
+    /// How peer traffic goes: quic or https (overrides network.peer_transport).
+    #[arg(long, env = "SNODE_PEER_TRANSPORT", value_enum)]
+    pub peer_transport: Option<crate::config::PeerTransport>,
     /// Address of the admin listener (overrides admin.listen).
     #[arg(long, env = "SNODE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
@@ -340,6 +343,9 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(port) = args.quic_port {
         cfg.network.quic_port = port;
+    }
+    if let Some(t) = args.peer_transport {
+        cfg.network.peer_transport = t;
     }
     if let Some(addr) = args.admin_listen {
         cfg.admin.listen = addr;

@@ -172,6 +172,9 @@ pub struct NetworkConfig {
     /// announced address is on another interface). Default: `bind_ip`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic_bind_ip: Option<IpAddr>,
+    /// How this node sends peer traffic: `"quic"` (held connections to every peer that lists
+    /// a QUIC port, HTTPS to the others) or `"https"` (always HTTPS). Default "quic".
+    pub peer_transport: PeerTransport,
     /// IPv4 address announced to the network; empty = the bind address, or 127.0.0.1 when
     /// binding all interfaces. Default empty.
     pub public_ip: String,
@@ -297,6 +300,17 @@ pub struct OnionConfig {
     pub allow_private_targets: bool,
 }
 
+/// How peer traffic is carried (`network.peer_transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerTransport {
+    /// Held QUIC connections where the peer lists a QUIC port, else HTTPS.
+    #[default]
+    Quic,
+    /// Signed HTTPS requests only.
+    Https,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -315,6 +329,7 @@ impl Default for NetworkConfig {
             https_port: DEFAULT_HTTPS_PORT,
             quic_port: DEFAULT_QUIC_PORT,
             quic_bind_ip: None,
+            peer_transport: PeerTransport::Quic,
             public_ip: String::new(),
             public_https_port: 0,
             directory: String::new(),

@@ -287,7 +287,8 @@ impl Node {
             outgoing_address(&cfg),
             allow_private_peers,
         )
-        .map_err(NodeError::HttpClient)?;
+        .map_err(NodeError::HttpClient)?
+        .with_quic(cfg.network.peer_transport == crate::config::PeerTransport::Quic);
         let directory = if networked {
             Some(
                 DirectoryClient::new(&cfg.network.directory).map_err(|source| {

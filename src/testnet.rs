@@ -76,6 +76,8 @@ pub fn node_config(
     c.network.testnet = true;
     c.admin.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
     c.rate_limit.exempt_loopback = true;
+    // Every client and peer of a local network is 127.0.0.1: one IP, many connections.
+    c.quic.max_connections_per_ip = c.quic.max_connections;
     // Every target of a local network is on 127.0.0.1.
     c.onion.allow_private_targets = true;
     c.storage.max_bytes = 1024 * 1024 * 1024;

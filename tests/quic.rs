@@ -598,3 +598,69 @@ async fn onion_requests_relay_through_three_nodes_over_quic() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_traffic_rides_held_quic_connections_and_strangers_are_refused() {
+    use common::net::TestNet;
+    let net = TestNet::start_with(4, |c| {
+        c.network.peer_transport = snode::config::PeerTransport::Quic;
+    })
+    .await;
+    net.wait_converged().await;
+    // One swarm of 4: a store at one member is forwarded to the three others.
+    let grace = User::new(17);
+    let c = client();
+    let stored = rpc_json(
+        &c,
+        &net.addr(0),
+        "store",
+        grace.store_params(b"over quic peers", 600_000),
+    )
+    .await;
+    let hash = stored["hash"].as_str().expect("hash").to_string();
+    for i in 1..4 {
+        let entry = &stored["swarm"][hex::encode(net.node(i).pubkey_ed25519())];
+        assert!(entry["hash"].is_string(), "member {i}: {stored}");
+    }
+    // The forwards arrived as QUIC peer commands, not HTTPS requests.
+    let mut quic_peer_requests = 0;
+    for i in 1..4 {
+        let text = reqwest::get(format!("http://{}/metrics", net.node(i).admin_addr()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        quic_peer_requests += text
+            .lines()
+            .find(|l| {
+                l.starts_with("snode_quic_requests_total{endpoint=\"peer\",outcome=\"reply\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(
+        quic_peer_requests >= 3,
+        "{quic_peer_requests} peer commands over QUIC"
+    );
+    let got = rpc_json(&c, &net.addr(3), "retrieve", grace.retrieve_params(None)).await;
+    assert_eq!(got["messages"][0]["hash"], json!(hash));
+
+    // A client whose key no directory lists gets 403 for every peer command, with no work.
+    let ep = endpoint();
+    let mut q = connect(&ep, net.node(0).quic_addr(), net.node(0).pubkey_ed25519()).await;
+    for path in [
+        "/snode/v1/data",
+        "/snode/v1/storage_cc",
+        "/snode/v1/onion",
+        "/snode/v1/ping",
+    ] {
+        assert_eq!(
+            q.call(path, b"x").await,
+            Ok(b"li403e33:peer is not a listed service nodee".to_vec()),
+            "{path}"
+        );
+    }
+    net.shutdown().await;
+}

@@ -159,9 +159,16 @@ async fn onion_hop(
             return rejection.into_response();
         }
     };
-    let (reply, outcome) = hop_layer(&state, &peer.body).await;
-    record(&state, outcome, peer.received);
+    let reply = hop(&state, &peer.body, peer.received).await;
     peer.answer(&state, reply)
+}
+
+/// A layer relayed by a listed node, whatever carried it (HTTPS here, or a QUIC peer
+/// connection): the answer to pass back, recorded in the metrics.
+pub(crate) async fn hop(state: &AppState, body: &[u8], received: Instant) -> Reply {
+    let (reply, outcome) = hop_layer(state, body).await;
+    record(state, outcome, received);
+    reply
 }
 
 async fn hop_layer(state: &AppState, body: &[u8]) -> (Reply, OnionOutcome) {
@@ -338,6 +345,10 @@ async fn relay(
         }
         Err(PeerError::Unreachable(e)) => {
             tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
+            unreachable()
+        }
+        Err(PeerError::QuicLost(e)) => {
+            tracing::debug!(error = %crate::error::chain(&e), "onion relay: connection lost");
             unreachable()
         }
         Err(PeerError::NotAuthentic | PeerError::TooLarge { .. }) => (

@@ -26,13 +26,13 @@ use crate::rpc::{Origin, handle_method};
 /// Routes of the peer protocol (mounted on the public listener).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(PATH_STORAGE_CC, post(storage_cc))
-        .route(PATH_DATA, post(data))
-        .route(PATH_PING, post(ping))
-        .route(PATH_AE_DIGEST, post(anti_entropy))
-        .route(PATH_AE_BUCKET, post(anti_entropy))
-        .route(PATH_AE_FETCH, post(anti_entropy))
-        .route(PATH_AE_DELETE, post(anti_entropy))
+        .route(PATH_STORAGE_CC, post(route))
+        .route(PATH_DATA, post(route))
+        .route(PATH_PING, post(route))
+        .route(PATH_AE_DIGEST, post(route))
+        .route(PATH_AE_BUCKET, post(route))
+        .route(PATH_AE_FETCH, post(route))
+        .route(PATH_AE_DELETE, post(route))
         .with_state(state)
 }
 
@@ -139,34 +139,69 @@ impl AuthenticatedPeer {
         }
         resp
     }
+}
 
-    /// A signed plain-text answer.
-    fn answer_text(&self, state: &AppState, status: u16, body: &str) -> Response {
-        self.answer(state, Reply::text(status, body))
+/// A peer request as every carrier hands it over once the sender is authenticated (HTTPS:
+/// [`AuthenticatedPeer`]'s MAC; QUIC: the connection's raw-key client certificate) and listed.
+pub struct PeerCall<'a> {
+    /// The sending node's Ed25519 pubkey.
+    pub sender: [u8; 32],
+    /// The endpoint (`/snode/v1/…`).
+    pub path: &'a str,
+    /// The request body.
+    pub body: Bytes,
+    /// When the request arrived.
+    pub received: Instant,
+}
+
+/// Answers one authenticated peer request, whatever carried it.
+pub async fn handle(state: &AppState, call: PeerCall<'_>) -> Reply {
+    match call.path {
+        PATH_STORAGE_CC => storage_cc(state, &call).await,
+        PATH_DATA => data(state, &call).await,
+        PATH_PING => ping(state),
+        PATH_AE_DIGEST | PATH_AE_BUCKET | PATH_AE_FETCH | PATH_AE_DELETE => {
+            anti_entropy(state, &call).await
+        }
+        crate::peer::PATH_ONION => super::onion::hop(state, &call.body, call.received).await,
+        _ => Reply::text(404, "no such peer endpoint"),
     }
+}
+
+/// The HTTPS route of every peer endpoint: the extractor authenticated the request; the
+/// answer is MACed for the sender.
+async fn route(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+    let call = PeerCall {
+        sender: peer.sender,
+        path: &peer.path,
+        body: peer.body.clone(),
+        received: peer.received,
+    };
+    let reply = handle(&state, call).await;
+    peer.answer(&state, reply)
 }
 
 /// The 403 of a listed node that is not one of our swarm's: no work is done for it.
-fn not_swarm_peer(state: &AppState, peer: &AuthenticatedPeer) -> Option<Response> {
+fn not_swarm_peer(state: &AppState, sender: &[u8; 32]) -> Option<Reply> {
     let current = state.rpc.membership.borrow().clone();
     let previous = state.previous_membership.get();
     let me = state.keys.pubkey_ed25519();
-    (!crate::swarm::is_swarm_peer(&current, &previous, &me, &peer.sender))
-        .then(|| peer.answer_text(state, 403, "peer is not a member of this swarm"))
+    (!crate::swarm::is_swarm_peer(&current, &previous, &me, sender))
+        .then(|| Reply::text(403, "peer is not a member of this swarm"))
 }
 
-async fn storage_cc(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+async fn storage_cc(state: &AppState, call: &PeerCall<'_>) -> Reply {
     // Forwards come from the entry node, a member of the account's swarm, which is ours (or
     // the request is answered 421 anyway). Anyone else is refused before any work.
-    if let Some(refused) = not_swarm_peer(&state, &peer) {
+    if let Some(refused) = not_swarm_peer(state, &call.sender) {
         return refused;
     }
-    let req: Value = match serde_json::from_slice(&peer.body) {
+    let req: Value = match serde_json::from_slice(&call.body) {
         Ok(v) => v,
-        Err(_) => return peer.answer_text(&state, 400, "invalid json"),
+        Err(_) => return Reply::text(400, "invalid json"),
     };
     let (Some(method), Some(params)) = (req["method"].as_str(), req.get("params")) else {
-        return peer.answer_text(&state, 400, "invalid json");
+        return Reply::text(400, "invalid json");
     };
     // `"retry": true`: re-sent from the sender's durable retry queue, possibly long after
     // the client signed it (see `Origin::PeerRetry`).
@@ -176,12 +211,12 @@ async fn storage_cc(State(state): State<AppState>, peer: AuthenticatedPeer) -> R
     } else {
         Origin::Peer
     };
-    let ctx = match acceptance_clock(&state, &req, retry) {
+    let ctx = match acceptance_clock(state, &req, retry) {
         Ok(ctx) => ctx,
-        Err(why) => return peer.answer_text(&state, 400, why),
+        Err(why) => return Reply::text(400, why),
     };
     let resp = handle_method(&ctx, method, params, origin).await;
-    peer.answer(&state, Reply::rpc(resp))
+    Reply::rpc(resp)
 }
 
 /// Forwards older than this are refused: nothing a client signed lives longer.
@@ -223,35 +258,32 @@ fn acceptance_clock(
 /// The anti-entropy endpoints (`replication::protocol`): authenticated like every peer
 /// request, answered by `replication::serve` (which admits only members of our swarm) on a
 /// blocking thread, since it reads the store.
-async fn anti_entropy(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+async fn anti_entropy(state: &AppState, call: &PeerCall<'_>) -> Reply {
     // Each request reads the store: a listed but hostile peer must not make us scan it in a
     // loop. Honest peers ask a few times per round (`replication.anti_entropy_interval`).
     let allowed = state
         .anti_entropy_limit
         .lock()
-        .is_ok_and(|mut b| b.allow(peer.sender, Instant::now()));
+        .is_ok_and(|mut b| b.allow(call.sender, Instant::now()));
     if !allowed {
-        return peer.answer_text(&state, 429, "anti-entropy rate limit");
+        return Reply::text(429, "anti-entropy rate limit");
     }
     let store = state.rpc.store.clone();
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
     let now = (state.rpc.clock)();
-    let (p, sender, body) = (peer.path.clone(), peer.sender, peer.body.clone());
+    let (p, sender, body) = (call.path.to_string(), call.sender, call.body.clone());
     let served = tokio::task::spawn_blocking(move || {
         crate::replication::serve::serve(&p, &store, &membership, &me, &sender, &body, now)
     })
     .await;
-    match served {
-        Ok(r) => peer.answer(&state, r),
-        Err(_) => peer.answer_text(&state, 500, "Internal Server Error\n"),
-    }
+    served.unwrap_or_else(|_| Reply::text(500, "Internal Server Error\n"))
 }
 
-async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
-    let msgs = match wire::decode_batch(&peer.body) {
+async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
+    let msgs = match wire::decode_batch(&call.body) {
         Ok(m) => m,
-        Err(e) => return peer.answer_text(&state, 400, &e.to_string()),
+        Err(e) => return Reply::text(400, e.to_string()),
     };
     // Only keep what our swarm owns: a confused or stale sender must not fill our disk.
     let membership = state.rpc.membership.borrow().clone();
@@ -264,9 +296,9 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
     // signature. A batch with any other message is refused whole, before anything is stored.
     if msgs
         .iter()
-        .any(|m| !crate::swarm::may_push(&membership, &previous, &me, &peer.sender, &m.account))
+        .any(|m| !crate::swarm::may_push(&membership, &previous, &me, &call.sender, &m.account))
     {
-        return peer.answer_text(&state, 403, "peer may not push these accounts' messages");
+        return Reply::text(403, "peer may not push these accounts' messages");
     }
     // And admit each only as a client's store could have made it (`admitted_from_peer`:
     // its own hash, size, namespace, clock, expiry).
@@ -289,24 +321,22 @@ async fn data(State(state): State<AppState>, peer: AuthenticatedPeer) -> Respons
     match result {
         Ok(Ok(new)) => {
             let body = serde_json::json!({"accepted": n, "new": new}).to_string();
-            peer.answer(&state, Reply::new(200, JSON, body))
+            Reply::new(200, JSON, body)
         }
-        Ok(Err(crate::store::StoreError::Full { .. })) => {
-            peer.answer_text(&state, 507, "store is full")
-        }
+        Ok(Err(crate::store::StoreError::Full { .. })) => Reply::text(507, "store is full"),
         Ok(Err(e)) => {
             tracing::warn!(error = %crate::error::chain(&e), "bulk store from peer failed");
-            peer.answer_text(&state, 500, "Internal Server Error\n")
+            Reply::text(500, "Internal Server Error\n")
         }
-        Err(_) => peer.answer_text(&state, 500, "Internal Server Error\n"),
+        Err(_) => Reply::text(500, "Internal Server Error\n"),
     }
 }
 
-async fn ping(State(state): State<AppState>, peer: AuthenticatedPeer) -> Response {
+fn ping(state: &AppState) -> Reply {
     // Only authenticated pings from listed nodes count as "peers reach us".
     state
         .status
         .reachability
         .record_incoming(crate::reachability::PingKind::PeerPing, (state.rpc.clock)());
-    peer.answer_text(&state, 200, "pong")
+    Reply::text(200, "pong")
 }

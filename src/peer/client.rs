@@ -1,5 +1,7 @@
-//! Authenticated HTTPS requests to other nodes (`/snode/v1/…`), with authenticated responses
-//! checked.
+//! Authenticated requests to other nodes (`/snode/v1/…`), with authenticated responses
+//! checked: on the held QUIC connection to a peer that lists a QUIC port (`peer::quic`,
+//! authenticated by the handshake), else — and whenever no QUIC connection can be made, so a
+//! network with older nodes keeps working — as a signed HTTPS request.
 //!
 //! Owns the one pooled HTTP client a node uses for its peers. Certificates are self-signed and
 //! not tied to node identities, so authenticity comes from the pairwise MACs of `peer::auth`
@@ -34,6 +36,9 @@ pub enum PeerError {
         /// The address class (loopback, private, …).
         class: &'static str,
     },
+    /// The QUIC connection was lost before the answer (the request may have been handled).
+    #[error("connection to peer lost")]
+    QuicLost(#[source] crate::quic::client::QuicError),
     /// The answer's body was larger than any answer a node sends.
     #[error("peer response over {limit} bytes")]
     TooLarge {
@@ -61,6 +66,8 @@ pub struct PeerResponse {
 pub struct PeerClient {
     http: reqwest::Client,
     auth: Arc<PeerAuth>,
+    /// Held QUIC connections, when peer traffic may use them.
+    quic: Option<Arc<super::quic::PeerQuic>>,
     clock: Clock,
     allow_private: bool,
 }
@@ -83,10 +90,20 @@ impl PeerClient {
             .build()?;
         Ok(PeerClient {
             http,
+            quic: Some(Arc::new(super::quic::PeerQuic::new(keys.clone()))),
             auth: Arc::new(PeerAuth::new(keys)),
             clock,
             allow_private,
         })
+    }
+
+    /// Whether peers that list a QUIC port are reached over QUIC (the default) or always over
+    /// HTTPS (`network.peer_transport = "https"`).
+    pub fn with_quic(mut self, enabled: bool) -> PeerClient {
+        if !enabled {
+            self.quic = None;
+        }
+        self
     }
 
     /// Why this node may not connect to `peer`, if it may not: a listed node at a non-public
@@ -114,6 +131,30 @@ impl PeerClient {
     ) -> Result<PeerResponse, PeerError> {
         if let Some(class) = self.refuses(peer) {
             return Err(PeerError::NotPublic { class });
+        }
+        if let Some(quic) = &self.quic
+            && peer.omq_port != 0
+        {
+            use super::quic::QuicPeerError;
+            match quic.post(peer, path, &body, timeout).await {
+                Ok((status, body)) => {
+                    if body.len() > MAX_PEER_RESPONSE {
+                        return Err(PeerError::TooLarge {
+                            limit: MAX_PEER_RESPONSE,
+                        });
+                    }
+                    return Ok(PeerResponse { status, body });
+                }
+                Err(QuicPeerError::Lost(crate::quic::client::QuicError::Timeout)) => {
+                    return Err(PeerError::Timeout(timeout));
+                }
+                Err(QuicPeerError::Lost(e)) => return Err(PeerError::QuicLost(e)),
+                Err(QuicPeerError::BadAnswer) => return Err(PeerError::NotAuthentic),
+                // Nothing was sent: an older node without QUIC, or UDP blocked on the way.
+                Err(QuicPeerError::NotConnected(e)) => {
+                    tracing::debug!(error = %crate::error::chain(&e), "no QUIC connection to peer; using HTTPS");
+                }
+            }
         }
         let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
         let now = (self.clock)();

@@ -1,5 +1,6 @@
 //! Node-to-node protocol: request/response authentication (`auth`), the two body formats —
-//! bulk messages (`wire`) and onion hops (`hop`) — and the signed HTTPS client (`client`).
+//! bulk messages (`wire`) and onion hops (`hop`) — and the client (`client`), which carries
+//! each exchange on a held QUIC connection to the peer (`quic`) or as a signed HTTPS request.
 //!
 //! Owns what goes over the wire between nodes and the paths it goes to. Must not hold HTTP
 //! server glue (the receiving routes are `api::peer` and `api::onion`) or decide what to send
@@ -9,6 +10,7 @@
 pub mod auth;
 pub mod client;
 pub mod hop;
+pub mod quic;
 pub mod reply;
 pub mod wire;
 

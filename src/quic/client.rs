@@ -197,6 +197,11 @@ impl QuicConnection {
         self.pushes.lock().ok().and_then(|mut p| p.take())
     }
 
+    /// Whether the connection is still up (a lost one is replaced by its holder).
+    pub fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
     /// The node's address.
     pub fn remote_address(&self) -> SocketAddr {
         self.conn.remote_address()

@@ -61,9 +61,12 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
             (reply, !(400..500).contains(&r.status))
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.
-        Err(PeerError::Timeout(_) | PeerError::Unreachable(_) | PeerError::NotPublic { .. }) => {
-            (ForwardOutcome::Timeout, true)
-        }
+        Err(
+            PeerError::Timeout(_)
+            | PeerError::Unreachable(_)
+            | PeerError::QuicLost(_)
+            | PeerError::NotPublic { .. },
+        ) => (ForwardOutcome::Timeout, true),
         Err(PeerError::NotAuthentic | PeerError::TooLarge { .. }) => {
             (ForwardOutcome::BadResponse, true)
         }

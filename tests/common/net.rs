@@ -133,6 +133,9 @@ pub fn net_config(url: &str, ip: Ipv4Addr, public_port: u16) -> Config {
     // HTTPS reaches the node through its proxy on 127.0.0.1; QUIC (no proxy) listens on the
     // announced address itself.
     c.network.quic_bind_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // Partitions cut the nodes' TCP proxies: peer traffic goes over HTTPS so that they hold
+    // (the tests of peer traffic over QUIC set "quic").
+    c.network.peer_transport = snode::config::PeerTransport::Https;
     c.network.directory = url.to_string();
     c.network.testnet = true;
     c.network.membership_poll_interval = Duration::from_millis(200);

@@ -33,6 +33,9 @@ pub struct Caller<'a> {
     pub push: &'a PushTarget,
     /// Its IP (rate limit only; never logged).
     pub ip: IpAddr,
+    /// The Ed25519 key of its client certificate (a node's identity, or a client's
+    /// throw-away key).
+    pub key: Option<[u8; 32]>,
 }
 
 /// `"<code> <reason>\n\n<body>"`, the original's error text (quic.md 5).
@@ -65,6 +68,7 @@ pub async fn answer(
         }
         "onion_req" => ("onion_req", onion(state, body).await),
         "monitor" => ("monitor", monitor(state, caller, body)),
+        _ if name.starts_with("/snode/v1/") => ("peer", peer(state, caller, name, body).await),
         _ => match method_label(name) {
             "unknown" => (
                 "unknown",
@@ -88,6 +92,30 @@ pub async fn answer(
         .with_label_values(&[label, outcome.label()])
         .inc();
     (label, answer)
+}
+
+/// A peer command (`peer::quic`): only from a node the directory lists, known by its client
+/// certificate, which the handshake proved; then exactly what the HTTPS peer route does.
+/// Always an `R` with `[status, body]`.
+async fn peer(state: &QuicState, caller: &Caller<'_>, path: &str, body: &[u8]) -> Answer {
+    let received = Instant::now();
+    let listed = caller
+        .key
+        .filter(|k| state.app.rpc.membership.borrow().node(k).is_some());
+    let Some(sender) = listed else {
+        return Answer::Reply(crate::peer::quic::encode_answer(
+            403,
+            b"peer is not a listed service node",
+        ));
+    };
+    let call = super::super::peer::PeerCall {
+        sender,
+        path,
+        body: bytes::Bytes::copy_from_slice(body),
+        received,
+    };
+    let reply = super::super::peer::handle(&state.app, call).await;
+    Answer::Reply(crate::peer::quic::encode_answer(reply.status, &reply.body))
 }
 
 fn not_ready(state: &QuicState) -> Option<Answer> {

@@ -167,6 +167,19 @@ async fn handshake(state: &QuicState, incoming: quinn::Incoming) -> Option<quinn
     }
 }
 
+/// The Ed25519 key of the connection's raw-key client certificate (required by the handshake).
+fn client_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    crate::quic::tls::key_of_spki(certs.first()?)
+}
+
+/// Requests in flight on one listed node's connection: peer traffic of a busy swarm, and
+/// onion relays that wait on the next hop (a small cap could make hops wait on each other).
+const PEER_REQUESTS_IN_FLIGHT: usize = 1024;
+
 /// One connection: its first client stream is the request stream; others are refused.
 async fn connection(
     state: &QuicState,
@@ -175,6 +188,7 @@ async fn connection(
     ip: IpAddr,
     cancel: CancellationToken,
 ) {
+    let key = client_key(&conn);
     let streams = TaskTracker::new();
     let mut have_request_stream = false;
     loop {
@@ -191,7 +205,7 @@ async fn connection(
                 let state = state.clone();
                 let cancel = cancel.clone();
                 streams.spawn(async move {
-                    request_stream(&state, id, ip, send, recv, cancel).await;
+                    request_stream(&state, id, ip, key, send, recv, cancel).await;
                 });
             }
             Ok((mut send, mut recv)) => {
@@ -218,6 +232,7 @@ async fn request_stream(
     state: &QuicState,
     conn_id: u64,
     ip: IpAddr,
+    key: Option<[u8; 32]>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     cancel: CancellationToken,
@@ -259,7 +274,12 @@ async fn request_stream(
             }
         }
     });
-    let in_flight = Arc::new(Semaphore::new(state.limits.max_requests_per_connection));
+    let listed = key.is_some_and(|k| state.app.rpc.membership.borrow().node(&k).is_some());
+    let in_flight = Arc::new(Semaphore::new(if listed {
+        PEER_REQUESTS_IN_FLIGHT
+    } else {
+        state.limits.max_requests_per_connection
+    }));
     let handlers = TaskTracker::new();
     let mut reader = FrameReader::new();
     'read: loop {
@@ -304,6 +324,7 @@ async fn request_stream(
                     conn: conn_id,
                     push: &push,
                     ip,
+                    key,
                 };
                 let (_, answer) = dispatch::answer(&state, &caller, &endpoint, &body).await;
                 let frame = match answer {

@@ -1,0 +1,165 @@
+//! Peer traffic over held QUIC connections (upstream 2.12 moves its node-to-node traffic the
+//! same way): one connection per peer, both ends authenticated by their Ed25519 raw public
+//! keys in the TLS handshake, and each `/snode/v1/…` exchange a command on the request
+//! stream — endpoint = the path, body = the request body, answered `R` with the bencoded list
+//! `[status, body]`.
+//!
+//! The channel gives what `peer::auth`'s MACs give over HTTPS: only the peer holding the key
+//! we dialled can answer (the server proves its key; a wrong key fails the handshake), the
+//! receiver knows the sender by its client certificate, TLS 1.3 refuses replayed or altered
+//! records, and each answer is matched to its request by id on the connection and carries its
+//! status inside the authenticated stream. So no per-request MAC or nonce is added here.
+//! Owns the connection table and the answer encoding. Must not decide what to send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::bencode::{self, Decoder, Limits};
+use crate::keys::NodeKeys;
+use crate::quic::client::{Answer, QuicConnection, QuicError};
+use crate::swarm::NodeInfo;
+
+/// Handshake time given to a peer (the original's reachability tests use 5 s).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer body of a peer command: `l i<status>e <body> e`.
+pub fn encode_answer(status: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    bencode::put_list(&mut out);
+    bencode::put_int(&mut out, i64::from(status));
+    bencode::put_bytes(&mut out, body);
+    bencode::put_end(&mut out);
+    out
+}
+
+/// Reads [`encode_answer`]'s bytes.
+pub fn decode_answer(b: &[u8]) -> Option<(u16, Bytes)> {
+    let mut d = Decoder::new(
+        b,
+        Limits {
+            max_depth: 1,
+            max_values: 3,
+            ..Limits::DEFAULT
+        },
+    )
+    .ok()?;
+    d.list().ok()?;
+    d.next_item().ok()?.then_some(())?;
+    let status = u16::try_from(d.int().ok()?).ok()?;
+    d.next_item().ok()?.then_some(())?;
+    let body = Bytes::copy_from_slice(d.bytes().ok()?);
+    (!d.next_item().ok()?).then_some(())?;
+    d.finish().ok()?;
+    Some((status, body))
+}
+
+/// Why a request did not go over QUIC.
+#[derive(Debug)]
+pub enum QuicPeerError {
+    /// No connection could be made: nothing was sent (the caller may use HTTPS instead).
+    NotConnected(QuicError),
+    /// The request was sent (or may have been) and got no answer: not to be re-sent blindly.
+    Lost(QuicError),
+    /// The answer is not `[status, body]`.
+    BadAnswer,
+}
+
+/// The held connections of one node to its peers, presenting the node's own key.
+pub struct PeerQuic {
+    keys: Arc<NodeKeys>,
+    endpoint: tokio::sync::OnceCell<quinn::Endpoint>,
+    conns: tokio::sync::Mutex<HashMap<[u8; 32], Arc<QuicConnection>>>,
+}
+
+impl PeerQuic {
+    /// A table for the node with `keys`; its UDP endpoint is made on first use.
+    pub fn new(keys: Arc<NodeKeys>) -> PeerQuic {
+        PeerQuic {
+            keys,
+            endpoint: tokio::sync::OnceCell::new(),
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn connection(&self, peer: &NodeInfo) -> Result<Arc<QuicConnection>, QuicError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&peer.pubkey_ed25519)
+            && c.is_open()
+        {
+            return Ok(c.clone());
+        }
+        let endpoint = self
+            .endpoint
+            .get_or_try_init(|| async {
+                crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into())
+            })
+            .await?;
+        let addr = SocketAddr::from((peer.ip, peer.omq_port));
+        // Connecting under the table's lock: concurrent first requests to one peer wait for
+        // one handshake instead of each making a connection.
+        let conn = Arc::new(
+            crate::quic::client::connect(
+                endpoint,
+                self.keys.clone(),
+                addr,
+                peer.pubkey_ed25519,
+                HANDSHAKE_TIMEOUT,
+            )
+            .await?,
+        );
+        conns.insert(peer.pubkey_ed25519, conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `path` with `body` to `peer` on its held connection; its status and body.
+    pub async fn post(
+        &self,
+        peer: &NodeInfo,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), QuicPeerError> {
+        let conn = self
+            .connection(peer)
+            .await
+            .map_err(QuicPeerError::NotConnected)?;
+        match conn.request(path, body, timeout).await {
+            Ok(Answer::Reply(b)) => decode_answer(&b).ok_or(QuicPeerError::BadAnswer),
+            Ok(Answer::Error(_)) => Err(QuicPeerError::BadAnswer),
+            Err(e) => {
+                if !conn.is_open() {
+                    self.conns.lock().await.remove(&peer.pubkey_ed25519);
+                }
+                Err(QuicPeerError::Lost(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_round_trip_and_refuse_other_shapes() {
+        let b = encode_answer(421, b"{\"snodes\":[]}");
+        assert_eq!(b, b"li421e13:{\"snodes\":[]}e");
+        assert_eq!(
+            decode_answer(&b),
+            Some((421, Bytes::from_static(b"{\"snodes\":[]}")))
+        );
+        for bad in [
+            &b"li200ee"[..],
+            b"li70000e0:e",
+            b"li200e0:0:e",
+            b"i5e",
+            b"li200e0:ex",
+        ] {
+            assert_eq!(decode_answer(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
