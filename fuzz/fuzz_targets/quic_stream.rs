@@ -15,18 +15,14 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../src/bencode.rs"]
 mod bencode;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
-mod quic {
-    #[path = "../../../src/quic/frame.rs"]
-    pub mod frame;
-}
+#[path = "../../src/quic/frame.rs"]
+mod frame;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
-mod rpc {
-    #[path = "../../../src/rpc/bt.rs"]
-    pub mod bt;
-}
+#[path = "../../src/rpc/bt.rs"]
+mod bt;
 
-fn frames(chunks: &[&[u8]]) -> (Vec<quic::frame::Frame>, bool) {
-    let mut r = quic::frame::FrameReader::new();
+fn frames(chunks: &[&[u8]]) -> (Vec<frame::Frame>, bool) {
+    let mut r = frame::FrameReader::new();
     let mut out = Vec::new();
     for c in chunks {
         r.push(c);
@@ -52,10 +48,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!bad && again.len() == 1 && again[0] == *f);
         }
     }
-    if let Ok(params) = rpc::bt::params_from_bt(data) {
+    if let Ok(params) = bt::params_from_bt(data) {
         assert!(params.is_object());
         let mut out = Vec::new();
-        rpc::bt::to_bt(&params, &mut out);
+        bt::to_bt(&params, &mut out);
         assert!(bencode::Value::decode(&out, bencode::Limits::DEFAULT).is_ok());
     }
 });
