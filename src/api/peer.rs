@@ -294,10 +294,17 @@ async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
     // the account before the last change (a hand-off). A listed node elsewhere in the network
     // could otherwise put messages into any account's signed namespaces here, with no client
     // signature. A batch with any other message is refused whole, before anything is stored.
-    if msgs
-        .iter()
-        .any(|m| !crate::swarm::may_push(&membership, &previous, &me, &call.sender, &m.account))
-    {
+    let without = crate::swarm::without_our_swarm(&membership, &me);
+    if msgs.iter().any(|m| {
+        !crate::swarm::may_push(
+            &membership,
+            &previous,
+            &without,
+            &me,
+            &call.sender,
+            &m.account,
+        )
+    }) {
         return Reply::text(403, "peer may not push these accounts' messages");
     }
     // And admit each only as a client's store could have made it (`admitted_from_peer`:

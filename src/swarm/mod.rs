@@ -228,21 +228,40 @@ pub fn is_swarm_peer(
         })
 }
 
+/// `current` without our swarm: the swarm that owns an account there is the one that owned it
+/// before our swarm took it over (a new swarm takes its range from the nearest existing one),
+/// which a node that just joined cannot remember. Computed once per batch of pushes.
+pub fn without_our_swarm(current: &Membership, me: &[u8; 32]) -> Membership {
+    let ours = current.swarm_of(me);
+    let nodes = current
+        .nodes
+        .iter()
+        .filter(|n| Some(n.swarm_id) != ours)
+        .cloned()
+        .collect();
+    Membership::new(current.height, current.block_hash.clone(), nodes)
+}
+
 /// Whether `peer` may push `account`'s messages to us: a peer of our swarm (see
-/// [`is_swarm_peer`]), or a node of the swarm that owned the account in a remembered
-/// membership (a hand-off).
+/// [`is_swarm_peer`]), a node of the swarm that owned the account in a remembered membership
+/// (a hand-off), or a node of the swarm that would own it if ours did not exist (`without`,
+/// from [`without_our_swarm`]: the hand-off to a swarm that formed or a node that joined
+/// after the change, which remembers no earlier membership).
 pub fn may_push(
     current: &Membership,
     previous: &[std::sync::Arc<Membership>],
+    without: &Membership,
     me: &[u8; 32],
     peer: &[u8; 32],
     account: &AccountId,
 ) -> bool {
+    let owned_by_peer = |m: &Membership| {
+        m.swarm_for(account)
+            .is_some_and(|s| s != SwarmId::UNASSIGNED && m.swarm_of(peer) == Some(s))
+    };
     is_swarm_peer(current, previous, me, peer)
-        || previous.iter().any(|m| {
-            m.swarm_for(account)
-                .is_some_and(|s| s != SwarmId::UNASSIGNED && m.swarm_of(peer) == Some(s))
-        })
+        || previous.iter().any(|m| owned_by_peer(m))
+        || owned_by_peer(without)
 }
 
 #[cfg(test)]

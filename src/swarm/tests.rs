@@ -377,19 +377,66 @@ fn swarm_peers_and_previous_owners_may_push() {
     let account = at(1 << 63); // owned by 2^63 now, by 10 before
     assert_eq!(before.swarm_for(&account), Some(SwarmId(10)));
     assert_eq!(now.swarm_for(&account), Some(SwarmId(1 << 63)));
-    // Without history: 3 is node 2's swarm peer; 1 is not, nor may it push the account.
+    let without = without_our_swarm(&now, &pk(2));
+    assert_eq!(without.swarm_for(&account), Some(SwarmId(10)));
+    let nothing = Membership::default();
+    // Without history: 3 is node 2's swarm peer; 1 is not, nor may it push the account…
     assert!(is_swarm_peer(&now, &previous.get(), &pk(2), &pk(3)));
     assert!(!is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
-    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
-    // With it: 1 owned the account before (hand-off), and was 2's swarm peer then.
+    assert!(!may_push(
+        &now,
+        &previous.get(),
+        &nothing,
+        &pk(2),
+        &pk(1),
+        &account
+    ));
+    // … unless its swarm is the one that owns the account when ours is left out (swarm 10
+    // held this range before 2^63 formed): a node that just joined remembers no history.
+    assert!(may_push(
+        &now,
+        &previous.get(),
+        &without,
+        &pk(2),
+        &pk(1),
+        &account
+    ));
+    // With history: 1 owned the account before (hand-off), and was 2's swarm peer then.
     previous.set(Arc::new(before));
-    assert!(may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
+    assert!(may_push(
+        &now,
+        &previous.get(),
+        &nothing,
+        &pk(2),
+        &pk(1),
+        &account
+    ));
     assert!(is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
-    // 4 never owned it and never shared a swarm with 2.
-    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(4), &account));
+    // 5 is in neither: never owned the account, never shared a swarm with 2.
+    let now5 = Membership::new(
+        3,
+        "d".into(),
+        vec![node(1, 10), node(2, 1 << 63), node(3, 1 << 63), node(5, 1)],
+    );
+    let without5 = without_our_swarm(&now5, &pk(2));
+    assert!(!may_push(
+        &now5,
+        &previous.get(),
+        &without5,
+        &pk(2),
+        &pk(5),
+        &account
+    ));
     // Only the last three memberships are remembered.
     for h in 3..6 {
         previous.set(Arc::new(Membership::new(h, "c".into(), vec![node(2, 7)])));
     }
-    assert!(!may_push(&now, &previous.get(), &pk(2), &pk(1), &account));
+    assert!(!may_push(
+        &now,
+        &previous.get(),
+        &nothing,
+        &pk(2),
+        &pk(1),
+        &account
+    ));
 }
