@@ -307,3 +307,39 @@ async fn http2_streams_beyond_the_cap_are_refused() {
     still_serves(&node).await;
     node.shutdown().await;
 }
+
+/// A peer request from a key no directory lists is refused on its headers: the node answers
+/// 403 without waiting for (or buffering) the body it announced.
+#[tokio::test]
+async fn an_unlisted_peer_is_refused_before_its_body_is_read() {
+    let (_dir, node) = node_with(|l| l.request_body_timeout = Duration::from_secs(120)).await;
+    let mut s = tls_connect(node.https_addr().port()).await;
+    let stranger = hex::encode([0x42u8; 32]);
+    let head = format!(
+        "POST /snode/v1/data HTTP/1.1\r\nHost: localhost\r\nx-snode-pubkey: {stranger}\r\n\
+         x-snode-timestamp: 1\r\nx-snode-nonce: {}\r\nx-snode-signature: {}\r\n\
+         Content-Length: 9000000\r\n\r\n",
+        "00".repeat(16),
+        "00".repeat(32)
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer before the body");
+    assert!(
+        got.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    still_serves(&node).await;
+    node.shutdown().await;
+}

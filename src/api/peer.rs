@@ -75,12 +75,13 @@ impl FromRequest<AppState> for AuthenticatedPeer {
         let received = Instant::now();
         let reject = |response| PeerRejection { received, response };
         let (parts, body) = req.into_parts();
-        let body = read_body(body, MAX_REQUEST_BODY).await.map_err(reject)?;
         let get = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        // Membership before crypto: an unlisted sender costs a map lookup, not an X25519
-        // agreement, and never enters the pair-key cache (where random keys would evict the
-        // real peers' keys). A malformed key header is left to `verify`'s 401; a sender
-        // `verify` accepts is the key checked here, so it is listed.
+        // Headers before the body, membership before crypto: an unlisted sender costs a map
+        // lookup — no body read into memory, no X25519 agreement — and never enters the
+        // pair-key cache (where random keys would evict the real peers' keys); a request
+        // without the headers, or out of the time window, is refused before its body too. A
+        // malformed key header is left to `verify`'s 401; a sender `verify` accepts is the key
+        // checked here, so it is listed.
         let mut claimed = [0u8; 32];
         if let Some(h) = get(HEADER_PUBKEY)
             && hex::decode_to_slice(h, &mut claimed).is_ok()
@@ -88,6 +89,18 @@ impl FromRequest<AppState> for AuthenticatedPeer {
         {
             return Err(reject(text(403, "peer is not a listed service node")));
         }
+        use crate::peer::auth::{PEER_TOLERANCE_MS, PeerAuthError};
+        let ts = get(HEADER_TIMESTAMP).and_then(|t| t.parse::<i64>().ok());
+        let headers_ok = [HEADER_PUBKEY, HEADER_NONCE, HEADER_SIGNATURE]
+            .iter()
+            .all(|h| get(h).is_some());
+        let Some(ts) = ts.filter(|_| headers_ok) else {
+            return Err(reject(text(401, PeerAuthError::Malformed.to_string())));
+        };
+        if ts.abs_diff((state.rpc.clock)()) > PEER_TOLERANCE_MS.unsigned_abs() {
+            return Err(reject(text(401, PeerAuthError::Stale.to_string())));
+        }
+        let body = read_body(body, MAX_REQUEST_BODY).await.map_err(reject)?;
         let (sender, nonce) = state
             .peers
             .auth()

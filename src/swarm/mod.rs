@@ -244,9 +244,11 @@ pub fn without_our_swarm(current: &Membership, me: &[u8; 32]) -> Membership {
 
 /// Whether `peer` may push `account`'s messages to us: a peer of our swarm (see
 /// [`is_swarm_peer`]), a node of the swarm that owned the account in a remembered membership
-/// (a hand-off), or a node of the swarm that would own it if ours did not exist (`without`,
-/// from [`without_our_swarm`]: the hand-off to a swarm that formed or a node that joined
-/// after the change, which remembers no earlier membership).
+/// (a hand-off), or — only while we remember no membership that placed us in a swarm (a node
+/// that just joined, possibly into a swarm that just formed) — a node of the swarm that would
+/// own the account if ours did not exist (`without`, from [`without_our_swarm`]). A node with
+/// history never takes the last rule: it would let the neighbouring swarm push into every
+/// account of ours.
 pub fn may_push(
     current: &Membership,
     previous: &[std::sync::Arc<Membership>],
@@ -259,9 +261,12 @@ pub fn may_push(
         m.swarm_for(account)
             .is_some_and(|s| s != SwarmId::UNASSIGNED && m.swarm_of(peer) == Some(s))
     };
+    let new_here = !previous
+        .iter()
+        .any(|m| m.swarm_of(me).is_some_and(|s| s != SwarmId::UNASSIGNED));
     is_swarm_peer(current, previous, me, peer)
         || previous.iter().any(|m| owned_by_peer(m))
-        || owned_by_peer(without)
+        || (new_here && owned_by_peer(without))
 }
 
 #[cfg(test)]

@@ -412,21 +412,23 @@ fn swarm_peers_and_previous_owners_may_push() {
         &account
     ));
     assert!(is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
-    // 5 is in neither: never owned the account, never shared a swarm with 2.
-    let now5 = Membership::new(
+    // Once we remember a swarm of ours, the neighbouring swarm's rule is off: 3 stays a
+    // peer, but a node that is in swarm 10 only now (6) may not push.
+    let now6 = Membership::new(
         3,
         "d".into(),
-        vec![node(1, 10), node(2, 1 << 63), node(3, 1 << 63), node(5, 1)],
+        vec![node(1, 10), node(2, 1 << 63), node(3, 1 << 63), node(6, 10)],
     );
-    let without5 = without_our_swarm(&now5, &pk(2));
+    let without6 = without_our_swarm(&now6, &pk(2));
     assert!(!may_push(
-        &now5,
+        &now6,
         &previous.get(),
-        &without5,
+        &without6,
         &pk(2),
-        &pk(5),
+        &pk(6),
         &account
     ));
+    assert!(is_swarm_peer(&now6, &previous.get(), &pk(2), &pk(3)));
     // Only the last three memberships are remembered.
     for h in 3..6 {
         previous.set(Arc::new(Membership::new(h, "c".into(), vec![node(2, 7)])));
