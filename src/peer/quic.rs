@@ -25,6 +25,16 @@ use crate::swarm::NodeInfo;
 
 /// Handshake time given to a peer (the original's reachability tests use 5 s).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed handshake a peer is reached over HTTPS for this long before QUIC is tried
+/// again, so a peer whose UDP is blocked does not cost a handshake timeout per request.
+const RETRY_QUIC_AFTER: Duration = Duration::from_secs(60);
+
+/// One peer's connection, or when it last failed.
+#[derive(Default)]
+struct Slot {
+    conn: Option<Arc<QuicConnection>>,
+    failed_at: Option<tokio::time::Instant>,
+}
 
 /// The answer body of a peer command: `l i<status>e <body> e`.
 pub fn encode_answer(status: u16, body: &[u8]) -> Vec<u8> {
@@ -72,7 +82,9 @@ pub enum QuicPeerError {
 pub struct PeerQuic {
     keys: Arc<NodeKeys>,
     endpoint: tokio::sync::OnceCell<quinn::Endpoint>,
-    conns: tokio::sync::Mutex<HashMap<[u8; 32], Arc<QuicConnection>>>,
+    /// One slot per peer, each with its own lock: a handshake to one peer (up to 5 s) holds
+    /// only that peer's slot, never the others' traffic.
+    slots: std::sync::Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
 impl PeerQuic {
@@ -81,16 +93,33 @@ impl PeerQuic {
         PeerQuic {
             keys,
             endpoint: tokio::sync::OnceCell::new(),
-            conns: tokio::sync::Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
+    fn slot(&self, peer: &[u8; 32]) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by the network's size: slots of nodes no longer listed are dropped when the
+        // table outgrows any network (their connections close when idle anyway).
+        if slots.len() > 10_000 {
+            slots.clear();
+        }
+        slots.entry(*peer).or_default().clone()
+    }
+
     async fn connection(&self, peer: &NodeInfo) -> Result<Arc<QuicConnection>, QuicError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(&peer.pubkey_ed25519)
+        let slot = self.slot(&peer.pubkey_ed25519);
+        let mut slot = slot.lock().await;
+        if let Some(c) = &slot.conn
             && c.is_open()
         {
             return Ok(c.clone());
+        }
+        if slot
+            .failed_at
+            .is_some_and(|t| t.elapsed() < RETRY_QUIC_AFTER)
+        {
+            return Err(QuicError::HandshakeTimeout);
         }
         let endpoint = self
             .endpoint
@@ -99,20 +128,29 @@ impl PeerQuic {
             })
             .await?;
         let addr = SocketAddr::from((peer.ip, peer.omq_port));
-        // Connecting under the table's lock: concurrent first requests to one peer wait for
-        // one handshake instead of each making a connection.
-        let conn = Arc::new(
-            crate::quic::client::connect(
-                endpoint,
-                self.keys.clone(),
-                addr,
-                peer.pubkey_ed25519,
-                HANDSHAKE_TIMEOUT,
-            )
-            .await?,
-        );
-        conns.insert(peer.pubkey_ed25519, conn.clone());
-        Ok(conn)
+        // Connecting under the peer's slot lock: concurrent first requests to one peer wait
+        // for one handshake instead of each making a connection.
+        match crate::quic::client::connect(
+            endpoint,
+            self.keys.clone(),
+            addr,
+            peer.pubkey_ed25519,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await
+        {
+            Ok(c) => {
+                let c = Arc::new(c);
+                slot.conn = Some(c.clone());
+                slot.failed_at = None;
+                Ok(c)
+            }
+            Err(e) => {
+                slot.conn = None;
+                slot.failed_at = Some(tokio::time::Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Sends `path` with `body` to `peer` on its held connection; its status and body.
@@ -130,12 +168,8 @@ impl PeerQuic {
         match conn.request(path, body, timeout).await {
             Ok(Answer::Reply(b)) => decode_answer(&b).ok_or(QuicPeerError::BadAnswer),
             Ok(Answer::Error(_)) => Err(QuicPeerError::BadAnswer),
-            Err(e) => {
-                if !conn.is_open() {
-                    self.conns.lock().await.remove(&peer.pubkey_ed25519);
-                }
-                Err(QuicPeerError::Lost(e))
-            }
+            // A lost connection is replaced on the next request (`is_open`).
+            Err(e) => Err(QuicPeerError::Lost(e)),
         }
     }
 }
