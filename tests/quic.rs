@@ -664,3 +664,32 @@ async fn peer_traffic_rides_held_quic_connections_and_strangers_are_refused() {
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_total_cap_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    init_dir(tmp.path());
+    let mut cfg = test_config();
+    cfg.quic.max_connections = 1;
+    let node = spawn_node(tmp.path(), cfg).await;
+    let ep = endpoint();
+    let mut first = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
+    assert!(
+        try_connect(&ep, node.quic_addr(), node.pubkey_ed25519())
+            .await
+            .is_err()
+    );
+    assert_eq!(first.call("snode_ping", b"").await, Ok(b"pong".to_vec()));
+    let text = reqwest::get(format!("http://{}/metrics", node.admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("snode_quic_connections_refused_total{reason=\"total\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("snode_quic_connections 1"), "{text}");
+    node.shutdown().await;
+}
