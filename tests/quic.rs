@@ -35,11 +35,31 @@ fn monitor_body(user: &User, namespaces: &[i16], want_data: bool, t: i64) -> Vec
     b
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_client_method_over_quic() {
+/// A node on port 0 in a fresh directory, configured by `tweak`.
+async fn node_with(
+    tweak: impl FnOnce(&mut snode::config::Config),
+) -> (tempfile::TempDir, snode::node::NodeHandle) {
     let tmp = tempfile::tempdir().expect("tmp");
     init_dir(tmp.path());
-    let node = spawn_node(tmp.path(), test_config()).await;
+    let mut cfg = test_config();
+    tweak(&mut cfg);
+    let node = spawn_node(tmp.path(), cfg).await;
+    (tmp, node)
+}
+
+/// A node's Prometheus text.
+async fn metrics_of(node: &snode::node::NodeHandle) -> String {
+    reqwest::get(format!("http://{}/metrics", node.admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_method_over_quic() {
+    let (_tmp, node) = node_with(|_| {}).await;
     let ep = endpoint();
     let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
 
@@ -243,9 +263,7 @@ async fn every_client_method_over_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_each_answered_once_by_id() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let node = spawn_node(tmp.path(), test_config()).await;
+    let (_tmp, node) = node_with(|_| {}).await;
     let ep = endpoint();
     let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     let bob = User::new(12);
@@ -283,9 +301,7 @@ async fn pipelined_requests_are_each_answered_once_by_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_pushes_each_new_message_once() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let node = spawn_node(tmp.path(), test_config()).await;
+    let (_tmp, node) = node_with(|_| {}).await;
     let ep = endpoint();
     let mut sub = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     let carol = User::new(13);
@@ -361,9 +377,7 @@ async fn monitor_pushes_each_new_message_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_framing_resets_only_that_stream() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let node = spawn_node(tmp.path(), test_config()).await;
+    let (_tmp, node) = node_with(|_| {}).await;
     let ep = endpoint();
     for garbage in [&b"x:"[..], b"0:", b"10000001:", b"5:i42ee", b"8:l1:Ci0ee"] {
         let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
@@ -378,21 +392,14 @@ async fn broken_framing_resets_only_that_stream() {
     // Everyone else is still served.
     let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     assert_eq!(q.call("snode_ping", b"").await, Ok(b"pong".to_vec()));
-    let text = reqwest::get(format!("http://{}/metrics", node.admin_addr()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_of(&node).await;
     assert!(text.contains("snode_quic_stream_errors_total 5"), "{text}");
     node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_refuses_a_node_with_another_key() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let node = spawn_node(tmp.path(), test_config()).await;
+    let (_tmp, node) = node_with(|_| {}).await;
     let ep = endpoint();
     let mut wrong = node.pubkey_ed25519();
     wrong[0] ^= 1;
@@ -428,13 +435,12 @@ async fn a_client_refuses_a_node_with_another_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_bounds_connections_idle_time_and_subscriptions() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let mut cfg = test_config();
-    cfg.quic.max_connections_per_ip = 2;
-    cfg.quic.idle_timeout = Duration::from_secs(1);
-    cfg.quic.max_subscriptions_per_connection = 1;
-    let node = spawn_node(tmp.path(), cfg).await;
+    let (_tmp, node) = node_with(|c| {
+        c.quic.max_connections_per_ip = 2;
+        c.quic.idle_timeout = Duration::from_secs(1);
+        c.quic.max_subscriptions_per_connection = 1;
+    })
+    .await;
     let ep = endpoint();
     let mut a = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     let b = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
@@ -504,12 +510,11 @@ async fn wait_for_write_refusal(send: &mut quinn::SendStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_rpc_over_quic_is_rate_limited_per_ip_like_https() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let mut cfg = test_config();
-    cfg.rate_limit.burst = 3;
-    cfg.rate_limit.per_second = 1;
-    let node = spawn_node(tmp.path(), cfg).await;
+    let (_tmp, node) = node_with(|c| {
+        c.rate_limit.burst = 3;
+        c.rate_limit.per_second = 1;
+    })
+    .await;
     let ep = endpoint();
     let mut q = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     let mut refused = None;
@@ -625,12 +630,7 @@ async fn peer_traffic_rides_held_quic_connections_and_strangers_are_refused() {
     // The forwards arrived as QUIC peer commands, not HTTPS requests.
     let mut quic_peer_requests = 0;
     for i in 1..4 {
-        let text = reqwest::get(format!("http://{}/metrics", net.node(i).admin_addr()))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = metrics_of(net.node(i)).await;
         quic_peer_requests += text
             .lines()
             .find(|l| {
@@ -667,11 +667,10 @@ async fn peer_traffic_rides_held_quic_connections_and_strangers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_total_cap_are_refused() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    init_dir(tmp.path());
-    let mut cfg = test_config();
-    cfg.quic.max_connections = 1;
-    let node = spawn_node(tmp.path(), cfg).await;
+    let (_tmp, node) = node_with(|c| {
+        c.quic.max_connections = 1;
+    })
+    .await;
     let ep = endpoint();
     let mut first = connect(&ep, node.quic_addr(), node.pubkey_ed25519()).await;
     assert!(
@@ -680,12 +679,7 @@ async fn connections_beyond_the_total_cap_are_refused() {
             .is_err()
     );
     assert_eq!(first.call("snode_ping", b"").await, Ok(b"pong".to_vec()));
-    let text = reqwest::get(format!("http://{}/metrics", node.admin_addr()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_of(&node).await;
     assert!(
         text.contains("snode_quic_connections_refused_total{reason=\"total\"} 1"),
         "{text}"
