@@ -688,6 +688,63 @@ async fn a_late_retried_revoke_does_not_undo_a_newer_unrevoke() {
     assert!(r.store.is_revoked(&group, &token).expect("q"));
 }
 
+/// A plain `expire` (set) is order-dependent too: two sets of one message accepted in one
+/// order can reach a member in the other (a forward that failed and is retried later, or two
+/// entry nodes racing). Each member keeps the set with the latest acceptance time, so the
+/// late older set is dropped and every member ends with the client's last choice.
+#[tokio::test]
+async fn a_late_older_expire_set_does_not_undo_a_newer_one() {
+    let mut r = Replica::new(54).await;
+    let peer = Replica::new(55).await;
+    place(&[&r, &peer], &[1, 1]);
+    r.serve();
+    let user = User::new(56);
+    let msg = user.message(b"expiring", 1_000);
+    r.store.store(&msg, now()).expect("store");
+    let ed = hex::encode(user.sk.verifying_key().to_bytes());
+    let set = |expiry: i64| {
+        let sig = user
+            .sk
+            .sign(format!("expire{expiry}{}", msg.hash).as_bytes());
+        json!({"pubkey": user.account.to_hex(), "pubkey_ed25519": ed, "messages": [msg.hash],
+            "expiry": expiry, "signature": STANDARD.encode(sig.to_bytes())})
+    };
+    let forward = async |body: Value| {
+        let a = peer
+            .state
+            .peers
+            .post(
+                &r.info(1),
+                snode::peer::PATH_STORAGE_CC,
+                body.to_string().into_bytes(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    };
+    let expiry = |r: &Replica| {
+        r.store
+            .get_expiries(&user.account, std::slice::from_ref(&msg.hash), now())
+            .expect("expiries")[&msg.hash]
+    };
+    // The client first set 20 minutes, then 40; the second arrives first.
+    let (first_at, second_at) = (now() - 2_000, now() - 1_000);
+    let (short, long) = (now() + 1_200_000, now() + 2_400_000);
+    forward(json!({"method": "expire", "params": set(long), "accepted_at": second_at})).await;
+    assert_eq!(expiry(&r), long);
+    // The first, retried late: dropped.
+    forward(
+        json!({"method": "expire", "params": set(short), "retry": true,
+        "accepted_at": first_at}),
+    )
+    .await;
+    assert_eq!(expiry(&r), long, "the newer set stands");
+    // A set accepted later still applies.
+    forward(json!({"method": "expire", "params": set(short), "accepted_at": now()})).await;
+    assert_eq!(expiry(&r), short);
+}
+
 /// A listed peer's request captured on the wire (or re-sent by anyone who saw it) is refused
 /// the second time: the receiver remembers each request's nonce for the timestamp window.
 /// And the answer is bound to that nonce and its status, so it cannot be passed off as the

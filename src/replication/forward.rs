@@ -159,11 +159,12 @@ impl SwarmForwarder for HttpForwarder {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
+        accepted: i64,
     ) -> ForwardFuture<'a> {
         Box::pin(async move {
             // The acceptance time travels under the peer MAC: the receiver checks the
-            // client's timestamps against it (and a retry's age), not against its own clock.
-            let accepted = (self.clock)();
+            // client's timestamps against it (and a retry's age), not against its own clock,
+            // and orders expiry changes by it.
             let body = json!({"method": method, "params": params, "accepted_at": accepted})
                 .to_string()
                 .into_bytes();

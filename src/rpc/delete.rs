@@ -65,7 +65,7 @@ pub(crate) async fn delete(ctx: &RpcContext, params: &Value, origin: Origin) -> 
             }
         }
     };
-    let d = distribute(ctx, "delete", params, origin, local).await;
+    let d = distribute(ctx, "delete", params, origin, ctx.now(), local).await;
     // `required`: 404 when no member deleted anything (the body is unchanged).
     d.finish(ctx, origin, Map::new(), |swarm| {
         let any_deleted = swarm.values().any(|e| {
@@ -190,7 +190,7 @@ pub(crate) async fn ns_wide(
             query_failure()
         }
     };
-    let d = distribute(ctx, spec.method, params, origin, local).await;
+    let d = distribute(ctx, spec.method, params, origin, now, local).await;
     d.finish(ctx, origin, Map::new(), |_| 200)
 }
 

@@ -179,7 +179,7 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
             query_failure()
         }
     };
-    let d = distribute(ctx, "expire", params, origin, local).await;
+    let d = distribute(ctx, "expire", params, origin, now, local).await;
     d.finish(ctx, origin, Map::new(), |_| 200)
 }
 

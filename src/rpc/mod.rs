@@ -41,12 +41,14 @@ pub type ForwardFuture<'a> =
 /// Sends a recursive request to the other members of our swarm.
 pub trait SwarmForwarder: Send + Sync {
     /// Send `method`+`params` (the client's original JSON params) to each peer concurrently
-    /// (timeout 5 s); one result per peer. The node layer implements it over HTTPS.
+    /// (timeout 5 s); one result per peer, with `accepted_ms`, the time this node accepted the
+    /// request. The node layer implements it over HTTPS.
     fn forward<'a>(
         &'a self,
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
+        accepted_ms: i64,
     ) -> ForwardFuture<'a>;
 }
 

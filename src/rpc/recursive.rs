@@ -22,12 +22,15 @@ pub(crate) struct Distributed {
 }
 
 /// Runs `local` concurrently with forwarding `method`/`params` to our swarm peers. A request
-/// from a peer is never forwarded again.
+/// from a peer is never forwarded again. `accepted_ms` is the time this node accepted the
+/// request (the `now` its handler used): it travels with the forward so that every member
+/// checks and orders the request by the same instant (see `store::expiry`).
 pub(crate) async fn distribute<F>(
     ctx: &RpcContext,
     method: &str,
     params: &Value,
     origin: Origin,
+    accepted_ms: i64,
     local: F,
 ) -> Distributed
 where
@@ -46,7 +49,7 @@ where
     }
     // `join!` polls the forward first, so the requests are on their way while the local
     // (synchronous, fast) store work runs.
-    let forward = ctx.forwarder.forward(peers, method, params);
+    let forward = ctx.forwarder.forward(peers, method, params, accepted_ms);
     let (peers, own) = tokio::join!(forward, async move { local() });
     Distributed { own, peers }
 }

@@ -227,7 +227,10 @@ pub(crate) async fn handle(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         expiry_ms: req.expiry,
         data: req.data,
     };
-    let d = distribute(ctx, "store", params, origin, || store_local(ctx, &m, now)).await;
+    let d = distribute(ctx, "store", params, origin, now, || {
+        store_local(ctx, &m, now)
+    })
+    .await;
     let mut top = Map::new();
     top.insert("hash".into(), json!(hash));
     d.finish(ctx, origin, top, |_| 200)

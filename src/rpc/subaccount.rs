@@ -92,7 +92,7 @@ pub(crate) async fn revoke(
             query_failure()
         })
     };
-    let d = distribute(ctx, method, params, origin, local).await;
+    let d = distribute(ctx, method, params, origin, now, local).await;
     d.finish(ctx, origin, serde_json::Map::new(), |_| 200)
 }
 

@@ -19,6 +19,22 @@ type IndexEntry = (Vec<u8>, Vec<u8>);
 /// Expiry-index entries read per sweep round (each round locks one account at a time).
 const SWEEP_CHUNK: usize = 1_024;
 
+/// Whether a plain `expire` (set) accepted after `at_ms` already set `rec`'s expiry.
+///
+/// Ordering (storage-server.md has none: the original applies forwards as they arrive, so two
+/// sets of one message can end differently on different members): a set is last-writer-wins
+/// on its acceptance time, the instant the entry node accepted it, which every member sees
+/// (`accepted_at` under the peer MAC). Anything accepted before the last applied set (a
+/// set, shorten, extend or `expire_all`) is dropped when it arrives, since in acceptance order
+/// the set overwrote it. Chosen over per-peer FIFO because it holds across retries, hand-offs
+/// and entry nodes racing each other, with no sequencing between nodes. Left inexact: an
+/// older set that arrives after a newer shorten or extend still applies (it needs two expiry
+/// requests for one message within one forwarding delay, and the result is still one of the
+/// client's requested values); shortens and extends alone commute (min and max).
+fn set_later(rec: &Record<'_>, at_ms: i64) -> bool {
+    rec.expiry_set_ms.is_some_and(|set| set > at_ms)
+}
+
 impl Store {
     /// Shortens only: every live message of `sel` whose expiry is later than `new_expiry_ms`
     /// gets `new_expiry_ms`. Returns the updated ones as (namespace, hash) sorted.
@@ -35,8 +51,11 @@ impl Store {
         self.inner
             .iterate(CF_MESSAGES, &prefix, keys::prefix_end(&prefix), |k, v| {
                 let rec = Record::decode(v)?;
-                if !rec.is_expired(now_ms) && rec.expiry_ms > new_expiry_ms {
-                    txn.set_expiry(k, &rec, new_expiry_ms)?;
+                if !rec.is_expired(now_ms)
+                    && rec.expiry_ms > new_expiry_ms
+                    && !set_later(&rec, now_ms)
+                {
+                    txn.set_expiry(k, &rec, new_expiry_ms, None)?;
                     updated.push((keys::parse_message_key(k)?.namespace, rec.hash.to_string()));
                     txn.maybe_flush()?;
                 }
@@ -51,6 +70,9 @@ impl Store {
     /// allows: `updated` gets the changed ones (with the new expiry), `unchanged` the ones the
     /// mode left alone (with their current expiry). Unknown hashes appear in neither. The
     /// caller caps `new_expiry_ms` (the protocol's now + 30 d).
+    ///
+    /// `now_ms` is the time the swarm accepted the request (the entry node's clock, carried by
+    /// forwards and retries), which orders plain sets: see [`set_later`].
     pub fn update_expiry(
         &self,
         account: &AccountId,
@@ -70,8 +92,19 @@ impl Store {
             if rec.is_expired(now_ms) {
                 continue;
             }
+            // A set accepted after this request already decided the expiry: applying this one
+            // now would undo it on this member only (it arrived late: a retry, or a forward
+            // overtaken by a later one), so it is dropped as it would have been overwritten.
+            if set_later(&rec, now_ms) {
+                out.unchanged.insert(h.to_string(), rec.expiry_ms);
+                continue;
+            }
             let allowed = match mode {
-                ExpireMode::Set => true,
+                // Two sets accepted in the same millisecond: the shorter expiry wins, on every
+                // member whatever the arrival order (the safer way to be wrong).
+                ExpireMode::Set => {
+                    rec.expiry_set_ms != Some(now_ms) || new_expiry_ms <= rec.expiry_ms
+                }
                 ExpireMode::ShortenOnly => rec.expiry_ms > new_expiry_ms,
                 ExpireMode::ExtendOnly => rec.expiry_ms < new_expiry_ms,
                 ExpireMode::ExtendNonTrivial => {
@@ -87,9 +120,11 @@ impl Store {
                 out.unchanged.insert(h.to_string(), rec.expiry_ms);
                 continue;
             }
-            // `Set` to the current value still counts as updated (SS's UPDATE matches it).
-            if rec.expiry_ms != new_expiry_ms {
-                txn.set_expiry(&key, &rec, new_expiry_ms)?;
+            // `Set` to the current value still counts as updated (SS's UPDATE matches it), and
+            // still records its time, so an older set arriving later cannot undo it.
+            let stamp = (mode == ExpireMode::Set).then_some(now_ms);
+            if rec.expiry_ms != new_expiry_ms || (stamp.is_some() && rec.expiry_set_ms != stamp) {
+                txn.set_expiry(&key, &rec, new_expiry_ms, stamp)?;
                 txn.maybe_flush()?;
             }
             out.updated.insert(h.to_string(), new_expiry_ms);
@@ -232,6 +267,72 @@ mod tests {
         );
         // Shortened into the past of the sweep: everything goes.
         assert_eq!(s.sweep_expired(NOW + 1).expect("sweep"), 3);
+    }
+
+    /// One message's expiry after each `(mode, expiry, accepted_at)` operation, applied in
+    /// the order given.
+    fn apply(ops: &[(ExpireMode, i64, i64)]) -> i64 {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 10 * HOUR);
+        s.store(&m, NOW).expect("store");
+        let h = vec![m.hash.clone()];
+        for &(mode, exp, at) in ops {
+            s.update_expiry(&a, &h, exp, mode, at).expect("update");
+        }
+        s.get_expiries(&a, &h, NOW).expect("get")[&m.hash]
+    }
+
+    #[test]
+    fn plain_sets_are_last_writer_wins_on_acceptance_time_in_any_arrival_order() {
+        let set = ExpireMode::Set;
+        let (first, second) = (
+            (set, NOW + 2 * HOUR, NOW + 1),
+            (set, NOW + 5 * HOUR, NOW + 2),
+        );
+        // Accepted in this order: the second set decides, whichever arrives last.
+        assert_eq!(apply(&[first, second]), NOW + 5 * HOUR);
+        assert_eq!(apply(&[second, first]), NOW + 5 * HOUR);
+        // A late copy of the first (a retry) after both still changes nothing.
+        assert_eq!(apply(&[first, second, first]), NOW + 5 * HOUR);
+        // A shorten or extend accepted before the set arrives after it: dropped, as the set
+        // overwrote it in acceptance order.
+        let shorten = (ExpireMode::ShortenOnly, NOW + HOUR, NOW + 1);
+        let extend = (ExpireMode::ExtendOnly, NOW + 9 * HOUR, NOW + 1);
+        assert_eq!(apply(&[second, shorten]), NOW + 5 * HOUR);
+        assert_eq!(apply(&[shorten, second]), NOW + 5 * HOUR);
+        assert_eq!(apply(&[second, extend]), NOW + 5 * HOUR);
+        // Ties: the shorter expiry wins on every member.
+        let tie = (set, NOW + 3 * HOUR, NOW + 2);
+        assert_eq!(apply(&[second, tie]), NOW + 3 * HOUR);
+        assert_eq!(apply(&[tie, second]), NOW + 3 * HOUR);
+    }
+
+    #[test]
+    fn expire_all_accepted_before_a_set_does_not_undo_it() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let ms = three(&s);
+        let a = account(1);
+        let h = vec![ms[1].hash.clone()];
+        let up = s
+            .update_expiry(&a, &h, NOW + 2 * HOUR, ExpireMode::Set, NOW + 10)
+            .expect("set");
+        assert_eq!(up.updated.len(), 1);
+        // Accepted at NOW + 5, arriving after the set accepted at NOW + 10.
+        let got = s
+            .expire_all(&a, NamespaceSel::All, NOW + HOUR / 2, NOW + 5)
+            .expect("expire_all");
+        assert!(!got.iter().any(|(_, x)| *x == ms[1].hash), "{got:?}");
+        assert_eq!(got.len(), 2, "the other two shorten");
+        let exp = s.get_expiries(&a, &h, NOW).expect("get");
+        assert_eq!(exp[&ms[1].hash], NOW + 2 * HOUR);
+        // Accepted after the set: applies.
+        s.expire_all(&a, NamespaceSel::All, NOW + HOUR / 2, NOW + 11)
+            .expect("expire_all");
+        let exp = s.get_expiries(&a, &h, NOW).expect("get");
+        assert_eq!(exp[&ms[1].hash], NOW + HOUR / 2);
     }
 
     #[test]

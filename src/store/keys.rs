@@ -28,8 +28,13 @@ pub(super) const EXPIRY_KEY_LEN: usize = 16;
 pub(super) const TOKEN_LEN: usize = 36;
 /// Format byte at the head of every [`Record`]: lets a future layout coexist with this one.
 const RECORD_VERSION: u8 = 1;
+/// Format byte of a record that carries the time its expiry was last set ([`Record::expiry_set_ms`]).
+/// Records without one keep version 1, so stores written before it read unchanged.
+const RECORD_VERSION_STAMPED: u8 = 2;
 /// version(1) ‖ timestamp(8) ‖ expiry(8) ‖ hash length(2).
 const RECORD_HEADER_LEN: usize = 1 + 8 + 8 + 2;
+/// The stamp a version-2 record adds after the header.
+const STAMP_LEN: usize = 8;
 
 /// `i64` → 8 bytes whose bytewise order is the numeric order (sign bit flipped, big-endian).
 pub(super) fn ordered_i64(v: i64) -> [u8; 8] {
@@ -135,6 +140,10 @@ pub(super) struct Record<'a> {
     pub(super) hash: &'a str,
     /// The body.
     pub(super) data: &'a [u8],
+    /// When a client's plain `expire` (set) last set the expiry: the entry node's acceptance
+    /// time, the same on every member. Later sets win, older ones are dropped
+    /// (`store::expiry`). `None` until the first set.
+    pub(super) expiry_set_ms: Option<i64>,
 }
 
 impl<'a> Record<'a> {
@@ -145,21 +154,30 @@ impl<'a> Record<'a> {
             expiry_ms: msg.expiry_ms,
             hash: &msg.hash,
             data: &msg.data,
+            expiry_set_ms: None,
         }
     }
 
-    /// Encodes version ‖ timestamp ‖ expiry ‖ hash length(u16) ‖ hash ‖ data.
+    /// Encodes version ‖ timestamp ‖ expiry ‖ hash length(u16) ‖ [set stamp(8)] ‖ hash ‖ data
+    /// (the stamp, and version 2, only when the expiry was set by a client).
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         // Hashes are 43 characters on the wire; a longer one can only come from a bug or a
         // malicious peer, and refusing it beats truncating it.
         let hash_len = u16::try_from(self.hash.len()).map_err(|_| StoreError::Corrupt {
             what: "message hash longer than 65535 bytes",
         })?;
-        let mut out = Vec::with_capacity(RECORD_HEADER_LEN + self.hash.len() + self.data.len());
-        out.push(RECORD_VERSION);
+        let mut out =
+            Vec::with_capacity(RECORD_HEADER_LEN + STAMP_LEN + self.hash.len() + self.data.len());
+        out.push(match self.expiry_set_ms {
+            None => RECORD_VERSION,
+            Some(_) => RECORD_VERSION_STAMPED,
+        });
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
         out.extend_from_slice(&self.expiry_ms.to_be_bytes());
         out.extend_from_slice(&hash_len.to_be_bytes());
+        if let Some(stamp) = self.expiry_set_ms {
+            out.extend_from_slice(&stamp.to_be_bytes());
+        }
         out.extend_from_slice(self.hash.as_bytes());
         out.extend_from_slice(self.data);
         Ok(out)
@@ -170,7 +188,13 @@ impl<'a> Record<'a> {
         let corrupt = || StoreError::Corrupt {
             what: "message record",
         };
-        if value.len() < RECORD_HEADER_LEN || value[0] != RECORD_VERSION {
+        let stamped = match value.first() {
+            Some(&RECORD_VERSION) => false,
+            Some(&RECORD_VERSION_STAMPED) => true,
+            _ => return Err(corrupt()),
+        };
+        let header = RECORD_HEADER_LEN + if stamped { STAMP_LEN } else { 0 };
+        if value.len() < header {
             return Err(corrupt());
         }
         let int = |at: usize| {
@@ -179,7 +203,7 @@ impl<'a> Record<'a> {
             i64::from_be_bytes(b)
         };
         let hash_len = u16::from_be_bytes([value[17], value[18]]) as usize;
-        let rest = &value[RECORD_HEADER_LEN..];
+        let rest = &value[header..];
         if rest.len() < hash_len {
             return Err(corrupt());
         }
@@ -189,12 +213,22 @@ impl<'a> Record<'a> {
             expiry_ms: int(9),
             hash: std::str::from_utf8(hash).map_err(|_| corrupt())?,
             data,
+            expiry_set_ms: stamped.then(|| int(RECORD_HEADER_LEN)),
         })
     }
 
     /// The same record with another expiry.
     pub(super) fn with_expiry(self, expiry_ms: i64) -> Self {
         Record { expiry_ms, ..self }
+    }
+
+    /// The same record with another expiry, set by a client's `expire` accepted at `at_ms`.
+    pub(super) fn with_expiry_set(self, expiry_ms: i64, at_ms: i64) -> Self {
+        Record {
+            expiry_ms,
+            expiry_set_ms: Some(at_ms),
+            ..self
+        }
     }
 
     /// Whether the record is expired at `now_ms` (same rule as [`Message::is_expired`]).
@@ -310,10 +344,23 @@ mod tests {
             expiry_ms: 2,
             hash: "abc",
             data: b"",
+            expiry_set_ms: None,
         }
         .encode()
         .expect("encode");
         v.truncate(RECORD_HEADER_LEN + 2);
+        assert!(Record::decode(&v).is_err());
+        // A stamped record cut inside its stamp.
+        let mut v = Record {
+            timestamp_ms: 1,
+            expiry_ms: 2,
+            hash: "",
+            data: b"",
+            expiry_set_ms: Some(3),
+        }
+        .encode()
+        .expect("encode");
+        v.truncate(RECORD_HEADER_LEN + 4);
         assert!(Record::decode(&v).is_err());
         assert!(parse_message_key(&[0; 10]).is_err());
         assert!(AccountCounts::decode(&[0; 15]).is_err());
@@ -332,10 +379,13 @@ mod tests {
 
         #[test]
         fn record_round_trip(ts: i64, exp: i64, hash in "[A-Za-z0-9+/]{0,60}",
-                             data in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let r = Record { timestamp_ms: ts, expiry_ms: exp, hash: &hash, data: &data };
+                             data in proptest::collection::vec(any::<u8>(), 0..300),
+                             set in proptest::option::of(any::<i64>())) {
+            let r = Record { timestamp_ms: ts, expiry_ms: exp, hash: &hash, data: &data,
+                             expiry_set_ms: set };
             let v = r.encode().expect("encode");
-            prop_assert_eq!(v.len(), RECORD_HEADER_LEN + hash.len() + data.len());
+            let stamp = if set.is_some() { STAMP_LEN } else { 0 };
+            prop_assert_eq!(v.len(), RECORD_HEADER_LEN + stamp + hash.len() + data.len());
             prop_assert_eq!(Record::decode(&v).expect("decode"), r);
         }
 

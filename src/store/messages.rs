@@ -47,7 +47,7 @@ fn insert_or_raise(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutco
     }
     let rec = Record::decode(&value)?;
     if msg.expiry_ms > rec.expiry_ms {
-        txn.set_expiry(&key, &rec, msg.expiry_ms)?;
+        txn.set_expiry(&key, &rec, msg.expiry_ms, None)?;
         Ok(StoreOutcome::Extended)
     } else {
         Ok(StoreOutcome::Exists)

@@ -236,14 +236,21 @@ impl AccountTxn<'_> {
     }
 
     /// Moves the message at `key` to a new expiry (row rewritten, expiry index re-keyed).
+    /// `set_at_ms` records the acceptance time of a client's plain `expire` (see
+    /// `Record::expiry_set_ms`); `None` keeps the record's stamp as it is.
     pub(super) fn set_expiry(
         &mut self,
         key: &[u8],
         rec: &Record<'_>,
         expiry_ms: i64,
+        set_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let seq = keys::parse_message_key(key)?.seq;
-        let new_value = rec.with_expiry(expiry_ms).encode()?;
+        let new_value = match set_at_ms {
+            Some(at) => rec.with_expiry_set(expiry_ms, at),
+            None => rec.with_expiry(expiry_ms),
+        }
+        .encode()?;
         let expiries = self.inner.cf(CF_EXPIRIES)?;
         self.batch
             .delete_cf(expiries, keys::expiry_key(rec.expiry_ms, seq));

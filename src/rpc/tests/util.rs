@@ -64,6 +64,7 @@ impl SwarmForwarder for TestForwarder {
         peers: Vec<NodeInfo>,
         method: &'a str,
         params: &'a Value,
+        _accepted_ms: i64,
     ) -> crate::rpc::ForwardFuture<'a> {
         Box::pin(async move {
             self.calls.lock().expect("lock").push((
