@@ -30,6 +30,7 @@ use super::protocol::{
 };
 use super::serve::{cached_digest, decode_digest, local_view, owned_by};
 use super::{BULK_TIMEOUT, ReplicationError, Replicator, chunk_by_size};
+
 /// Repairs of each kind per step.
 const MAX_REPAIRS_PER_STEP: usize = MAX_HASHES_PER_REQUEST;
 
@@ -101,11 +102,18 @@ impl Replicator {
             };
             let short = hex::encode(&peer.pubkey_ed25519[..4]);
             match self.session(&m, &peer, &mut cursor, &cancel).await {
-                Ok(Session { repairs: r, limited }) => {
+                Ok(Session {
+                    repairs: r,
+                    limited,
+                }) => {
                     if limited {
                         tracing::debug!(peer = %short, "anti-entropy round cut short: the peer's budget for us is spent");
                     }
-                    let result = if limited { RoundResult::RateLimited } else { RoundResult::Ok };
+                    let result = if limited {
+                        RoundResult::RateLimited
+                    } else {
+                        RoundResult::Ok
+                    };
                     self.count_round(result, r);
                     if r.pushed + r.pulled + r.deleted_local + r.deleted_remote > 0 {
                         tracing::info!(peer = %short, pushed = r.pushed, pulled = r.pulled,

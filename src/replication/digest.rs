@@ -32,11 +32,13 @@ pub const BUCKETS: usize = 256;
 /// by then out of scope.
 pub const EXPIRY_MARGIN_MS: i64 = 120_000;
 /// Messages whose client timestamp is within this long before the reference time are not
-/// reconciled yet (forwarding delivers them; the next rounds cover them). The rounded-down
-/// `at` already lies up to an epoch before the computation, which only adds to this margin
-/// the time forwarding has had; what it must cover is forwarding plus the clock difference
-/// between members.
-pub const RECENT_MARGIN_MS: i64 = 30_000;
+/// reconciled yet: forwarding delivers them (a failed forward is queued, and repaired here
+/// later if the queue fails too). Both digests are computed after `at` — which is the clock
+/// rounded down to an epoch start — so in-flight forwards had this margin plus up to an
+/// epoch: the margin only needs the forward timeout (5 s) and the members' clock difference,
+/// and a message waits 15–45 s (30 s on average, as when `at` was the clock itself) before
+/// anti-entropy covers it.
+pub const RECENT_MARGIN_MS: i64 = 15_000;
 
 // The expiry margin covers the latest computation of a digest, on either side.
 const _: () = {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::message::{AccountId, b64, b64_decode};
 use crate::directory::limit::{Buckets, Rate};
+use crate::message::{AccountId, b64, b64_decode};
 use crate::peer::reply::{BINARY, JSON, Reply};
 use crate::peer::wire;
 use crate::store::{Store, StoreError};
@@ -571,16 +571,31 @@ mod tests {
         let (me, peer) = ([1u8; 32], [2u8; 32]);
         let ask = |path: &str, body: Vec<u8>| serve(path, &s, &c, &m, &me, &peer, &body, NOW);
         let odd = NOW + 1;
-        let r = ask(PATH_AE_DIGEST, serde_json::to_vec(&DigestRequest { at: odd }).unwrap());
+        let r = ask(
+            PATH_AE_DIGEST,
+            serde_json::to_vec(&DigestRequest { at: odd }).unwrap(),
+        );
         assert_eq!(r.status, 400);
-        assert_eq!(&r.body[..], b"reference time must be a multiple of 30000 ms");
-        let bucket = |at| serde_json::to_vec(&BucketRequest { at, buckets: vec![1] }).unwrap();
+        assert_eq!(
+            &r.body[..],
+            b"reference time must be a multiple of 30000 ms"
+        );
+        let bucket = |at| {
+            serde_json::to_vec(&BucketRequest {
+                at,
+                buckets: vec![1],
+            })
+            .unwrap()
+        };
         assert_eq!(ask(PATH_AE_BUCKET, bucket(odd)).status, 400);
         assert_eq!(ask(PATH_AE_BUCKET, bucket(NOW)).status, 200);
         // Digests: only the few epochs an honest initiator could name; bucket requests of a
         // long session may still use an older one.
         let old = NOW - 5 * DIGEST_EPOCH_MS;
-        let r = ask(PATH_AE_DIGEST, serde_json::to_vec(&DigestRequest { at: old }).unwrap());
+        let r = ask(
+            PATH_AE_DIGEST,
+            serde_json::to_vec(&DigestRequest { at: old }).unwrap(),
+        );
         assert_eq!(r.status, 400);
         assert_eq!(&r.body[..], b"reference time too far from current time");
         assert_eq!(ask(PATH_AE_BUCKET, bucket(old)).status, 200);
@@ -599,7 +614,16 @@ mod tests {
         let mut want = Digest::default();
         want.toggle(&mine.hash);
         for i in 0..50 {
-            let r = serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[2; 32], &body, NOW + i);
+            let r = serve(
+                PATH_AE_DIGEST,
+                &s,
+                &c,
+                &m,
+                &[1; 32],
+                &[2; 32],
+                &body,
+                NOW + i,
+            );
             assert_eq!(decode_digest(&r.body), Some(want.clone()));
         }
         assert_eq!(scans.get(), 1);
