@@ -137,10 +137,6 @@ pub struct ReplicationConfig {
     /// Default "10s".
     #[serde(with = "humantime_serde")]
     pub handoff_interval: Duration,
-    /// Anti-entropy requests one peer may make per second (sustained). Default 5.
-    pub anti_entropy_peer_per_second: u32,
-    /// Anti-entropy requests one peer may make at once after a quiet period. Default 50.
-    pub anti_entropy_peer_burst: u32,
 }
 
 impl Default for ReplicationConfig {
@@ -150,8 +146,6 @@ impl Default for ReplicationConfig {
             retry_max_backoff: DEFAULT_RETRY_MAX_BACKOFF,
             anti_entropy_interval: DEFAULT_ANTI_ENTROPY_INTERVAL,
             handoff_interval: DEFAULT_HANDOFF_INTERVAL,
-            anti_entropy_peer_per_second: 5,
-            anti_entropy_peer_burst: 50,
         }
     }
 }
@@ -511,14 +505,6 @@ impl Config {
             (
                 "limits.http2_max_streams",
                 self.limits.http2_max_streams as usize,
-            ),
-            (
-                "replication.anti_entropy_peer_per_second",
-                self.replication.anti_entropy_peer_per_second as usize,
-            ),
-            (
-                "replication.anti_entropy_peer_burst",
-                self.replication.anti_entropy_peer_burst as usize,
             ),
         ] {
             if n == 0 {

@@ -65,6 +65,10 @@ pub struct Metrics {
     pub anti_entropy_rounds_total: IntCounterVec,
     /// Messages repaired by anti-entropy, by kind (`RepairKind`).
     pub anti_entropy_repairs_total: IntCounterVec,
+    /// Anti-entropy requests from peers refused, by reason (`AntiEntropyRefusal`).
+    pub anti_entropy_refused_total: IntCounterVec,
+    /// Passes over the whole store to compute an anti-entropy digest (cache misses).
+    pub anti_entropy_digest_scans_total: IntCounter,
     /// Constant 1, labelled with the build's version.
     pub build_info: IntGaugeVec,
     /// 1 while the node serves clients (`/ready` answers 200), else 0.
@@ -250,6 +254,23 @@ vocabulary! {
         Ok => "ok",
         /// The round failed (the peer did not answer, or answered wrongly).
         Failed => "failed",
+        /// The peer refused a request with 429 (our budget with it is spent); the round
+        /// stopped there and resumes next interval.
+        RateLimited => "rate_limited",
+    }
+}
+
+vocabulary! {
+    /// Why this node refused a peer's anti-entropy request: the `reason` label of
+    /// `snode_anti_entropy_refused_total`.
+    pub enum AntiEntropyRefusal {
+        /// The peer's budget is spent (429).
+        RateLimited => "rate_limited",
+        /// The peer is not a member of our swarm (403).
+        NotSwarmPeer => "not_swarm_peer",
+        /// Malformed, oversized, or a reference time that is not an epoch start or too far
+        /// from our clock (400).
+        BadRequest => "bad_request",
     }
 }
 
@@ -531,6 +552,17 @@ impl Metrics {
                 "Messages repaired by anti-entropy, by kind",
                 "kind",
             ),
+            anti_entropy_refused_total: counter_of::<AntiEntropyRefusal>(
+                &r,
+                "snode_anti_entropy_refused_total",
+                "Anti-entropy requests from peers refused, by reason",
+                "reason",
+            ),
+            anti_entropy_digest_scans_total: counter(
+                &r,
+                "snode_anti_entropy_digest_scans_total",
+                "Passes over the store to compute an anti-entropy digest (digest cache misses)",
+            ),
             build_info,
             ready: gauge(&r, "snode_ready", "1 while the node serves clients, else 0"),
             peer_tests_total,
@@ -662,6 +694,8 @@ mod tests {
             "snode_handoff_batches_failed_total",
             "snode_anti_entropy_rounds_total",
             "snode_anti_entropy_repairs_total",
+            "snode_anti_entropy_refused_total",
+            "snode_anti_entropy_digest_scans_total",
             "snode_build_info",
             "snode_ready",
             "snode_peer_tests_total",
@@ -694,6 +728,7 @@ mod tests {
         zeros::<RetryResult>(&text, "snode_replication_retries_total", "result");
         zeros::<RoundResult>(&text, "snode_anti_entropy_rounds_total", "result");
         zeros::<RepairKind>(&text, "snode_anti_entropy_repairs_total", "kind");
+        zeros::<AntiEntropyRefusal>(&text, "snode_anti_entropy_refused_total", "reason");
         zeros::<PeerTestResult>(&text, "snode_peer_tests_total", "result");
         zeros::<PingKind>(&text, "snode_incoming_pings_total", "kind");
         assert_eq!(OnionOutcome::ALL.len(), 18);

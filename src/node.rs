@@ -355,7 +355,7 @@ impl Node {
             },
             status: status.clone(),
             previous_membership: previous_membership.clone(),
-            anti_entropy_limit: api::anti_entropy_limiter(&cfg.replication),
+            anti_entropy: replicator.responder(),
         };
 
         let cancel = CancellationToken::new();

@@ -57,22 +57,9 @@ pub struct AppState {
     /// The membership before the current one (kept by `node`): previous owners may still
     /// hand data off, and swarm peers with a lagging view may still forward.
     pub previous_membership: Arc<crate::swarm::PreviousMembership>,
-    /// Per-peer token buckets of the anti-entropy endpoints (each request reads the store).
-    pub anti_entropy_limit: Arc<std::sync::Mutex<crate::directory::limit::Buckets<[u8; 32]>>>,
-}
-
-/// The anti-entropy limiter of `AppState` for `config`: one bucket per peer, at most as many
-/// peers as a network lists.
-pub fn anti_entropy_limiter(
-    config: &crate::config::ReplicationConfig,
-) -> Arc<std::sync::Mutex<crate::directory::limit::Buckets<[u8; 32]>>> {
-    let rate = crate::directory::limit::Rate::new(
-        f64::from(config.anti_entropy_peer_per_second),
-        config.anti_entropy_peer_burst,
-    );
-    Arc::new(std::sync::Mutex::new(
-        crate::directory::limit::Buckets::new(Some(rate), crate::directory::limit::MAX_TRACKED),
-    ))
+    /// The anti-entropy endpoints' shared state (`Replicator::responder`): per-peer budgets
+    /// and the digest cache the node's own anti-entropy rounds use too.
+    pub anti_entropy: Arc<crate::replication::serve::Responder>,
 }
 
 impl AppState {

@@ -269,28 +269,51 @@ fn acceptance_clock(
 }
 
 /// The anti-entropy endpoints (`replication::protocol`): authenticated like every peer
-/// request, answered by `replication::serve` (which admits only members of our swarm) on a
-/// blocking thread, since it reads the store.
+/// request, admitted by `replication::serve::Responder` (members of our swarm only, each within
+/// its budget: a listed but hostile member must not keep our disk busy) before any store
+/// read, then answered by `replication::serve` on a blocking thread, since it reads the store
+/// (digests from the node's digest cache). Refusals are counted by reason.
 async fn anti_entropy(state: &AppState, call: &PeerCall<'_>) -> Reply {
-    // Each request reads the store: a listed but hostile peer must not make us scan it in a
-    // loop. Honest peers ask a few times per round (`replication.anti_entropy_interval`).
-    let allowed = state
-        .anti_entropy_limit
-        .lock()
-        .is_ok_and(|mut b| b.allow(call.sender, Instant::now()));
-    if !allowed {
-        return Reply::text(429, "anti-entropy rate limit");
-    }
-    let store = state.rpc.store.clone();
     let membership = state.rpc.membership.borrow().clone();
     let me = state.keys.pubkey_ed25519();
-    let now = (state.rpc.clock)();
-    let (p, sender, body) = (call.path.to_string(), call.sender, call.body.clone());
-    let served = tokio::task::spawn_blocking(move || {
-        crate::replication::serve::serve(&p, &store, &membership, &me, &sender, &body, now)
-    })
-    .await;
-    served.unwrap_or_else(|_| Reply::text(500, "Internal Server Error\n"))
+    let responder = state.anti_entropy.clone();
+    let reply = match responder.admit(&membership, &me, &call.sender, Instant::now()) {
+        Err(refused) => refused,
+        Ok(_) => {
+            let store = state.rpc.store.clone();
+            let now = (state.rpc.clock)();
+            let (p, sender, body) = (call.path.to_string(), call.sender, call.body.clone());
+            let served = tokio::task::spawn_blocking(move || {
+                crate::replication::serve::serve(
+                    &p,
+                    &store,
+                    responder.digests(),
+                    &membership,
+                    &me,
+                    &sender,
+                    &body,
+                    now,
+                )
+            })
+            .await;
+            served.unwrap_or_else(|_| Reply::text(500, "Internal Server Error\n"))
+        }
+    };
+    use crate::metrics::AntiEntropyRefusal as Why;
+    let why = match reply.status {
+        429 => Some(Why::RateLimited),
+        403 => Some(Why::NotSwarmPeer),
+        400 => Some(Why::BadRequest),
+        _ => None,
+    };
+    if let Some(why) = why {
+        state
+            .metrics
+            .anti_entropy_refused_total
+            .with_label_values(&[why.label()])
+            .inc();
+    }
+    reply
 }
 
 async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {

@@ -7,7 +7,11 @@
 //! lacks (unless it has a tombstone), pull what we lack (unless we have one, and only messages
 //! whose content matches their hash), and propagate client deletions both ways. Every step is
 //! bounded; what does not fit is done by the next step of the same session, and a session that
-//! hits its own bound carries on in the next one. Must not touch data our swarm does not own.
+//! hits its own bound carries on in the next one. The reference time is the start of the
+//! current epoch (`protocol::epoch_start`), and our own digest comes from the digest cache the
+//! peer routes use, so our rounds and our peers' share one scan per epoch. A 429 from the peer
+//! (its budget for us is spent) ends the session quietly; the next one resumes where it
+//! stopped. Must not touch data our swarm does not own.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,14 +25,12 @@ use crate::swarm::{Membership, NodeInfo, SwarmId};
 use super::digest::{Plan, View, rotate};
 use super::protocol::{
     BucketRequest, BucketResponse, DeleteResponse, DigestRequest, HashesRequest,
-    MAX_BUCKETS_PER_REQUEST, MAX_HASHES_PER_REQUEST, PATH_AE_BUCKET, PATH_AE_DELETE,
-    PATH_AE_DIGEST, PATH_AE_FETCH,
+    MAX_BUCKETS_PER_REQUEST, MAX_HASHES_PER_REQUEST, MAX_STEPS_PER_SESSION, PATH_AE_BUCKET,
+    PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH, epoch_start,
 };
-use super::serve::{decode_digest, local_digest, local_view, owned_by};
+use super::serve::{cached_digest, decode_digest, local_view, owned_by};
 use super::{BULK_TIMEOUT, ReplicationError, Replicator, chunk_by_size};
 
-/// Bucket requests per session before the session yields to the next interval.
-const MAX_STEPS_PER_SESSION: usize = 64;
 /// Repairs of each kind per step.
 const MAX_REPAIRS_PER_STEP: usize = MAX_HASHES_PER_REQUEST;
 
@@ -50,6 +52,23 @@ struct Repairs {
     pulled: u64,
     deleted_local: u64,
     deleted_remote: u64,
+}
+
+/// How a session ended without error.
+#[derive(Debug, Default, Clone, Copy)]
+struct Session {
+    /// What it repaired.
+    repairs: Repairs,
+    /// The peer refused a request with 429 before the session was done.
+    limited: bool,
+}
+
+/// `Err(Limited)` for a 429 answer, so callers end the session instead of counting a failure.
+fn refused(path: &'static str, status: u16) -> Result<(), ReplicationError> {
+    if status == 429 {
+        return Err(ReplicationError::Limited { path });
+    }
+    Ok(())
 }
 
 impl Replicator {
@@ -83,8 +102,19 @@ impl Replicator {
             };
             let short = hex::encode(&peer.pubkey_ed25519[..4]);
             match self.session(&m, &peer, &mut cursor, &cancel).await {
-                Ok(r) => {
-                    self.count_round(RoundResult::Ok, r);
+                Ok(Session {
+                    repairs: r,
+                    limited,
+                }) => {
+                    if limited {
+                        tracing::debug!(peer = %short, "anti-entropy round cut short: the peer's budget for us is spent");
+                    }
+                    let result = if limited {
+                        RoundResult::RateLimited
+                    } else {
+                        RoundResult::Ok
+                    };
+                    self.count_round(result, r);
                     if r.pushed + r.pulled + r.deleted_local + r.deleted_remote > 0 {
                         tracing::info!(peer = %short, pushed = r.pushed, pulled = r.pulled,
                             deleted_local = r.deleted_local, deleted_remote = r.deleted_remote,
@@ -170,14 +200,21 @@ impl Replicator {
         peer: &NodeInfo,
         cursor: &mut Cursor,
         cancel: &CancellationToken,
-    ) -> Result<Repairs, ReplicationError> {
+    ) -> Result<Session, ReplicationError> {
         let me = self.inner.me;
         let Some(ours) = m.swarm_of(&me) else {
-            return Ok(Repairs::default());
+            return Ok(Session::default());
         };
-        let at = self.now();
+        // Every member rounds the same way, so the digests of one epoch are computed once.
+        let at = epoch_start(self.now());
         let body = serde_json::to_vec(&DigestRequest { at }).unwrap_or_default();
         let r = self.post(peer, PATH_AE_DIGEST, body, BULK_TIMEOUT).await?;
+        if r.status == 429 {
+            return Ok(Session {
+                limited: true,
+                ..Session::default()
+            });
+        }
         let theirs = match (r.status, decode_digest(&r.body)) {
             (200, Some(d)) => d,
             (status, _) => {
@@ -187,18 +224,30 @@ impl Replicator {
                 });
             }
         };
-        let mm = m.clone();
+        let (mm, digests) = (m.clone(), self.inner.responder.digests().clone());
         let mine = self
-            .blocking("compute digest", move |s| local_digest(s, &mm, ours, at))
+            .blocking("compute digest", move |s| {
+                cached_digest(s, &digests, &mm, ours, at)
+            })
             .await?;
         let mut todo: VecDeque<u8> = rotate(&mine.differing(&theirs), cursor.next_bucket).into();
         let mut total = Repairs::default();
+        let mut limited = false;
         for _ in 0..MAX_STEPS_PER_SESSION {
             if todo.is_empty() || cancel.is_cancelled() {
                 break;
             }
             let asked: Vec<u8> = todo.iter().take(MAX_BUCKETS_PER_REQUEST).copied().collect();
-            let (answered, more) = self.step(m, ours, peer, at, &asked, &mut total).await?;
+            let (answered, more) = match self.step(m, ours, peer, at, &asked, &mut total).await {
+                Ok(done) => done,
+                // The peer's budget for us is spent: stop asking (no retry storm) and keep
+                // what was repaired; the next session starts at the bucket we were on.
+                Err(ReplicationError::Limited { .. }) => {
+                    limited = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             if answered.is_empty() {
                 break;
             }
@@ -212,7 +261,10 @@ impl Replicator {
         // The next session starts where this one stopped, so a bounded session still lets
         // every bucket have its turn.
         cursor.next_bucket = todo.front().copied().unwrap_or(0);
-        Ok(total)
+        Ok(Session {
+            repairs: total,
+            limited,
+        })
     }
 
     /// One bounded step over some buckets: returns the buckets answered and whether repairs
@@ -232,6 +284,7 @@ impl Replicator {
         })
         .unwrap_or_default();
         let r = self.post(peer, PATH_AE_BUCKET, body, BULK_TIMEOUT).await?;
+        refused(PATH_AE_BUCKET, r.status)?;
         let resp: BucketResponse = match serde_json::from_slice(&r.body) {
             Ok(v) if r.status == 200 => v,
             _ => {
@@ -303,6 +356,7 @@ impl Replicator {
             })
             .unwrap_or_default();
             let r = self.post(peer, PATH_AE_DELETE, body, BULK_TIMEOUT).await?;
+            refused(PATH_AE_DELETE, r.status)?;
             match serde_json::from_slice::<DeleteResponse>(&r.body) {
                 Ok(d) if r.status == 200 => total.deleted_remote += d.deleted as u64,
                 _ => {
@@ -345,6 +399,7 @@ impl Replicator {
         let wanted: HashSet<String> = hashes.iter().cloned().collect();
         let body = serde_json::to_vec(&HashesRequest { hashes }).unwrap_or_default();
         let r = self.post(peer, PATH_AE_FETCH, body, BULK_TIMEOUT).await?;
+        refused(PATH_AE_FETCH, r.status)?;
         if r.status != 200 {
             return Err(ReplicationError::BadAnswer {
                 path: PATH_AE_FETCH,

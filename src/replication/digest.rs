@@ -6,11 +6,14 @@
 //! independent of order and cheap to build in one pass; two members with the same set have
 //! the same digest, and a difference shows which 1/256 of the hashes to compare.
 //!
-//! Scope: both sides compute over the same reference time `at` (the initiator's clock, sent
-//! along) and leave out messages that expire within [`EXPIRY_MARGIN_MS`] of it or whose client
-//! timestamp is within [`RECENT_MARGIN_MS`] before it. Without that, messages expiring or
-//! arriving while the two digests are computed would make busy buckets differ on every round
-//! although nothing needs repair; those messages are the sweep's and the forwarder's business.
+//! Scope: both sides compute over the same reference time `at` (the initiator's clock rounded
+//! down to an epoch start, `protocol::epoch_start`, sent along) and leave out messages that
+//! expire within [`EXPIRY_MARGIN_MS`] of it or whose client timestamp is within
+//! [`RECENT_MARGIN_MS`] before it. Without that, messages expiring or arriving while the two
+//! digests are computed would make busy buckets differ on every round although nothing needs
+//! repair; those messages are the sweep's and the forwarder's business. Digests are computed
+//! once per `at` and cached (`digest_cache`), so a digest may be computed up to an epoch plus
+//! the clock skew a responder admits after `at`; the margins are sized for that.
 //! Pure: no I/O, no clock.
 
 use blake2::digest::consts::U32;
@@ -21,11 +24,28 @@ use crate::store::{MessageMeta, hash_bucket};
 
 /// Number of buckets.
 pub const BUCKETS: usize = 256;
-/// Messages expiring within this long after the reference time are not reconciled.
-pub const EXPIRY_MARGIN_MS: i64 = 60_000;
+/// Messages expiring within this long after the reference time are not reconciled. A digest
+/// for `at` is computed (and cached) as late as `DIGEST_EPOCH_MS + MAX_DIGEST_SKEW_MS` (90 s)
+/// after `at` — a responder admits that much — or, by an initiator, an epoch plus the peer's
+/// answer time (at most 60 s). A message that expires before one side's computation may be
+/// swept there and not on the other side; two minutes keeps every message that can be swept
+/// by then out of scope.
+pub const EXPIRY_MARGIN_MS: i64 = 120_000;
 /// Messages whose client timestamp is within this long before the reference time are not
-/// reconciled yet (forwarding delivers them; the next rounds cover them).
-pub const RECENT_MARGIN_MS: i64 = 30_000;
+/// reconciled yet: forwarding delivers them (a failed forward is queued, and repaired here
+/// later if the queue fails too). Both digests are computed after `at` — which is the clock
+/// rounded down to an epoch start — so in-flight forwards had this margin plus up to an
+/// epoch: the margin only needs the forward timeout (5 s) and the members' clock difference,
+/// and a message waits 15–45 s (30 s on average, as when `at` was the clock itself) before
+/// anti-entropy covers it.
+pub const RECENT_MARGIN_MS: i64 = 15_000;
+
+// The expiry margin covers the latest computation of a digest, on either side.
+const _: () = {
+    use super::protocol::{DIGEST_EPOCH_MS, MAX_DIGEST_SKEW_MS};
+    assert!(EXPIRY_MARGIN_MS >= DIGEST_EPOCH_MS + MAX_DIGEST_SKEW_MS);
+    assert!(EXPIRY_MARGIN_MS >= DIGEST_EPOCH_MS + super::BULK_TIMEOUT.as_millis() as i64);
+};
 
 /// Whether a message takes part in a reconciliation at reference time `at_ms`.
 pub fn in_scope(m: &MessageMeta<'_>, at_ms: i64) -> bool {

@@ -7,8 +7,9 @@
 //!
 //! Layout: `forward` ([`HttpForwarder`], the `rpc::SwarmForwarder` of a networked node),
 //! `retry` (drains the store's `pending` queue), `handoff` (membership changes), `digest`
-//! (pure anti-entropy logic), `protocol` (anti-entropy wire types), `serve` (the local side of
-//! anti-entropy, answering peers) and `anti_entropy` (the reconciliation loop).
+//! (pure anti-entropy logic), `digest_cache` (the last few digests, computed once for all who
+//! ask), `protocol` (anti-entropy wire types), `serve` (the local side of anti-entropy,
+//! answering peers within their budget) and `anti_entropy` (the reconciliation loop).
 //!
 //! # Wiring (in `node.rs`)
 //! ```ignore
@@ -18,6 +19,7 @@
 //!     config: cfg.replication.clone(), testnet: cfg.network.testnet,
 //! });
 //! // In RpcContext: `forwarder: Arc::new(repl.forwarder())` (instead of `NoPeers`).
+//! // In AppState: `anti_entropy: repl.responder()` (shares the digest cache with the loop).
 //! tracker.spawn(repl.clone().run_retry(cancel.clone()));
 //! tracker.spawn(repl.clone().run_handoff(cancel.clone()));
 //! tracker.spawn(repl.run_anti_entropy(cancel.clone()));
@@ -28,6 +30,7 @@
 
 mod anti_entropy;
 pub mod digest;
+pub mod digest_cache;
 mod forward;
 mod handoff;
 pub mod protocol;
@@ -96,6 +99,8 @@ struct Shared {
     testnet: bool,
     /// Set by the forwarder after queuing; wakes the retry loop.
     wake: Arc<Notify>,
+    /// The anti-entropy routes' state; its digest cache serves our own sessions too.
+    responder: Arc<serve::Responder>,
 }
 
 /// Why one replication step failed (logged by the loops, which carry on).
@@ -127,6 +132,13 @@ pub enum ReplicationError {
         /// Its status.
         status: u16,
     },
+    /// A peer refused an anti-entropy request with 429: our budget with it is spent until its
+    /// bucket refills, so the session ends here (and resumes next interval).
+    #[error("peer refused {path}: anti-entropy budget spent")]
+    Limited {
+        /// The endpoint.
+        path: &'static str,
+    },
     /// A blocking store task panicked or was cancelled.
     #[error("blocking store task failed during {op}")]
     Join {
@@ -138,6 +150,10 @@ pub enum ReplicationError {
 impl Replicator {
     /// Builds the machinery; nothing runs until the `run_*` loops are spawned.
     pub fn new(parts: ReplicatorParts) -> Replicator {
+        let digests = Arc::new(digest_cache::DigestCache::new(
+            parts.metrics.anti_entropy_digest_scans_total.clone(),
+        ));
+        let budget = serve::PeerBudget::for_interval(parts.config.anti_entropy_interval);
         Replicator {
             inner: Arc::new(Shared {
                 store: parts.store,
@@ -149,8 +165,16 @@ impl Replicator {
                 config: parts.config,
                 testnet: parts.testnet,
                 wake: Arc::new(Notify::new()),
+                responder: Arc::new(serve::Responder::new(digests, budget)),
             }),
         }
+    }
+
+    /// What the peer routes answer anti-entropy requests with (`AppState::anti_entropy`):
+    /// per-peer budgets sized from `anti_entropy_interval`, and the digest cache our own
+    /// sessions use, so peers asking and our own rounds share one scan per epoch.
+    pub fn responder(&self) -> Arc<serve::Responder> {
+        self.inner.responder.clone()
     }
 
     /// The forwarder to put in the `RpcContext`: forwards with `forward_timeout` and queues

@@ -9,8 +9,12 @@
 //! | `/snode/v1/ae/fetch` | `{"hashes": [h…]}` | `sn.data` blob (`peer::wire`) of those live and owned |
 //! | `/snode/v1/ae/delete` | `{"hashes": [h…]}` | `{"deleted": n}` |
 //!
-//! `at` is the initiator's clock: both sides scope their sets with it (`digest::in_scope`).
-//! Pure: types and constants only.
+//! `at` is the initiator's clock rounded down to a multiple of [`DIGEST_EPOCH_MS`]: both sides
+//! scope their sets with it (`digest::in_scope`), and because every initiator rounds the same
+//! way, a node asked by all its peers within one epoch computes one digest
+//! (`replication::digest_cache`), not one per request. A responder refuses an `at` that is not
+//! a multiple (400), so no requester can pick fresh keys to defeat the cache.
+//! Pure: types, constants and arithmetic only.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +35,49 @@ pub const MAX_HASHES_PER_REQUEST: usize = 2_000;
 pub const MAX_LISTED_HASHES: usize = 40_000;
 /// Bytes of one fetch response; messages past it are left out (fetched next round).
 pub const MAX_FETCH_BYTES: usize = 4 << 20;
-/// How far the initiator's reference time may be from the responder's clock.
+/// How far the initiator's reference time may be from the responder's clock in bucket
+/// requests: a session's later steps still use the `at` of its digest exchange.
 pub const MAX_AT_SKEW_MS: i64 = 10 * 60 * 1000;
+/// Reference times are multiples of this (ms since the epoch). Equal to the default
+/// `anti_entropy_interval`, so a node computes its digest about once per round however many
+/// peers reconcile with it.
+pub const DIGEST_EPOCH_MS: i64 = 30_000;
+/// How far the clocks of two honest nodes may differ when a digest is asked for: the peer
+/// authentication window, beyond which their requests fail anyway.
+pub const MAX_DIGEST_SKEW_MS: i64 = crate::peer::auth::PEER_TOLERANCE_MS;
+/// Bucket requests one session makes at most before it yields to the next interval. A
+/// protocol bound: responders size their per-peer budget from it.
+pub const MAX_STEPS_PER_SESSION: u32 = 64;
+/// Requests one session makes of its responder at most: the digest, then per step one bucket
+/// request, at most one delete and at most one fetch (each step's repairs are cut to
+/// [`MAX_HASHES_PER_REQUEST`] per kind, one request's worth). Pushes go to `/snode/v1/data`.
+pub const MAX_REQUESTS_PER_SESSION: u32 = 1 + 3 * MAX_STEPS_PER_SESSION;
+
+/// The reference time of a reconciliation started at `now_ms`: the start of its epoch.
+pub fn epoch_start(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(now_ms.rem_euclid(DIGEST_EPOCH_MS))
+}
+
+/// Whether `at` is a reference time an initiator could have sent (a multiple of
+/// [`DIGEST_EPOCH_MS`]).
+pub fn is_aligned(at: i64) -> bool {
+    at.rem_euclid(DIGEST_EPOCH_MS) == 0
+}
+
+/// Whether a digest request's `at` (aligned) fits our clock `now_ms`: an honest initiator's
+/// `at` is at most one epoch behind its own clock, which is within [`MAX_DIGEST_SKEW_MS`] of
+/// ours. The window is narrow on purpose: it holds at most [`ADMISSIBLE_DIGEST_TIMES`]
+/// multiples, so a requester choosing `at` can make us compute only that many digests, then
+/// one per epoch as the window moves.
+pub fn digest_at_fits(at: i64, now_ms: i64) -> bool {
+    let earliest = now_ms.saturating_sub(DIGEST_EPOCH_MS + MAX_DIGEST_SKEW_MS);
+    let latest = now_ms.saturating_add(MAX_DIGEST_SKEW_MS);
+    (earliest..=latest).contains(&at)
+}
+
+/// How many aligned reference times [`digest_at_fits`] accepts at most at one moment.
+pub const ADMISSIBLE_DIGEST_TIMES: usize =
+    ((DIGEST_EPOCH_MS + 2 * MAX_DIGEST_SKEW_MS) / DIGEST_EPOCH_MS) as usize + 1;
 
 /// `POST /snode/v1/ae/digest` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,5 +177,43 @@ mod tests {
             v,
             serde_json::json!({"buckets": [{"bucket": 7, "live": ["a"], "tombstones": []}]})
         );
+    }
+
+    #[test]
+    fn reference_times_are_epoch_starts() {
+        let e = DIGEST_EPOCH_MS;
+        assert_eq!(epoch_start(10 * e), 10 * e);
+        assert_eq!(epoch_start(10 * e + e - 1), 10 * e);
+        assert_eq!(epoch_start(-1), -e);
+        assert!(is_aligned(epoch_start(1_700_000_012_345)));
+        assert!(!is_aligned(1_700_000_012_345));
+        assert!(is_aligned(0) && is_aligned(-e) && !is_aligned(e / 2));
+        assert_eq!(epoch_start(i64::MIN), i64::MIN);
+    }
+
+    #[test]
+    fn the_digest_window_holds_few_reference_times() {
+        let now = 1_700_000_012_345;
+        // An initiator up to MAX_DIGEST_SKEW_MS ahead or behind, rounding down, fits.
+        for skew in [-MAX_DIGEST_SKEW_MS, 0, MAX_DIGEST_SKEW_MS] {
+            assert!(digest_at_fits(epoch_start(now + skew), now), "skew {skew}");
+        }
+        assert!(!digest_at_fits(
+            epoch_start(now - MAX_DIGEST_SKEW_MS - DIGEST_EPOCH_MS),
+            now
+        ));
+        assert!(!digest_at_fits(
+            epoch_start(now + MAX_DIGEST_SKEW_MS) + DIGEST_EPOCH_MS,
+            now
+        ));
+        for now in [now, 0, 15_000, 29_999, 1_700_000_010_000] {
+            let fitting = (-20..20)
+                .map(|k| epoch_start(now) + k * DIGEST_EPOCH_MS)
+                .filter(|&at| digest_at_fits(at, now))
+                .count();
+            assert!(fitting <= ADMISSIBLE_DIGEST_TIMES, "{fitting} at {now}");
+        }
+        assert!(!digest_at_fits(i64::MAX, 0) && !digest_at_fits(i64::MIN, 0));
+        assert_eq!(MAX_REQUESTS_PER_SESSION, 193);
     }
 }

@@ -1,12 +1,21 @@
 //! The local side of anti-entropy: this node's digest and bucket views, and the answers to a
-//! swarm peer's anti-entropy requests (the routes in `api::peer` call [`serve`]).
+//! swarm peer's anti-entropy requests (the routes in `api::peer` call [`Responder::admit`],
+//! then [`serve`]).
 //!
-//! Owns who may reconcile with us (members of our own swarm only) and which messages a view
-//! holds (owned by our swarm, in scope at the reference time). Blocking: every function here
-//! reads the store, so async callers run it on a blocking thread. Must not send anything.
+//! Owns who may reconcile with us (members of our own swarm only), how often (a per-peer
+//! budget sized from what an honest peer's sessions need, [`PeerBudget`]) and which messages a
+//! view holds (owned by our swarm, in scope at the reference time). Digests come from the
+//! node's [`DigestCache`], so however many peers ask, the store is scanned about once per
+//! epoch. Blocking: everything but [`Responder::admit`] reads the store, so async callers run
+//! it on a blocking thread. Must not send anything.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::directory::limit::{Buckets, Rate};
 use crate::message::{AccountId, b64, b64_decode};
 use crate::peer::reply::{BINARY, JSON, Reply};
 use crate::peer::wire;
@@ -14,19 +23,127 @@ use crate::store::{Store, StoreError};
 use crate::swarm::{Membership, SwarmId};
 
 use super::digest::{Digest, View, in_scope};
+use super::digest_cache::{DigestCache, DigestKey};
 use super::protocol::{
-    BucketEntry, BucketRequest, BucketResponse, DeleteResponse, DigestRequest, DigestResponse,
-    HashesRequest, MAX_AT_SKEW_MS, MAX_BUCKETS_PER_REQUEST, MAX_FETCH_BYTES,
-    MAX_HASHES_PER_REQUEST, MAX_LISTED_HASHES, PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST,
-    PATH_AE_FETCH,
+    BucketEntry, BucketRequest, BucketResponse, DIGEST_EPOCH_MS, DeleteResponse, DigestRequest,
+    DigestResponse, HashesRequest, MAX_AT_SKEW_MS, MAX_BUCKETS_PER_REQUEST, MAX_FETCH_BYTES,
+    MAX_HASHES_PER_REQUEST, MAX_LISTED_HASHES, MAX_REQUESTS_PER_SESSION, PATH_AE_BUCKET,
+    PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH, digest_at_fits, is_aligned,
 };
+
+/// Sessions one peer may run with us per `anti_entropy_interval` before it is refused: an
+/// honest peer runs one (its round robin visits one member per interval), and one more when
+/// it sees us join its swarm (joiners are reconciled at once, outside the schedule). The
+/// sustained rate has the same headroom over the one session an honest peer needs.
+pub const SESSIONS_PER_INTERVAL: u32 = 2;
+/// Peers with a budget held at once. Only members of our swarm reach the table (at most 10,
+/// storage-server.md 3.3); a member that left keeps its entry until its bucket refills (two
+/// intervals), so this leaves room for churn while bounding memory whatever happens.
+pub const MAX_BUDGETED_PEERS: usize = 64;
+
+/// The anti-entropy requests one peer may make of us: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerBudget {
+    /// Requests at once after a quiet period.
+    pub burst: u32,
+    /// Requests per second, sustained.
+    pub per_second: f64,
+}
+
+impl PeerBudget {
+    /// The budget for a network reconciling every `interval`: [`SESSIONS_PER_INTERVAL`]
+    /// sessions of at most [`MAX_REQUESTS_PER_SESSION`] requests (386) at once, refilled at
+    /// that many per interval (12.9/s at the default 30 s).
+    pub fn for_interval(interval: Duration) -> PeerBudget {
+        let burst = SESSIONS_PER_INTERVAL * MAX_REQUESTS_PER_SESSION;
+        let secs = interval.as_secs_f64().max(0.001);
+        PeerBudget {
+            burst,
+            per_second: f64::from(burst) / secs,
+        }
+    }
+}
+
+/// What the anti-entropy routes share across requests: the digest cache (shared with our own
+/// sessions) and each peer's budget.
+pub struct Responder {
+    digests: Arc<DigestCache>,
+    budgets: Mutex<Buckets<[u8; 32]>>,
+}
+
+impl Responder {
+    /// A responder answering from `digests`, each peer within `budget`.
+    pub fn new(digests: Arc<DigestCache>, budget: PeerBudget) -> Responder {
+        let rate = Rate::new(budget.per_second, budget.burst);
+        Responder {
+            digests,
+            budgets: Mutex::new(Buckets::new(Some(rate), MAX_BUDGETED_PEERS)),
+        }
+    }
+
+    /// The node's digest cache.
+    pub fn digests(&self) -> &Arc<DigestCache> {
+        &self.digests
+    }
+
+    /// The gate before any store read, cheap and not blocking: members of our swarm only
+    /// (403; checked first, so no one else takes a place in the budget table), each within
+    /// its budget (429). Returns our swarm.
+    pub fn admit(
+        &self,
+        m: &Membership,
+        me: &[u8; 32],
+        sender: &[u8; 32],
+        now: Instant,
+    ) -> Result<SwarmId, Reply> {
+        let ours = member_of_our_swarm(m, me, sender)?;
+        let allowed = self
+            .budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(*sender, now);
+        if !allowed {
+            return Err(Reply::text(
+                429,
+                "anti-entropy budget of this peer spent; try again next interval",
+            ));
+        }
+        Ok(ours)
+    }
+}
+
+/// Our swarm, if `sender` is a member of it (else the 403 answer).
+fn member_of_our_swarm(m: &Membership, me: &[u8; 32], sender: &[u8; 32]) -> Result<SwarmId, Reply> {
+    let Some(ours) = m.swarm_of(me) else {
+        return Err(Reply::text(403, "not a member of any swarm"));
+    };
+    if m.swarm_of(sender) != Some(ours) {
+        return Err(Reply::text(403, "not a member of this swarm"));
+    }
+    Ok(ours)
+}
 
 /// Whether `account` belongs to swarm `ours` in `m`.
 pub(crate) fn owned_by(m: &Membership, ours: SwarmId) -> impl Fn(&AccountId) -> bool + '_ {
     move |a| m.swarm_for(a) == Some(ours)
 }
 
+/// Our digest at reference time `at_ms`, from the cache or computed once for all who ask
+/// ([`DigestCache::get_or_compute`]).
+pub(crate) fn cached_digest(
+    store: &Store,
+    digests: &DigestCache,
+    m: &Membership,
+    ours: SwarmId,
+    at_ms: i64,
+) -> Result<Arc<Digest>, StoreError> {
+    digests.get_or_compute(DigestKey::new(m, ours, at_ms), || {
+        local_digest(store, m, ours, at_ms)
+    })
+}
+
 /// Our digest at reference time `at_ms`: every stored message owned by `ours` and in scope.
+/// One pass over the whole store: callers go through [`cached_digest`].
 pub(crate) fn local_digest(
     store: &Store,
     m: &Membership,
@@ -81,26 +198,28 @@ fn json(v: &impl serde::Serialize) -> Reply {
     Reply::new(200, JSON, serde_json::to_vec(v).unwrap_or_default())
 }
 
-/// Answers the anti-entropy request `body` that `sender` (authenticated, listed) made to
-/// `path`. Only members of our own swarm may reconcile with us (403 otherwise); malformed or
-/// oversized requests get 400; a store failure 500. Blocking.
+/// Answers the anti-entropy request `body` that `sender` (authenticated, listed, admitted by
+/// [`Responder::admit`]) made to `path`. Only members of our own swarm may reconcile with us
+/// (403 otherwise, checked again here); malformed or oversized requests, and reference times
+/// that are not epoch starts or too far from our clock, get 400; a store failure 500.
+/// Blocking.
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     path: &str,
     store: &Store,
+    digests: &DigestCache,
     m: &Membership,
     me: &[u8; 32],
     sender: &[u8; 32],
     body: &[u8],
     now_ms: i64,
 ) -> Reply {
-    let Some(ours) = m.swarm_of(me) else {
-        return Reply::text(403, "not a member of any swarm");
+    let ours = match member_of_our_swarm(m, me, sender) {
+        Ok(ours) => ours,
+        Err(refused) => return refused,
     };
-    if m.swarm_of(sender) != Some(ours) {
-        return Reply::text(403, "not a member of this swarm");
-    }
     let result = match path {
-        PATH_AE_DIGEST => digest(store, m, ours, body, now_ms),
+        PATH_AE_DIGEST => digest(store, digests, m, ours, body, now_ms),
         PATH_AE_BUCKET => buckets(store, m, ours, body, now_ms),
         PATH_AE_FETCH => fetch(store, m, ours, body, now_ms),
         PATH_AE_DELETE => delete(store, m, ours, body, now_ms),
@@ -117,9 +236,34 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|_| Reply::text(400, "invalid anti-entropy request"))
 }
 
-/// Checks the reference time against our clock.
+/// The 400 of a reference time that is not an epoch start: every initiator rounds its clock
+/// down, and refusing other values keeps requesters from naming fresh digest cache keys.
+fn misaligned() -> Reply {
+    Reply::text(
+        400,
+        format!("reference time must be a multiple of {DIGEST_EPOCH_MS} ms"),
+    )
+}
+
+/// Checks a bucket request's reference time against our clock: aligned, and within
+/// [`MAX_AT_SKEW_MS`] (a long session keeps the `at` of its digest exchange).
 fn check_at(at: i64, now_ms: i64) -> Result<(), Reply> {
+    if !is_aligned(at) {
+        return Err(misaligned());
+    }
     if at.saturating_sub(now_ms).saturating_abs() > MAX_AT_SKEW_MS {
+        return Err(Reply::text(400, "reference time too far from current time"));
+    }
+    Ok(())
+}
+
+/// Checks a digest request's reference time: aligned, and one an initiator could have taken
+/// from its clock just now ([`digest_at_fits`]), so only a few digests can be asked for.
+fn check_digest_at(at: i64, now_ms: i64) -> Result<(), Reply> {
+    if !is_aligned(at) {
+        return Err(misaligned());
+    }
+    if !digest_at_fits(at, now_ms) {
         return Err(Reply::text(400, "reference time too far from current time"));
     }
     Ok(())
@@ -136,15 +280,22 @@ fn hash_list(body: &[u8]) -> Result<Vec<String>, Reply> {
 
 type Served = Result<Reply, StoreError>;
 
-fn digest(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+fn digest(
+    store: &Store,
+    digests: &DigestCache,
+    m: &Membership,
+    ours: SwarmId,
+    body: &[u8],
+    now: i64,
+) -> Served {
     let r: DigestRequest = match parse(body) {
         Ok(r) => r,
         Err(e) => return Ok(e),
     };
-    if let Err(e) = check_at(r.at, now) {
+    if let Err(e) = check_digest_at(r.at, now) {
         return Ok(e);
     }
-    let d = local_digest(store, m, ours, r.at)?;
+    let d = cached_digest(store, digests, m, ours, r.at)?;
     Ok(json(&DigestResponse {
         digest: b64(&d.to_bytes()),
     }))
@@ -233,7 +384,8 @@ mod tests {
     use crate::swarm::NodeInfo;
     use std::net::Ipv4Addr;
 
-    const NOW: i64 = 1_700_000_000_000;
+    /// A reference time an initiator could send (a multiple of `DIGEST_EPOCH_MS`).
+    const NOW: i64 = 1_700_000_010_000;
     const HOUR: i64 = 3_600_000;
 
     fn node(id: u8, swarm: u64) -> NodeInfo {
@@ -278,6 +430,10 @@ mod tests {
         }
     }
 
+    fn cache() -> DigestCache {
+        DigestCache::new(prometheus::IntCounter::new("scans", "scans").unwrap())
+    }
+
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), StoreOptions { max_bytes: 1 << 40 }).unwrap();
@@ -320,26 +476,27 @@ mod tests {
     #[test]
     fn only_members_of_our_swarm_are_answered() {
         let (_d, s) = open();
+        let c = cache();
         let m = membership();
         let body = serde_json::to_vec(&DigestRequest { at: NOW }).unwrap();
-        let r = serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[3; 32], &body, NOW);
+        let r = serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[3; 32], &body, NOW);
         assert_eq!(r.status, 403);
-        let r = serve(PATH_AE_DIGEST, &s, &m, &[9; 32], &[1; 32], &body, NOW);
+        let r = serve(PATH_AE_DIGEST, &s, &c, &m, &[9; 32], &[1; 32], &body, NOW);
         assert_eq!(r.status, 403, "we are in no swarm");
-        let r = serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], &body, NOW);
+        let r = serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[2; 32], &body, NOW);
         assert_eq!(r.status, 200);
         assert_eq!(decode_digest(&r.body), Some(Digest::default()));
         let late = serde_json::to_vec(&DigestRequest { at: NOW - HOUR }).unwrap();
         assert_eq!(
-            serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], &late, NOW).status,
+            serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[2; 32], &late, NOW).status,
             400
         );
         assert_eq!(
-            serve(PATH_AE_DIGEST, &s, &m, &[1; 32], &[2; 32], b"{", NOW).status,
+            serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[2; 32], b"{", NOW).status,
             400
         );
         assert_eq!(
-            serve("/nope", &s, &m, &[1; 32], &[2; 32], &body, NOW).status,
+            serve("/nope", &s, &c, &m, &[1; 32], &[2; 32], &body, NOW).status,
             404
         );
     }
@@ -347,6 +504,7 @@ mod tests {
     #[test]
     fn bucket_fetch_and_delete_answers() {
         let (_d, s) = open();
+        let c = cache();
         let m = membership();
         let (me, peer) = ([1u8; 32], [2u8; 32]);
         let a = account(1, true);
@@ -363,7 +521,7 @@ mod tests {
             .map(|x| crate::store::hash_bucket(&x.hash).unwrap())
             .collect();
         let body = serde_json::to_vec(&BucketRequest { at: NOW, buckets }).unwrap();
-        let r = serve(PATH_AE_BUCKET, &s, &m, &me, &peer, &body, NOW);
+        let r = serve(PATH_AE_BUCKET, &s, &c, &m, &me, &peer, &body, NOW);
         assert_eq!(r.status, 200);
         let resp: BucketResponse = serde_json::from_slice(&r.body).unwrap();
         let all_live: Vec<_> = resp.buckets.iter().flat_map(|e| e.live.clone()).collect();
@@ -380,20 +538,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            serve(PATH_AE_BUCKET, &s, &m, &me, &peer, &too_many, NOW).status,
+            serve(PATH_AE_BUCKET, &s, &c, &m, &me, &peer, &too_many, NOW).status,
             400
         );
 
         let want = vec![live.hash.clone(), foreign.hash.clone(), dead.hash.clone()];
         let body = serde_json::to_vec(&HashesRequest { hashes: want }).unwrap();
-        let r = serve(PATH_AE_FETCH, &s, &m, &me, &peer, &body, NOW);
+        let r = serve(PATH_AE_FETCH, &s, &c, &m, &me, &peer, &body, NOW);
         assert_eq!(r.status, 200);
         assert_eq!(wire::decode_batch(&r.body).unwrap(), vec![live.clone()]);
         let none = serde_json::to_vec(&HashesRequest { hashes: vec![] }).unwrap();
-        let r = serve(PATH_AE_FETCH, &s, &m, &me, &peer, &none, NOW);
+        let r = serve(PATH_AE_FETCH, &s, &c, &m, &me, &peer, &none, NOW);
         assert!(wire::decode_batch(&r.body).unwrap().is_empty());
 
-        let r = serve(PATH_AE_DELETE, &s, &m, &me, &peer, &body, NOW);
+        let r = serve(PATH_AE_DELETE, &s, &c, &m, &me, &peer, &body, NOW);
         let resp: DeleteResponse = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(resp.deleted, 1, "only the owned live one");
         assert!(s.get_by_hash(&foreign.hash, NOW).unwrap().is_some());
@@ -403,5 +561,130 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn reference_times_must_be_epoch_starts() {
+        let (_d, s) = open();
+        let c = cache();
+        let m = membership();
+        let (me, peer) = ([1u8; 32], [2u8; 32]);
+        let ask = |path: &str, body: Vec<u8>| serve(path, &s, &c, &m, &me, &peer, &body, NOW);
+        let odd = NOW + 1;
+        let r = ask(
+            PATH_AE_DIGEST,
+            serde_json::to_vec(&DigestRequest { at: odd }).unwrap(),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            &r.body[..],
+            b"reference time must be a multiple of 30000 ms"
+        );
+        let bucket = |at| {
+            serde_json::to_vec(&BucketRequest {
+                at,
+                buckets: vec![1],
+            })
+            .unwrap()
+        };
+        assert_eq!(ask(PATH_AE_BUCKET, bucket(odd)).status, 400);
+        assert_eq!(ask(PATH_AE_BUCKET, bucket(NOW)).status, 200);
+        // Digests: only the few epochs an honest initiator could name; bucket requests of a
+        // long session may still use an older one.
+        let old = NOW - 5 * DIGEST_EPOCH_MS;
+        let r = ask(
+            PATH_AE_DIGEST,
+            serde_json::to_vec(&DigestRequest { at: old }).unwrap(),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(&r.body[..], b"reference time too far from current time");
+        assert_eq!(ask(PATH_AE_BUCKET, bucket(old)).status, 200);
+        assert!(c.is_empty(), "refused requests compute nothing");
+    }
+
+    #[test]
+    fn many_digest_requests_scan_once() {
+        let (_d, s) = open();
+        let scans = prometheus::IntCounter::new("scans", "scans").unwrap();
+        let c = DigestCache::new(scans.clone());
+        let m = membership();
+        let mine = msg(&account(1, true), b"mine", NOW - HOUR, NOW + HOUR);
+        s.bulk_store(std::slice::from_ref(&mine), NOW).unwrap();
+        let body = serde_json::to_vec(&DigestRequest { at: NOW }).unwrap();
+        let mut want = Digest::default();
+        want.toggle(&mine.hash);
+        for i in 0..50 {
+            let r = serve(
+                PATH_AE_DIGEST,
+                &s,
+                &c,
+                &m,
+                &[1; 32],
+                &[2; 32],
+                &body,
+                NOW + i,
+            );
+            assert_eq!(decode_digest(&r.body), Some(want.clone()));
+        }
+        assert_eq!(scans.get(), 1);
+        // Our own sessions share the entry.
+        let own = cached_digest(&s, &c, &m, SwarmId(0), NOW).unwrap();
+        assert_eq!(*own, want);
+        assert_eq!(scans.get(), 1);
+        // The next epoch is a new digest, computed once.
+        let next = NOW + DIGEST_EPOCH_MS;
+        let body = serde_json::to_vec(&DigestRequest { at: next }).unwrap();
+        for _ in 0..5 {
+            serve(PATH_AE_DIGEST, &s, &c, &m, &[1; 32], &[2; 32], &body, next);
+        }
+        assert_eq!(scans.get(), 2);
+    }
+
+    #[test]
+    fn the_budget_fits_honest_sessions_and_refuses_more() {
+        let b = PeerBudget::for_interval(Duration::from_secs(30));
+        assert_eq!(b.burst, 2 * MAX_REQUESTS_PER_SESSION);
+        assert!((b.per_second - f64::from(b.burst) / 30.0).abs() < 1e-9);
+        let r = Responder::new(Arc::new(cache()), b);
+        let m = membership();
+        let (me, peer, stranger) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let t0 = Instant::now();
+        // Two whole sessions at once pass; the next request is refused.
+        for i in 0..b.burst {
+            assert!(r.admit(&m, &me, &peer, t0).is_ok(), "request {i}");
+        }
+        let refused = r.admit(&m, &me, &peer, t0).unwrap_err();
+        assert_eq!(refused.status, 429);
+        // One interval later, one more session's worth is back.
+        let later = t0 + Duration::from_secs(15);
+        let passed = (0..2 * MAX_REQUESTS_PER_SESSION)
+            .take_while(|_| r.admit(&m, &me, &peer, later).is_ok())
+            .count() as u32;
+        assert!(
+            (MAX_REQUESTS_PER_SESSION - 1..=MAX_REQUESTS_PER_SESSION).contains(&passed),
+            "{passed}"
+        );
+        // A listed node outside our swarm gets 403 and no place in the table.
+        assert_eq!(r.admit(&m, &me, &stranger, t0).unwrap_err().status, 403);
+        assert_eq!(r.budgets.lock().unwrap().len(), 1);
+        // The table is bounded: with every place taken by a drained bucket, newcomers wait.
+        let many: Vec<NodeInfo> = (0..=MAX_BUDGETED_PEERS as u8)
+            .map(|i| node(i.wrapping_add(10), 0))
+            .chain([node(1, 0)])
+            .collect();
+        let big = Membership::new(2, "00".repeat(32), many);
+        let tight = Responder::new(
+            Arc::new(cache()),
+            PeerBudget {
+                burst: 1,
+                per_second: 1e-6,
+            },
+        );
+        for i in 0..MAX_BUDGETED_PEERS as u8 {
+            assert!(tight.admit(&big, &me, &[i + 10; 32], t0).is_ok());
+        }
+        let last = [MAX_BUDGETED_PEERS as u8 + 10; 32];
+        assert_eq!(tight.admit(&big, &me, &last, t0).unwrap_err().status, 429);
+        assert_eq!(tight.budgets.lock().unwrap().len(), MAX_BUDGETED_PEERS);
     }
 }
