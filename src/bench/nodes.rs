@@ -107,7 +107,7 @@ impl Nodes {
         if let Some(child) = self.procs[i].child.as_mut() {
             // Ours: kill and reap it.
             child.start_kill().context("cannot kill the node")?;
-            tokio::time::timeout(KILL_DEADLINE, child.wait())
+            let _status = tokio::time::timeout(KILL_DEADLINE, child.wait())
                 .await
                 .context("the killed node did not exit")??;
             self.procs[i].child = None;

@@ -461,51 +461,58 @@ impl Load {
 
     async fn one(&self, op: Op) {
         let account = (rand::random::<u64>() % self.accounts.len() as u64) as usize;
-        let a = &self.accounts[account];
-        let ok = match op {
+        let (op, ok) = match op {
             Op::Store => {
                 let (params, hash, expiry) = self.store_params(account);
-                let ok = match self.member(account) {
-                    Some(node) => post(
-                        &self.http,
-                        &node,
-                        json!({"method": "store", "params": params}),
-                    )
-                    .await
-                    .is_ok(),
-                    None => false,
-                };
+                let ok = self.call(account, "store", params).await;
                 if ok && let Ok(mut l) = self.ledger.lock() {
                     l.ack(hash, account, expiry);
                 }
-                ok
+                (op, ok)
             }
-            Op::Retrieve => match self.member(account) {
-                Some(node) => post(
-                    &self.http,
-                    &node,
-                    json!({"method": "retrieve", "params": retrieve_params(a)}),
-                )
-                .await
-                .is_ok(),
-                None => false,
-            },
+            Op::Retrieve => (op, self.retrieve(account).await),
             Op::OnionStore => {
                 let (params, hash, expiry) = self.store_params(account);
                 let ok = self.onion_call(account, "store", params).await;
                 if ok && let Ok(mut l) = self.ledger.lock() {
                     l.ack(hash, account, expiry);
                 }
-                ok
+                (op, ok)
             }
             Op::OnionRetrieve => {
-                self.onion_call(account, "retrieve", retrieve_params(a))
-                    .await
+                let params = retrieve_params(&self.accounts[account]);
+                (op, self.onion_call(account, "retrieve", params).await)
             }
-            Op::Delete => return self.delete().await,
-            Op::Expire => return self.shorten().await,
+            // Nothing to delete or shorten yet: a retrieve instead.
+            Op::Delete => match self.delete().await {
+                Some(ok) => (op, ok),
+                None => (Op::Retrieve, self.retrieve(account).await),
+            },
+            Op::Expire => match self.shorten().await {
+                Some(ok) => (op, ok),
+                None => (Op::Retrieve, self.retrieve(account).await),
+            },
         };
         self.count(op, ok);
+    }
+
+    /// One RPC over HTTPS to a random member of the account's swarm; true on 200.
+    async fn call(&self, account: usize, method: &str, params: Value) -> bool {
+        match self.member(account) {
+            Some(node) => post(
+                &self.http,
+                &node,
+                json!({"method": method, "params": params}),
+            )
+            .await
+            .is_ok(),
+            None => false,
+        }
+    }
+
+    async fn retrieve(&self, account: usize) -> bool {
+        let params = retrieve_params(&self.accounts[account]);
+        self.call(account, "retrieve", params).await
     }
 
     async fn onion_call(&self, account: usize, method: &str, params: Value) -> bool {
@@ -519,52 +526,38 @@ impl Load {
             .is_ok()
     }
 
-    /// Deletes a random acknowledged message (a retrieve when there is none yet).
-    async fn delete(&self) {
+    /// Deletes a random acknowledged message; `None` when there is none to delete.
+    async fn delete(&self) -> Option<bool> {
         let now = wall_clock_ms();
-        let taken = self.ledger.lock().ok().and_then(|mut l| {
+        let (hash, account) = self.ledger.lock().ok().and_then(|mut l| {
             let (hash, account) = l.take(now, 15_000)?;
             if let Some(t) = l.msgs.get_mut(&hash) {
                 t.state = State::Deleting;
             }
             Some((hash, account))
-        });
-        let Some((hash, account)) = taken else {
-            return Box::pin(self.one(Op::Retrieve)).await;
-        };
+        })?;
         let a = &self.accounts[account];
         let sig = a.sk.sign(&crate::sign::msg::delete(&[&hash])).to_bytes();
         let params = json!({"pubkey": a.id, "pubkey_ed25519": a.ed_hex, "messages": [hash],
             "signature": STANDARD.encode(sig)});
-        let ok = match self.member(account) {
-            Some(node) => post(
-                &self.http,
-                &node,
-                json!({"method": "delete", "params": params}),
-            )
-            .await
-            .is_ok(),
-            None => false,
-        };
+        let ok = self.call(account, "delete", params).await;
         if let Ok(mut l) = self.ledger.lock()
             && let Some(t) = l.msgs.get_mut(&hash)
         {
             t.state = if ok { State::Deleted } else { State::Uncertain };
         }
-        self.count(Op::Delete, ok);
+        Some(ok)
     }
 
-    /// Shortens a random acknowledged message's expiry to 20–60 s from now.
-    async fn shorten(&self) {
+    /// Shortens a random acknowledged message's expiry to 20–60 s from now; `None` when there
+    /// is none to shorten.
+    async fn shorten(&self) -> Option<bool> {
         let now = wall_clock_ms();
-        let Some((hash, account)) = self
+        let (hash, account) = self
             .ledger
             .lock()
             .ok()
-            .and_then(|mut l| l.take(now, 70_000))
-        else {
-            return Box::pin(self.one(Op::Retrieve)).await;
-        };
+            .and_then(|mut l| l.take(now, 70_000))?;
         let a = &self.accounts[account];
         let expiry = now + 20_000 + (rand::random::<u64>() % 40_000) as i64;
         let sig =
@@ -572,16 +565,7 @@ impl Load {
                 .to_bytes();
         let params = json!({"pubkey": a.id, "pubkey_ed25519": a.ed_hex, "messages": [hash],
             "expiry": expiry, "shorten": true, "signature": STANDARD.encode(sig)});
-        let ok = match self.member(account) {
-            Some(node) => post(
-                &self.http,
-                &node,
-                json!({"method": "expire", "params": params}),
-            )
-            .await
-            .is_ok(),
-            None => false,
-        };
+        let ok = self.call(account, "expire", params).await;
         if let Ok(mut l) = self.ledger.lock() {
             if let Some(t) = l.msgs.get_mut(&hash) {
                 t.earliest = t.earliest.min(expiry);
@@ -591,13 +575,13 @@ impl Load {
             }
             l.free.push(hash);
         }
-        self.count(Op::Expire, ok);
+        Some(ok)
     }
 }
 
 /// Runs the soak: load, kills, RSS samples, then the final check.
 pub async fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
-    if opts.rate <= 0.0 || opts.accounts == 0 || opts.concurrency == 0 {
+    if !(opts.rate.is_finite() && opts.rate > 0.0) || opts.accounts == 0 || opts.concurrency == 0 {
         bail!("rate, accounts and concurrency must be positive");
     }
     let (url, _) = super::read_manifest(&opts.manifest)?;
@@ -705,7 +689,7 @@ pub async fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     // The final check, again until clean or out of time.
     let deadline = load_end + opts.settle;
     let mut rounds = 0;
-    let check = loop {
+    let last_round = loop {
         rounds += 1;
         let r = check(&load, &directory, opts.concurrency.min(32)).await?;
         if r.clean() || Instant::now() + CHECK_INTERVAL > deadline {
@@ -726,7 +710,7 @@ pub async fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         failed: std::array::from_fn(|i| load.failed[i].load(Ordering::Relaxed)),
         kills,
         rss,
-        check,
+        check: last_round,
         check_rounds: rounds,
         settled_after: load_end.elapsed(),
     })
