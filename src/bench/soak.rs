@@ -297,7 +297,8 @@ impl SoakReport {
         );
         let _ = write!(s, "{:>7}", "t (s)");
         for n in 0..self.nodes {
-            let _ = write!(s, " {:>8}", format!("node-{n}"));
+            let name = format!("node-{n}");
+            let _ = write!(s, " {name:>8}");
         }
         s.push('\n');
         let mut prev = Duration::ZERO;
