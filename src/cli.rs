@@ -219,6 +219,24 @@ pub struct BenchArgs {
     /// Distinct accounts the load is spread over.
     #[arg(long, default_value_t = 1000)]
     pub accounts: usize,
+    /// Soak mode: how long the load runs (`10m`, `90s`).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Soak mode: requests per second, paced steadily.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Soak mode: kill (SIGKILL) and restart one node this often, round robin; `0s` kills none.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub kill_every: std::time::Duration,
+    /// Soak mode: how long a killed node stays down before its restart.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub down_for: std::time::Duration,
+    /// Soak mode: how often every node's RSS is sampled.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rss_every: std::time::Duration,
+    /// Soak mode: how long the final check may wait for the network to converge.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub settle: std::time::Duration,
 }
 
 /// `snode status`
@@ -547,6 +565,9 @@ fn run_testnet(args: TestnetArgs) -> anyhow::Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == crate::bench::BenchMode::Soak {
+        return run_soak(args);
+    }
     let opts = crate::bench::BenchOptions {
         manifest: args.testnet,
         mode: args.mode,
@@ -557,6 +578,34 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let report = runtime()?.block_on(crate::bench::run(&opts))?;
     write!(std::io::stdout().lock(), "{}", report.render(opts.mode))?;
+    Ok(())
+}
+
+/// `snode bench --mode soak`: fails (non-zero exit) when an acknowledged message was lost or
+/// a deleted one came back.
+fn run_soak(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = crate::bench::soak::SoakOptions {
+        manifest: args.testnet,
+        bin: std::env::current_exe().context("cannot find the snode binary")?,
+        duration: args.duration,
+        rate: args.rate,
+        kill_every: args.kill_every,
+        down_for: args.down_for,
+        rss_every: args.rss_every,
+        settle: args.settle,
+        accounts: args.accounts,
+        size: args.size,
+        concurrency: args.concurrency,
+    };
+    let report = runtime()?.block_on(crate::bench::soak::run(&opts))?;
+    write!(std::io::stdout().lock(), "{}", report.render())?;
+    if !report.passed() {
+        anyhow::bail!(
+            "soak failed: {} acknowledged messages lost, {} deleted messages resurrected",
+            report.check.lost,
+            report.check.resurrected
+        );
+    }
     Ok(())
 }
 

@@ -42,6 +42,10 @@ pub struct TestnetOptions {
 /// A started test network.
 pub struct Testnet {
     directory: DirectoryHandle,
+    /// `testnet.json`: read again at stop time for nodes restarted by other tools.
+    manifest_path: PathBuf,
+    /// Whether this network wrote `manifest_path` (an older file is none of its business).
+    manifest_written: bool,
     directory_client: Option<DirectoryClient>,
     children: Vec<Child>,
     manifest: serde_json::Value,
@@ -173,6 +177,8 @@ impl Testnet {
         }
         let manifest = json!({"directory_url": url, "nodes": nodes});
         let mut net = Testnet {
+            manifest_path: opts.dir.join("testnet.json"),
+            manifest_written: false,
             directory_client: DirectoryClient::new(&url).ok(),
             directory,
             children,
@@ -182,9 +188,10 @@ impl Testnet {
             net.stop().await;
             return Err(e);
         }
-        let path = opts.dir.join("testnet.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&net.manifest)?)
+        let path = &net.manifest_path;
+        std::fs::write(path, serde_json::to_string_pretty(&net.manifest)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        net.manifest_written = true;
         Ok(net)
     }
 
@@ -278,14 +285,34 @@ impl Testnet {
     }
 
     /// Sends SIGTERM to every node, waits for them (killing stragglers), stops the directory.
+    /// Nodes restarted by another tool (`snode bench --mode soak`) are found by the pid
+    /// `testnet.json` lists at this time, and stopped the same way.
     pub async fn stop(mut self) {
-        for child in &self.children {
+        let restarted = self.restarted_nodes();
+        for pid in self
+            .children
+            .iter()
+            .map(Child::id)
+            .chain(restarted.iter().copied())
+        {
             let _ = Command::new("kill")
                 .arg("-TERM")
-                .arg(child.id().to_string())
+                .arg(pid.to_string())
                 .status();
         }
         let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+        for pid in restarted {
+            while !gone(pid) {
+                if tokio::time::Instant::now() > deadline {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(pid.to_string())
+                        .status();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         for child in &mut self.children {
             loop {
                 match child.try_wait() {
@@ -300,5 +327,52 @@ impl Testnet {
             }
         }
         self.directory.shutdown().await;
+    }
+
+    /// Pids in `testnet.json` now that are not our children but are `snode run` on one of
+    /// our nodes' data directories (never a reused pid of another program).
+    fn restarted_nodes(&self) -> Vec<u32> {
+        let ours: Vec<u32> = self.children.iter().map(Child::id).collect();
+        if !self.manifest_written {
+            return Vec::new();
+        }
+        let Ok(text) = std::fs::read_to_string(&self.manifest_path) else {
+            return Vec::new();
+        };
+        let Ok(manifest) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Vec::new();
+        };
+        manifest["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| {
+                let pid = u32::try_from(n["pid"].as_u64()?).ok()?;
+                let dir = Path::new(n["data_dir"].as_str()?);
+                (!ours.contains(&pid) && !gone(pid) && is_node_process(pid, dir)).then_some(pid)
+            })
+            .collect()
+    }
+}
+
+/// Whether `pid` is `snode run` with `--data-dir` `data_dir`, spelt as in the manifest (so a
+/// reused pid is never signalled).
+pub fn is_node_process(pid: u32, data_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let dir = data_dir.as_os_str().as_encoded_bytes();
+    args.contains(&b"run".as_slice()) && args.contains(&dir)
+}
+
+/// Whether process `pid` has exited (no such process, or a zombie not yet reaped).
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_none_or(|state| state == "Z" || state == "X"),
+        Err(_) => true,
     }
 }

@@ -4,6 +4,10 @@
 //! Owns load generation and measurement only. CPU time is read from `/proc/<pid>/stat` of every
 //! node process before and after the run, so it is the servers' cost, not the tool's. It is a
 //! command-level tool: errors are `anyhow`, output goes to stdout, progress to stderr.
+//!
+//! This file holds the throughput modes and the request helpers every mode shares (accounts,
+//! signed params, HTTPS and onion calls); `soak` the long mixed run with kills and its
+//! final check; `nodes` the test network's processes (kill, restart, RSS).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,9 @@ use crate::directory::client::DirectoryClient;
 use crate::message::AccountId;
 use crate::swarm::{Membership, NodeInfo};
 
+mod nodes;
+pub mod soak;
+
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchMode {
@@ -40,6 +47,10 @@ pub enum BenchMode {
     /// Push latency: a `monitor` subscriber on one member of each account's swarm, stores sent
     /// over HTTPS to another member; the latency is store sent → `notify` received.
     Push,
+    /// A steady mixed load (stores, retrieves, onion requests, deletes, expiries) for
+    /// `--duration` while one node is killed and restarted every `--kill-every`; then every
+    /// acknowledged message is looked for on every member of its swarm (see `soak`).
+    Soak,
 }
 
 /// Options of one run.
@@ -123,10 +134,11 @@ fn total_cpu(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|p| process_cpu_seconds(*p)).sum()
 }
 
-struct Account {
-    sk: SigningKey,
-    id: String,
-    ed_hex: String,
+/// A client account of the load: its signing key, Session ID and Ed25519 key in hex.
+pub(crate) struct Account {
+    pub(crate) sk: SigningKey,
+    pub(crate) id: String,
+    pub(crate) ed_hex: String,
 }
 
 impl Account {
@@ -134,6 +146,11 @@ impl Account {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
         seed[8] = 0xbe;
+        Account::from_seed(seed)
+    }
+
+    /// The account of an Ed25519 seed.
+    pub(crate) fn from_seed(seed: [u8; 32]) -> Account {
         let sk = SigningKey::from_bytes(&seed);
         let ed = sk.verifying_key().to_bytes();
         let x = crate::keys::ed25519_pk_to_x25519(&ed).unwrap_or([0; 32]);
@@ -153,7 +170,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn read_manifest(path: &Path) -> anyhow::Result<(String, Vec<u32>)> {
+pub(crate) fn read_manifest(path: &Path) -> anyhow::Result<(String, Vec<u32>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let v: Value = serde_json::from_str(&text).context("testnet.json is not JSON")?;
@@ -178,6 +195,9 @@ fn pick<'a>(m: &'a Membership, account: &str, n: usize) -> Option<&'a NodeInfo> 
 
 /// Runs the load and measures it.
 pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
+    if opts.mode == BenchMode::Soak {
+        bail!("the soak mode runs through `soak::run`");
+    }
     if opts.requests == 0 || opts.concurrency == 0 || opts.accounts == 0 {
         bail!("requests, concurrency and accounts must be positive");
     }
@@ -527,7 +547,11 @@ async fn progress_line(done: Arc<AtomicU64>, total: u64) {
     }
 }
 
-async fn post(http: &reqwest::Client, node: &NodeInfo, req: Value) -> anyhow::Result<Value> {
+pub(crate) async fn post(
+    http: &reqwest::Client,
+    node: &NodeInfo,
+    req: Value,
+) -> anyhow::Result<Value> {
     let url = format!("https://{}:{}/storage_rpc/v1", node.ip, node.https_port);
     let resp = http.post(url).json(&req).send().await?;
     if !resp.status().is_success() {
@@ -546,7 +570,7 @@ fn store_params(a: &Account, body_b64: &str, n: u64) -> Value {
 }
 
 /// Params of a signed retrieve of namespace 0.
-fn retrieve_params(a: &Account) -> Value {
+pub(crate) fn retrieve_params(a: &Account) -> Value {
     let now = crate::clock::wall_clock_ms();
     let sig = STANDARD.encode(a.sk.sign(format!("retrieve{now}").as_bytes()).to_bytes());
     json!({"pubkey": a.id, "pubkey_ed25519": a.ed_hex, "timestamp": now, "signature": sig})
