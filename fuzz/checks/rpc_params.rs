@@ -173,7 +173,10 @@ fn subrequests(method: &str, params: &Value, depth: u8) {
         return;
     }
     let subs: Vec<&Value> = if method == "ifelse" {
-        ["then", "else"].iter().filter_map(|k| params.get(k)).collect()
+        ["then", "else"]
+            .iter()
+            .filter_map(|k| params.get(k))
+            .collect()
     } else {
         params
             .get("requests")
@@ -259,7 +262,10 @@ fn check_ts(key: &str, raw: &Value, r: &PResult<i64>, strings: bool, check_ms: b
             let errors = ts_errors(key);
             expect_one_of(key, e, &errors);
             if e.0 == errors[2] {
-                assert!(check_ms && number.is_some_and(|n| n < MIN_TIMESTAMP_MS), "{key}: {raw}");
+                assert!(
+                    check_ms && number.is_some_and(|n| n < MIN_TIMESTAMP_MS),
+                    "{key}: {raw}"
+                );
             }
             if e.0 == errors[1] {
                 assert!(
@@ -353,7 +359,10 @@ impl<'a> Checked<'a> {
             (Ok(None), None) => {}
             (Ok(Some(s)), Some(Value::String(raw))) => assert_eq!(*s, raw.as_str()),
             (Err(e), Some(v)) if !v.is_string() => {
-                assert_eq!(e.0, format!("Invalid value given for '{key}': expected string"));
+                assert_eq!(
+                    e.0,
+                    format!("Invalid value given for '{key}': expected string")
+                );
             }
             _ => panic!("str({key}): {r:?}"),
         }
@@ -365,11 +374,17 @@ impl<'a> Checked<'a> {
         match (&r, self.field(key)) {
             (Ok(None), None) => {}
             (Ok(Some(b)), Some(v)) => {
-                assert!(v.as_bool() == Some(*b) || v.as_u64() == Some(u64::from(*b)), "{key}");
+                assert!(
+                    v.as_bool() == Some(*b) || v.as_u64() == Some(u64::from(*b)),
+                    "{key}"
+                );
             }
             (Err(e), Some(v)) => {
                 assert!(v.as_bool().is_none() && !matches!(v.as_u64(), Some(0 | 1)));
-                assert_eq!(e.0, format!("Invalid value given for '{key}': expected boolean"));
+                assert_eq!(
+                    e.0,
+                    format!("Invalid value given for '{key}': expected boolean")
+                );
             }
             _ => panic!("bool({key}): {r:?}"),
         }
@@ -448,9 +463,7 @@ impl<'a> Checked<'a> {
                 assert_eq!(got, want, "{key}");
             }
             (Err(e), Some(v)) => {
-                let all_str = v
-                    .as_array()
-                    .is_some_and(|l| l.iter().all(Value::is_string));
+                let all_str = v.as_array().is_some_and(|l| l.iter().all(Value::is_string));
                 assert!(!v.is_string() && !all_str, "{key}: refused {v}");
                 assert_eq!(
                     e.0,
@@ -489,10 +502,9 @@ impl<'a> Checked<'a> {
                 ),
                 Ok(Some(l)) => {
                     assert!(validate, "unvalidated hashes refused: {e:?}");
-                    let bad = e
-                        .0
-                        .strip_prefix("invalid message hash: ")
-                        .expect("a hash error");
+                    let bad =
+                        e.0.strip_prefix("invalid message hash: ")
+                            .expect("a hash error");
                     assert!(l.contains(&bad), "{bad:?} is not a listed hash");
                     assert!(!is_hash(bad), "refused the hash {bad:?}");
                 }
@@ -557,7 +569,10 @@ impl<'a> Checked<'a> {
             (Ok(None), None) => {}
             (Ok(Some(sig)), Some(Value::String(s))) => check_sig_text(key, sig, s),
             (Err(e), Some(v)) if !v.is_string() => {
-                assert_eq!(e.0, format!("Invalid value given for '{key}': expected string"));
+                assert_eq!(
+                    e.0,
+                    format!("Invalid value given for '{key}': expected string")
+                );
             }
             (Err(e), Some(_)) => assert_eq!(
                 e.0,
@@ -576,7 +591,10 @@ impl<'a> Checked<'a> {
                 assert_eq!(hex::encode(pk), s.to_ascii_lowercase(), "{key}");
             }
             (Err(e), Some(v)) if !v.is_string() => {
-                assert_eq!(e.0, format!("Invalid value given for '{key}': expected string"));
+                assert_eq!(
+                    e.0,
+                    format!("Invalid value given for '{key}': expected string")
+                );
             }
             (Err(e), Some(_)) => assert_eq!(e.0, format!("invalid {key}: expected 64 hex digits")),
             _ => panic!("ed25519_pubkey({key}): {r:?}"),
@@ -590,7 +608,10 @@ impl<'a> Checked<'a> {
             (Ok(None), None) => {}
             (Ok(Some(t)), Some(Value::String(s))) => check_token_text(key, &t.0, s),
             (Err(e), Some(v)) if !v.is_string() => {
-                assert_eq!(e.0, format!("Invalid value given for '{key}': expected string"));
+                assert_eq!(
+                    e.0,
+                    format!("Invalid value given for '{key}': expected string")
+                );
             }
             (Err(e), Some(_)) => assert_eq!(
                 e.0,
@@ -643,7 +664,10 @@ fn check_pubkey_error(e: &ParamError, key: &str, v: &Value) {
     if v.is_string() {
         assert_eq!(e.0, "Pubkey must be 66 hex digits (33 bytes) long");
     } else {
-        assert_eq!(e.0, format!("Invalid value given for '{key}': expected string"));
+        assert_eq!(
+            e.0,
+            format!("Invalid value given for '{key}': expected string")
+        );
     }
 }
 
