@@ -98,10 +98,11 @@ pub(crate) struct Outcome {
     pub(crate) verdict: Option<Result<(), String>>,
 }
 
-/// The fuzz target's checks on one input: as a request body (the envelope's params through
-/// the named method's parse), and every JSON value it holds at the top (the whole document and
-/// the envelope's params, as an onion request's or a subrequest's params arrive) through every
-/// method's parse, then through the bt conversions and every method's parse again.
+/// The fuzz target's checks on one input. A request body (`{"method", "params": {…}}`) has
+/// its params parsed by the named method; anything else JSON is taken as bare params (as an
+/// onion request's or a subrequest's may arrive) and parsed by every method. The params then
+/// go through the bt conversions, and what comes back through the named method's parse again
+/// (without an envelope, one method picked by the input's length).
 pub(crate) fn check_body(data: &[u8]) -> Outcome {
     let mut out = Outcome::default();
     if data.len() > MAX_REQUEST_BODY {
@@ -113,19 +114,25 @@ pub(crate) fn check_body(data: &[u8]) -> Outcome {
     out.json = true;
     let method = v.get("method").and_then(Value::as_str);
     let params = v.get("params").filter(|p| p.is_object());
-    if let (Some(m), Some(p)) = (method, params) {
-        out.method = Some(m.to_owned());
-        out.verdict = check_request(m, p, 0);
-    }
-    for whole in std::iter::once(&v).chain(params) {
-        for m in METHODS {
-            check_request(m, whole, MAX_META_DEPTH);
+    let params = match (method, params) {
+        (Some(m), Some(p)) => {
+            out.method = Some(m.to_owned());
+            out.verdict = check_request(m, p, 0);
+            p
         }
-        if let Some(back) = check_bt(whole) {
+        _ => {
             for m in METHODS {
-                check_request(m, &back, MAX_META_DEPTH);
+                check_request(m, &v, MAX_META_DEPTH);
             }
+            &v
         }
+    };
+    if let Some(back) = check_bt(params) {
+        let m = out
+            .method
+            .as_deref()
+            .unwrap_or(METHODS[data.len() % METHODS.len()]);
+        check_request(m, &back, MAX_META_DEPTH);
     }
     out
 }
