@@ -393,6 +393,10 @@ const RPC_PARAMS_ERRORS: &[(&str, &str)] = &[
         "Invalid timestamp for 'timestamp': timestamp must be in milliseconds",
     ),
     (
+        "err-timestamp-plus-sign",
+        "Invalid value given for 'timestamp': expected integer timestamp (in milliseconds)",
+    ),
+    (
         "err-timestamp-negative",
         "Invalid value given for 'before': expected integer timestamp (in milliseconds)",
     ),
