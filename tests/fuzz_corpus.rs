@@ -470,7 +470,7 @@ async fn rpc_params_seeds_replay() {
         } else if name.starts_with("err-") {
             let (_, want) = RPC_PARAMS_ERRORS
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name.as_str())
                 .unwrap_or_else(|| panic!("seed {name} has no expected error"));
             let text = refused.unwrap_or_else(|| panic!("{name} must be refused"));
             assert!(text.starts_with(want), "{name}: {text:?}");
@@ -480,7 +480,7 @@ async fn rpc_params_seeds_replay() {
         }
     }
     for (name, _) in RPC_PARAMS_ERRORS {
-        assert!(all.iter().any(|(n, _)| n == name), "no seed {name}");
+        assert!(all.iter().any(|(n, _)| n.as_str() == *name), "no seed {name}");
     }
     assert!(all.len() >= 20, "only {} rpc_params seeds", all.len());
 }
