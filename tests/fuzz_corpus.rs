@@ -480,7 +480,10 @@ async fn rpc_params_seeds_replay() {
         }
     }
     for (name, _) in RPC_PARAMS_ERRORS {
-        assert!(all.iter().any(|(n, _)| n.as_str() == *name), "no seed {name}");
+        assert!(
+            all.iter().any(|(n, _)| n.as_str() == *name),
+            "no seed {name}"
+        );
     }
     assert!(all.len() >= 20, "only {} rpc_params seeds", all.len());
 }
