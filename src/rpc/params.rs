@@ -119,8 +119,8 @@ impl<'a> Params<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
-                // Decimal digits only: `u64::from_str` would also take a leading `+`, which
-                // no stringified integer has (the original's `from_chars` refuses it).
+                // Decimal digits only (a stringified integer, storage-server.md 1.2):
+                // `u64::from_str` alone would also take a leading `+`.
                 let n: u64 = Some(s.as_str())
                     .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|s| s.parse().ok())
