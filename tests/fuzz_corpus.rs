@@ -4,11 +4,28 @@
 //! `parse-err-*` do not, `peel-ok-*` decrypt with the fuzz node key and route, `route-ok-*`
 //! route as decrypted layers), and likewise the `peer_wire` target's seeds (`fuzz/seeds/peer_wire/`:
 //! bencode, `sn.data` batches, hop bodies) and the `quic_stream` target's (`fuzz/seeds/quic_stream/`: QUIC
-//! request-stream frames, bencoded RPC params). Inputs that ever crash a fuzzer belong here too.
+//! request-stream frames, bencoded RPC params) and the `rpc_params` target's
+//! (`fuzz/seeds/rpc_params/`: client RPC request bodies, `ok-*` parse and `err-*` fail with the
+//! protocol's text, checked with the target's own checks and against the real handlers' answers).
+//! Inputs that ever crash a fuzzer belong here too.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use snode::onion::{Layer, NodeOnionKey, parse_combined, route};
+use snode::rpc::{ForwardFuture, Origin, RpcBody, RpcContext, SwarmForwarder};
+
+// The `rpc_params` target's checks (`fuzz/checks/rpc_params.rs`), here over snode's own
+// `message`, `sign`, `bencode` and `rpc::bt`. `Params` is private to `snode::rpc`, so its source
+// is compiled here as the fuzz target compiles it; the seeds' answers from the real handlers
+// (`snode::rpc::handle_request`) are compared with what the checks made of them.
+use snode::rpc::bt;
+use snode::{bencode, message, sign};
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/rpc/params.rs"]
+mod params;
+#[path = "../fuzz/checks/rpc_params.rs"]
+mod rpc_params_checks;
 
 /// The fuzz target's node key (X25519 secret = 32 × 0x07).
 const FUZZ_NODE_SECRET: [u8; 32] = [7; 32];
@@ -285,6 +302,205 @@ fn quic_stream_truncations_and_bit_flips_never_panic() {
                 let mut flipped = data.clone();
                 flipped[i] ^= 1 << bit;
                 check_quic_stream(&flipped);
+            }
+        }
+    }
+}
+
+/// A forwarder for a node without swarm peers (the test context's membership is empty, so every
+/// account-bound method answers 421 before it would forward).
+struct NoPeers;
+
+impl SwarmForwarder for NoPeers {
+    fn forward<'a>(
+        &'a self,
+        _peers: Vec<snode::swarm::NodeInfo>,
+        _method: &'a str,
+        _params: &'a serde_json::Value,
+    ) -> ForwardFuture<'a> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// An RPC context whose node knows no swarm: parsing runs as for any request, and whatever
+/// parses stops at the 421 ownership check (or earlier at the unsigned-retrieve 401), before
+/// the store or a peer is reached.
+fn rpc_context(dir: &Path) -> RpcContext {
+    let store = snode::store::Store::open(
+        &dir.join("db"),
+        snode::store::StoreOptions { max_bytes: 1 << 30 },
+    )
+    .expect("store");
+    let (_, membership) =
+        tokio::sync::watch::channel(Arc::new(snode::swarm::Membership::default()));
+    RpcContext {
+        store,
+        keys: Arc::new(snode::keys::NodeKeys::from_seed([9; 32])),
+        membership,
+        forwarder: Arc::new(NoPeers),
+        metrics: snode::metrics::Metrics::new(),
+        clock: snode::clock::fixed(1_700_000_000_000),
+        testnet: false,
+        rng: snode::rpc::seeded_rng(7),
+    }
+}
+
+/// The parse error the node answered, if its answer is one (`400 "invalid request: <text>"`).
+fn param_error(status: u16, body: &RpcBody) -> Option<&str> {
+    match body {
+        RpcBody::Text(t) if status == 400 => t.strip_prefix("invalid request: "),
+        _ => None,
+    }
+}
+
+/// The `rpc_params` checks on one input, and the real handlers' answer compared with them: a
+/// method whose params the checks parsed is not refused by the node as a parse error, and one
+/// they refused is refused by the node with the same text. Returns the node's parse error.
+async fn check_rpc_params(
+    ctx: &RpcContext,
+    data: &[u8],
+) -> (rpc_params_checks::Outcome, Option<String>) {
+    let got = rpc_params_checks::check_body(data);
+    let resp = snode::rpc::handle_request(ctx, data, Origin::Client).await;
+    let refused = param_error(resp.status, &resp.body).map(str::to_owned);
+    match &got.verdict {
+        Some(Ok(())) => assert_eq!(refused, None, "{:?}: the checks parsed it", got.method),
+        Some(Err(text)) => assert_eq!(refused.as_deref(), Some(text.as_str()), "{:?}", got.method),
+        None => {}
+    }
+    if !got.json {
+        assert_eq!(
+            (resp.status, resp.body),
+            (400, RpcBody::Text("invalid json".into()))
+        );
+    }
+    (got, refused)
+}
+
+/// The parse error each `err-*` seed of `rpc_params` must get (its text's beginning).
+const RPC_PARAMS_ERRORS: &[(&str, &str)] = &[
+    ("err-pubkey-missing", "Required field 'pubkey' missing"),
+    (
+        "err-pubkey-both-aliases",
+        "Cannot specify both 'pubkey' and 'pubKey'",
+    ),
+    (
+        "err-pubkey-length",
+        "Pubkey must be 66 hex digits (33 bytes) long",
+    ),
+    (
+        "err-timestamp-seconds",
+        "Invalid timestamp for 'timestamp': timestamp must be in milliseconds",
+    ),
+    (
+        "err-timestamp-plus-sign",
+        "Invalid value given for 'timestamp': expected integer timestamp (in milliseconds)",
+    ),
+    (
+        "err-timestamp-negative",
+        "Invalid value given for 'before': expected integer timestamp (in milliseconds)",
+    ),
+    (
+        "err-store-ttl-and-expiry",
+        "Cannot specify both 'ttl' and 'expiry'",
+    ),
+    (
+        "err-store-data-not-base64",
+        "Invalid value given for 'data': expected base64 encoded data",
+    ),
+    (
+        "err-namespace-out-of-range",
+        "Invalid value given for 'namespace': value out of range",
+    ),
+    (
+        "err-namespace-word",
+        "Invalid value given for 'namespace': expected integer or \"all\"",
+    ),
+    ("err-hash-invalid", "invalid message hash: not-a-hash"),
+    (
+        "err-messages-empty",
+        "messages does not contain any message hashes",
+    ),
+    (
+        "err-signature-short",
+        "invalid signature: expected base64 encoded Ed25519 signature",
+    ),
+    (
+        "err-signature-missing",
+        "Required field 'signature' missing",
+    ),
+    (
+        "err-ed25519-non-05-account",
+        "pubkey_ed25519 is only permitted for 05[...] pubkeys",
+    ),
+    (
+        "err-subaccount-sig-missing",
+        "Required field 'subaccount_sig' missing",
+    ),
+    (
+        "err-expire-shorten-and-extend",
+        "Cannot specify both 'shorten' and 'extend'",
+    ),
+    (
+        "err-expire-count-mismatch",
+        "Invalid value given for 'expiry': expected one expiry per message hash",
+    ),
+    (
+        "err-revoke-token",
+        "invalid unrevoke: expected base64 or hex encoded subaccount token",
+    ),
+    ("err-oxend-endpoint", "Invalid oxend endpoint 'get_block'"),
+];
+
+#[tokio::test]
+async fn rpc_params_seeds_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = rpc_context(dir.path());
+    let all = seeds("rpc_params");
+    for (name, data) in &all {
+        let (got, refused) = check_rpc_params(&ctx, data).await;
+        assert!(got.json && got.method.is_some(), "{name} is a request body");
+        if name.starts_with("ok-") {
+            assert!(
+                matches!(got.verdict, Some(Ok(())) | None),
+                "{name}: {:?}",
+                got.verdict
+            );
+            assert_eq!(refused, None, "{name} must parse");
+        } else if name.starts_with("err-") {
+            let (_, want) = RPC_PARAMS_ERRORS
+                .iter()
+                .find(|(n, _)| *n == name.as_str())
+                .unwrap_or_else(|| panic!("seed {name} has no expected error"));
+            let text = refused.unwrap_or_else(|| panic!("{name} must be refused"));
+            assert!(text.starts_with(want), "{name}: {text:?}");
+            assert!(matches!(got.verdict, Some(Err(_))), "{name}");
+        } else {
+            panic!("seed {name} says nothing about what it is");
+        }
+    }
+    for (name, _) in RPC_PARAMS_ERRORS {
+        assert!(
+            all.iter().any(|(n, _)| n.as_str() == *name),
+            "no seed {name}"
+        );
+    }
+    assert!(all.len() >= 20, "only {} rpc_params seeds", all.len());
+}
+
+#[tokio::test]
+async fn rpc_params_truncations_and_bit_flips_agree_with_the_handlers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = rpc_context(dir.path());
+    for (_, data) in seeds("rpc_params") {
+        for cut in 0..data.len() {
+            check_rpc_params(&ctx, &data[..cut]).await;
+        }
+        for i in 0..data.len() {
+            for bit in [0x01, 0x20] {
+                let mut flipped = data.clone();
+                flipped[i] ^= bit;
+                check_rpc_params(&ctx, &flipped).await;
             }
         }
     }

@@ -119,9 +119,12 @@ impl<'a> Params<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
-                let n: u64 = s
-                    .parse()
-                    .map_err(|_| invalid(key, "expected integer timestamp (in milliseconds)"))?;
+                // Decimal digits only (a stringified integer, storage-server.md 1.2):
+                // `u64::from_str` alone would also take a leading `+`.
+                let n: u64 = Some(s.as_str())
+                    .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| invalid(key, "expected integer timestamp (in milliseconds)"))?;
                 let n = i64::try_from(n).map_err(|_| invalid(key, "value out of range"))?;
                 if check_ms && (n as u64) < MIN_TIMESTAMP_MS {
                     return Err(not_ms(key));
