@@ -317,6 +317,7 @@ impl SwarmForwarder for NoPeers {
         _peers: Vec<snode::swarm::NodeInfo>,
         _method: &'a str,
         _params: &'a serde_json::Value,
+        _accepted_ms: i64,
     ) -> ForwardFuture<'a> {
         Box::pin(async { Vec::new() })
     }

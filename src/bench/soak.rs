@@ -664,9 +664,9 @@ pub async fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
             break;
         }
         let permit = permits.clone().acquire_owned().await?;
-        let (load, op) = (load.clone(), Op::pick(rand::random::<u64>()));
+        let (worker, op) = (load.clone(), Op::pick(rand::random::<u64>()));
         tasks.spawn(async move {
-            load.one(op).await;
+            worker.one(op).await;
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -835,6 +835,10 @@ async fn retrieve_all(
     bail!("retrieve kept saying more")
 }
 
+/// What the final check expects of one account: live messages (hash, earliest expiry) and
+/// deleted hashes.
+type Expected = (Vec<(String, i64)>, Vec<String>);
+
 /// One round of the final check: every (account, member) retrieve against the ledger.
 async fn check(
     load: &Arc<Load>,
@@ -847,7 +851,7 @@ async fn check(
         .context("the directory returned no listing")?;
     let mut result = CheckResult::default();
     // Per account: live candidates (hash, earliest expiry) and deleted hashes.
-    let mut by_account: HashMap<usize, (Vec<(String, i64)>, Vec<String>)> = HashMap::new();
+    let mut by_account: HashMap<usize, Expected> = HashMap::new();
     {
         let now = wall_clock_ms();
         let l = load
