@@ -13,6 +13,12 @@ use serde_json::{Map, Value};
 /// bounded on its own.
 pub const MAX_ONION_BODY: usize = 10 * 1024 * 1024;
 
+/// Largest JSON part (after the framed ciphertext or inner layer) a parser reads. Honest
+/// clients send under 200 bytes; without a cap, the 10 MiB body allowed around it could
+/// become a `serde_json::Value` tree of hundreds of MiB (a `[[[[…` or many small keys) on a
+/// single request. Larger parts are refused as invalid JSON, the original's parse error.
+pub const MAX_ONION_METADATA: usize = 64 * 1024;
+
 /// Length of the little-endian size prefix.
 const SIZE_PREFIX: usize = 4;
 
@@ -92,6 +98,9 @@ pub(crate) fn hex32(s: &str) -> Option<[u8; 32]> {
 
 /// Parses a JSON object (any whitespace, any key order, unknown keys allowed).
 pub(crate) fn json_object(data: &[u8]) -> Option<Map<String, Value>> {
+    if data.len() > MAX_ONION_METADATA {
+        return None;
+    }
     serde_json::from_slice::<Map<String, Value>>(data).ok()
 }
 
@@ -175,6 +184,30 @@ pub(crate) mod tests {
         assert_eq!(c.ciphertext.len(), 51);
         assert_eq!(hex::encode(c.ephemeral_key), A);
         assert_eq!(c.enc_type, EncType::XChaCha20);
+    }
+
+    #[test]
+    fn metadata_over_64_kib_is_refused_before_it_is_parsed() {
+        let fits = |pad: usize| {
+            let j = format!(r#"{{"ephemeral_key":"{A}","pad":"{}"}}"#, "x".repeat(pad));
+            (j.len(), parse_combined(&body(b"ct", &j)))
+        };
+        let overhead = fits(0).0;
+        let (len, at_cap) = fits(MAX_ONION_METADATA - overhead);
+        assert_eq!(len, MAX_ONION_METADATA);
+        assert!(at_cap.is_ok());
+        let (_, over) = fits(MAX_ONION_METADATA - overhead + 1);
+        assert_eq!(over, Err(ParseError::InvalidJson));
+        // The same cap holds for a decrypted layer's routing JSON.
+        let relay = |pad: usize| {
+            let j = format!(
+                r#"{{"destination":"{A}","ephemeral_key":"{A}","pad":"{}"}}"#,
+                "x".repeat(pad)
+            );
+            frame(b"inner", j.as_bytes()).expect("small")
+        };
+        assert!(crate::onion::route(&relay(10)).is_ok());
+        assert!(crate::onion::route(&relay(MAX_ONION_METADATA)).is_err());
     }
 
     #[test]
