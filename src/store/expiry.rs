@@ -100,11 +100,9 @@ impl Store {
                 continue;
             }
             let allowed = match mode {
-                // Two sets accepted in the same millisecond: the shorter expiry wins, on every
-                // member whatever the arrival order (the safer way to be wrong).
-                ExpireMode::Set => {
-                    rec.expiry_set_ms != Some(now_ms) || new_expiry_ms <= rec.expiry_ms
-                }
+                // Two sets accepted in the same millisecond (concurrent requests) apply in
+                // arrival order, as two sets at one node always have.
+                ExpireMode::Set => true,
                 ExpireMode::ShortenOnly => rec.expiry_ms > new_expiry_ms,
                 ExpireMode::ExtendOnly => rec.expiry_ms < new_expiry_ms,
                 ExpireMode::ExtendNonTrivial => {
@@ -303,10 +301,10 @@ mod tests {
         assert_eq!(apply(&[second, shorten]), NOW + 5 * HOUR);
         assert_eq!(apply(&[shorten, second]), NOW + 5 * HOUR);
         assert_eq!(apply(&[second, extend]), NOW + 5 * HOUR);
-        // Ties: the shorter expiry wins on every member.
+        // Accepted in the same millisecond: arrival order, as at a single node.
         let tie = (set, NOW + 3 * HOUR, NOW + 2);
         assert_eq!(apply(&[second, tie]), NOW + 3 * HOUR);
-        assert_eq!(apply(&[tie, second]), NOW + 3 * HOUR);
+        assert_eq!(apply(&[tie, second]), NOW + 5 * HOUR);
     }
 
     #[test]
