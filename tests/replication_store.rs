@@ -183,6 +183,23 @@ impl Replica {
     fn has(&self, hash: &str) -> bool {
         self.store.get_by_hash(hash, now()).expect("get").is_some()
     }
+
+    /// Sends `body` to `to` (a member of swarm 1) as a forwarded client request signed by this
+    /// node; the answer's status and text.
+    async fn forward_to(&self, to: &Replica, body: &Value) -> (u16, String) {
+        let a = self
+            .state
+            .peers
+            .post(
+                &to.info(1),
+                snode::peer::PATH_STORAGE_CC,
+                body.to_string().into_bytes(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        (a.status, String::from_utf8_lossy(&a.body).into_owned())
+    }
 }
 
 impl Drop for Replica {
@@ -585,18 +602,7 @@ async fn forwards_are_checked_against_their_acceptance_time() {
         for (k, v) in extra.as_object().expect("object") {
             body[k] = v.clone();
         }
-        let a = peer
-            .state
-            .peers
-            .post(
-                &r.info(1),
-                snode::peer::PATH_STORAGE_CC,
-                body.to_string().into_bytes(),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("answer");
-        (a.status, String::from_utf8_lossy(&a.body).into_owned())
+        peer.forward_to(&r, &body).await
     };
     let day = 86_400_000;
     for (extra, want) in [
@@ -653,18 +659,8 @@ async fn a_late_retried_revoke_does_not_undo_a_newer_unrevoke() {
             "signature": STANDARD.encode(admin.sign(&m).to_bytes())})
     };
     let forward = async |body: Value| {
-        let a = peer
-            .state
-            .peers
-            .post(
-                &r.info(1),
-                snode::peer::PATH_STORAGE_CC,
-                body.to_string().into_bytes(),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("answer");
-        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let (status, text) = peer.forward_to(&r, &body).await;
+        assert_eq!(status, 200, "{text}");
     };
     let (revoked_at, unrevoked_at) = (now() - 5_000, now() - 1_000);
     forward(json!({"method": "unrevoke_subaccount",
@@ -707,18 +703,8 @@ async fn a_late_older_expire_set_does_not_undo_a_newer_one() {
             "expiry": expiry, "signature": STANDARD.encode(sig.to_bytes())})
     };
     let forward = async |body: Value| {
-        let a = peer
-            .state
-            .peers
-            .post(
-                &r.info(1),
-                snode::peer::PATH_STORAGE_CC,
-                body.to_string().into_bytes(),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("answer");
-        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let (status, text) = peer.forward_to(&r, &body).await;
+        assert_eq!(status, 200, "{text}");
     };
     let expiry = |r: &Replica| {
         r.store
