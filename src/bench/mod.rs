@@ -85,6 +85,9 @@ pub struct BenchReport {
     pub server_cpu: f64,
     /// Node processes measured.
     pub processes: usize,
+    /// CPU seconds this load tool used during the run: shown apart, so a reader can tell
+    /// whether the generator (on the same cores as the nodes) was the bottleneck.
+    pub tool_cpu: f64,
 }
 
 impl BenchReport {
@@ -104,7 +107,8 @@ impl BenchReport {
         format!(
             "mode {mode:?}: {} ok, {} failed in {:.2} s = {rate:.0} requests/s\n\
              {what} p50 {:?}  p90 {:?}  p99 {:?}  max {:?}\n\
-             server CPU {:.2} s over {} processes = {cpu_us:.0} µs per request (summed over the nodes)\n",
+             server CPU {:.2} s over {} processes = {cpu_us:.0} µs per request (summed over the nodes)\n\
+             load tool CPU {:.2} s (not included above)\n",
             self.ok,
             self.failed,
             self.elapsed.as_secs_f64(),
@@ -114,6 +118,7 @@ impl BenchReport {
             self.latency[3],
             self.server_cpu,
             self.processes,
+            self.tool_cpu,
         )
     }
 }
@@ -233,6 +238,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(opts.requests)));
     let membership = Arc::new(membership);
     let cpu_before = total_cpu(&pids);
+    let tool_before = process_cpu_seconds(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
@@ -340,6 +346,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let elapsed = started.elapsed();
     let server_cpu = total_cpu(&pids) - cpu_before;
+    let tool_cpu = process_cpu_seconds(std::process::id()).unwrap_or(0.0) - tool_before;
     eprintln!();
     let mut lat = latencies.lock().await.clone();
     lat.sort();
@@ -355,6 +362,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         ],
         server_cpu,
         processes: pids.len(),
+        tool_cpu,
     })
 }
 
@@ -626,6 +634,26 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), Duration::from_millis(51));
         assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_report_shows_node_and_tool_cpu_apart() {
+        let r = BenchReport {
+            ok: 1_000,
+            failed: 2,
+            elapsed: Duration::from_secs(2),
+            latency: [Duration::from_millis(1); 4],
+            server_cpu: 0.5,
+            processes: 7,
+            tool_cpu: 0.25,
+        };
+        let text = r.render(BenchMode::Store);
+        assert!(text.contains("1000 ok, 2 failed"), "{text}");
+        assert!(text.contains("= 500 µs per request"), "{text}");
+        assert!(
+            text.contains("load tool CPU 0.25 s (not included above)"),
+            "{text}"
+        );
     }
 
     #[test]
