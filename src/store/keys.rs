@@ -166,8 +166,13 @@ impl<'a> Record<'a> {
         let hash_len = u16::try_from(self.hash.len()).map_err(|_| StoreError::Corrupt {
             what: "message hash longer than 65535 bytes",
         })?;
+        let stamp_len = if self.expiry_set_ms.is_some() {
+            STAMP_LEN
+        } else {
+            0
+        };
         let mut out =
-            Vec::with_capacity(RECORD_HEADER_LEN + STAMP_LEN + self.hash.len() + self.data.len());
+            Vec::with_capacity(RECORD_HEADER_LEN + stamp_len + self.hash.len() + self.data.len());
         out.push(match self.expiry_set_ms {
             None => RECORD_VERSION,
             Some(_) => RECORD_VERSION_STAMPED,
