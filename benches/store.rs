@@ -41,6 +41,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
         dir.path(),
         StoreOptions {
             max_bytes: 100 << 30,
+            ..Default::default()
         },
     )
     .expect("open store")

@@ -215,6 +215,10 @@ pub struct StorageConfig {
     /// How often expired messages are deleted. Default "5s".
     #[serde(with = "humantime_serde")]
     pub expiry_sweep_interval: Duration,
+    /// RocksDB's block cache in bytes. Default 32 MiB.
+    pub cache_bytes: u64,
+    /// All of RocksDB's memtables together, in bytes. Default 16 MiB.
+    pub memtable_bytes: u64,
 }
 
 /// `[limits]`: what anyone on the internet may make the public listener hold.
@@ -350,6 +354,8 @@ impl Default for StorageConfig {
         StorageConfig {
             max_bytes: DEFAULT_MAX_STORE_BYTES,
             expiry_sweep_interval: DEFAULT_EXPIRY_SWEEP_INTERVAL,
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            memtable_bytes: crate::store::DEFAULT_MEMTABLE_BYTES,
         }
     }
 }
@@ -519,6 +525,17 @@ impl Config {
                 key: "storage.max_bytes",
                 why: "must be at least 1 MiB".into(),
             });
+        }
+        for (key, n) in [
+            ("storage.cache_bytes", self.storage.cache_bytes),
+            ("storage.memtable_bytes", self.storage.memtable_bytes),
+        ] {
+            if n < 1024 * 1024 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 1 MiB".into(),
+                });
+            }
         }
         if self.storage.expiry_sweep_interval.is_zero()
             || self.storage.expiry_sweep_interval > Duration::from_secs(10)

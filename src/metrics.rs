@@ -45,12 +45,16 @@ pub struct Metrics {
     pub store_disk_bytes: IntGauge,
     /// The store's size cap in bytes.
     pub store_max_bytes: IntGauge,
+    /// Memory the store holds, by part (`memtables`, `block_cache`).
+    pub store_memory_bytes: IntGaugeVec,
     /// Onion requests by outcome (`OnionOutcome`).
     pub onion_requests_total: IntCounterVec,
     /// Onion request latency (entry to reply).
     pub onion_duration_seconds: Histogram,
     /// Forwards to swarm peers by result (`ForwardResult`).
     pub swarm_forwards_total: IntCounterVec,
+    /// Forwards per exchange with a peer (1 = sent alone; more = coalesced into a batch).
+    pub forward_batch_size: Histogram,
     /// Forwards queued for retry, by payload (`EnqueueKind`).
     pub replication_enqueued_total: IntCounterVec,
     /// Entries in the durable retry queue (gauge).
@@ -423,6 +427,17 @@ impl Metrics {
             )
             .expect("valid histogram opts (static)"),
         );
+        let forward_batch_size = reg(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "snode_forward_batch_size",
+                    "Forwards carried by one exchange with a swarm peer (1: sent alone)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            )
+            .expect("valid histogram opts (static)"),
+        );
         let build_info = reg(
             &r,
             IntGaugeVec::new(
@@ -437,6 +452,20 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let store_memory_bytes = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "snode_store_memory_bytes",
+                    "Memory the message store holds, by part (memtables, block_cache)",
+                ),
+                &["part"],
+            )
+            .expect("valid metric opts (static)"),
+        );
+        for part in ["memtables", "block_cache"] {
+            store_memory_bytes.with_label_values(&[part]).set(0);
+        }
         let peer_tests_total = counter_of::<PeerTestResult>(
             &r,
             "snode_peer_tests_total",
@@ -500,6 +529,7 @@ impl Metrics {
                 "snode_store_max_bytes",
                 "Size cap of the message store in bytes; stores are refused above it",
             ),
+            store_memory_bytes,
             onion_requests_total: counter_of::<OnionOutcome>(
                 &r,
                 "snode_onion_requests_total",
@@ -513,6 +543,7 @@ impl Metrics {
                 "Requests forwarded to swarm peers, by result",
                 "result",
             ),
+            forward_batch_size,
             replication_enqueued_total: counter_of::<EnqueueKind>(
                 &r,
                 "snode_replication_enqueued_total",
@@ -684,9 +715,11 @@ mod tests {
             "snode_accounts",
             "snode_store_disk_bytes",
             "snode_store_max_bytes",
+            "snode_store_memory_bytes",
             "snode_onion_requests_total",
             "snode_onion_duration_seconds",
             "snode_swarm_forwards_total",
+            "snode_forward_batch_size",
             "snode_replication_enqueued_total",
             "snode_replication_queue_depth",
             "snode_replication_retries_total",

@@ -214,6 +214,8 @@ impl Node {
             &store_path,
             StoreOptions {
                 max_bytes: cfg.storage.max_bytes,
+                cache_bytes: cfg.storage.cache_bytes,
+                memtable_bytes: cfg.storage.memtable_bytes,
             },
         )
         .map_err(|source| NodeError::Store {
@@ -579,6 +581,14 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
         metrics.data_bytes_held.set(s.data_bytes as i64);
         metrics.accounts_held.set(s.accounts as i64);
         metrics.store_disk_bytes.set(s.disk_bytes as i64);
+        metrics
+            .store_memory_bytes
+            .with_label_values(&["memtables"])
+            .set(s.memtable_bytes as i64);
+        metrics
+            .store_memory_bytes
+            .with_label_values(&["block_cache"])
+            .set(s.cache_bytes as i64);
         metrics
             .replication_queue_depth
             .set(store.pending_len() as i64);

@@ -329,7 +329,10 @@ impl SwarmForwarder for NoPeers {
 fn rpc_context(dir: &Path) -> RpcContext {
     let store = snode::store::Store::open(
         &dir.join("db"),
-        snode::store::StoreOptions { max_bytes: 1 << 30 },
+        snode::store::StoreOptions {
+            max_bytes: 1 << 30,
+            ..Default::default()
+        },
     )
     .expect("store");
     let (_, membership) =

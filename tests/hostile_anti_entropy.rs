@@ -71,8 +71,14 @@ impl Member {
         let keys = Arc::new(NodeKeys::from_seed([seed; 32]));
         let (cert, key) = snode::tls::ensure_certificate(dir.path(), &keys, false).expect("cert");
         let tls = snode::tls::server_config(&cert, &key).expect("tls");
-        let store = Store::open(&dir.path().join("db"), StoreOptions { max_bytes: 1 << 40 })
-            .expect("store");
+        let store = Store::open(
+            &dir.path().join("db"),
+            StoreOptions {
+                max_bytes: 1 << 40,
+                ..Default::default()
+            },
+        )
+        .expect("store");
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind");

@@ -72,8 +72,14 @@ impl Replica {
         let keys = Arc::new(NodeKeys::from_seed([seed; 32]));
         let (cert, key) = snode::tls::ensure_certificate(dir.path(), &keys, false).expect("cert");
         let tls = snode::tls::server_config(&cert, &key).expect("tls");
-        let store = Store::open(&dir.path().join("db"), StoreOptions { max_bytes: 1 << 40 })
-            .expect("store");
+        let store = Store::open(
+            &dir.path().join("db"),
+            StoreOptions {
+                max_bytes: 1 << 40,
+                ..Default::default()
+            },
+        )
+        .expect("store");
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind");
@@ -401,6 +407,105 @@ async fn a_swarm_change_hands_data_to_its_new_owners_then_deletes_it() {
     // Hand-off deletions leave no tombstone: the data may legitimately come back.
     let hashes: Vec<String> = msgs.iter().map(|m| m.hash.clone()).collect();
     assert!(a.store.tombstoned(&hashes).expect("t").is_empty());
+}
+
+/// Many stores at once through one entry node: their forwards to each peer leave in batches
+/// (fewer exchanges than forwards), and every forward still gets its own answer, so each
+/// client sees every member's signed entry and every member holds every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forwards_to_a_peer_travel_in_batches_with_their_own_answers() {
+    let user = User::new(4);
+    let mut a = Replica::new(35).await;
+    let mut b = Replica::new(36).await;
+    let mut c = Replica::new(37).await;
+    let s = user.swarm();
+    place(&[&a, &b, &c], &[s, s, s]);
+    a.serve();
+    b.serve();
+    c.serve();
+    const STORES: usize = 150;
+    let bodies: Vec<Vec<u8>> = (0..STORES)
+        .map(|i| format!("concurrent store {i}").into_bytes())
+        .collect();
+    let answers = futures_util::future::join_all(bodies.iter().map(|d| user.store(&a, d))).await;
+    for (hash, resp) in &answers {
+        for peer in [&b, &c] {
+            let entry = &resp["swarm"][hex::encode(peer.keys.pubkey_ed25519())];
+            assert!(entry["signature"].is_string(), "{resp}");
+            assert_eq!(entry["hash"].as_str(), Some(hash.as_str()), "{resp}");
+            assert!(peer.has(hash));
+        }
+    }
+    let sizes = &a.metrics.forward_batch_size;
+    assert_eq!(sizes.get_sample_sum() as usize, 2 * STORES);
+    assert!(
+        (sizes.get_sample_count() as usize) < 2 * STORES,
+        "{} exchanges for {} forwards: nothing was batched",
+        sizes.get_sample_count(),
+        2 * STORES
+    );
+    assert_eq!(a.store.pending_len(), 0, "nothing needed a retry");
+}
+
+/// A batch of forwards is refused whole when its sender is not a swarm peer or when it is not
+/// a batch (too many items, not a list), and otherwise each item is checked as a single
+/// forward would be: a bad item gets its own error and the others are stored.
+#[tokio::test]
+async fn a_forward_batch_is_checked_whole_then_item_by_item() {
+    let mut r = Replica::new(38).await;
+    let peer = Replica::new(39).await;
+    let stranger = Replica::new(40).await;
+    let user = User::new(5);
+    let here = user.swarm();
+    place(&[&r, &peer, &stranger], &[here, here, here ^ (1 << 63)]);
+    r.serve();
+    let target = r.info(here);
+    let store = |data: &str| {
+        json!({"method": "store", "accepted_at": now(), "params": {
+            "pubkey": user.account.to_hex(), "timestamp": now(), "ttl": 600_000,
+            "data": STANDARD.encode(data)}})
+        .to_string()
+        .into_bytes()
+    };
+    let send = async |from: &Replica, body: Vec<u8>| {
+        from.state
+            .peers
+            .post(
+                &target,
+                snode::peer::PATH_STORAGE_CC_BATCH,
+                body,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("an authenticated answer")
+    };
+    let good = snode::peer::batch::encode_requests(&[store("one"), store("two")]);
+    let refused = send(&stranger, good.clone()).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(r.store.stats().messages, 0);
+    let too_many = vec![store("x"); snode::peer::batch::MAX_BATCH_ITEMS + 1];
+    for bad in [
+        snode::peer::batch::encode_requests(&too_many),
+        b"not a batch".to_vec(),
+    ] {
+        let a = send(&peer, bad).await;
+        assert_eq!(
+            (a.status, &a.body[..]),
+            (400, &b"invalid forward batch"[..])
+        );
+    }
+    assert_eq!(r.store.stats().messages, 0);
+    // One item whose data is far too large, between two good ones.
+    let huge = store(&"x".repeat(80_000));
+    let mixed = snode::peer::batch::encode_requests(&[store("one"), huge, store("two")]);
+    let a = send(&peer, mixed).await;
+    assert_eq!(a.status, 200);
+    let answers = snode::peer::batch::decode_answers(&a.body, 3).expect("three answers");
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[1].0, 400, "{:?}", answers[1].1);
+    assert!(String::from_utf8_lossy(&answers[1].1).contains("exceeds the maximum message size"));
+    assert_eq!(answers[2].0, 200);
+    assert_eq!(r.store.stats().messages, 2);
 }
 
 /// An unlisted node — or an attacker with fresh keys per request — is refused with 403 before

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::response::{JSON, Reply, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
 use crate::peer::auth::{HEADER_NONCE, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, Nonce};
-use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, wire};
+use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, PATH_STORAGE_CC_BATCH, batch, wire};
 use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, handle_method};
 
@@ -27,6 +27,7 @@ use crate::rpc::{Origin, handle_method};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(PATH_STORAGE_CC, post(route))
+        .route(PATH_STORAGE_CC_BATCH, post(route))
         .route(PATH_DATA, post(route))
         .route(PATH_PING, post(route))
         .route(PATH_AE_DIGEST, post(route))
@@ -171,6 +172,7 @@ pub struct PeerCall<'a> {
 pub async fn handle(state: &AppState, call: PeerCall<'_>) -> Reply {
     match call.path {
         PATH_STORAGE_CC => storage_cc(state, &call).await,
+        PATH_STORAGE_CC_BATCH => storage_cc_batch(state, &call).await,
         PATH_DATA => data(state, &call).await,
         PATH_PING => ping(state),
         PATH_AE_DIGEST | PATH_AE_BUCKET | PATH_AE_FETCH | PATH_AE_DELETE => {
@@ -209,7 +211,34 @@ async fn storage_cc(state: &AppState, call: &PeerCall<'_>) -> Reply {
     if let Some(refused) = not_swarm_peer(state, &call.sender) {
         return refused;
     }
-    let req: Value = match serde_json::from_slice(&call.body) {
+    forwarded(state, &call.body).await
+}
+
+/// A batch of forwards from one peer (`peer::batch`): the sender is checked once, then each
+/// body is handled exactly as a single forward, in the order sent (the order the entry node
+/// accepted them), and answered with its own status and body.
+async fn storage_cc_batch(state: &AppState, call: &PeerCall<'_>) -> Reply {
+    if let Some(refused) = not_swarm_peer(state, &call.sender) {
+        return refused;
+    }
+    let Some(bodies) = batch::decode_requests(&call.body) else {
+        return Reply::text(400, "invalid forward batch");
+    };
+    let mut answers = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let reply = forwarded(state, body).await;
+        answers.push((reply.status, reply.body));
+    }
+    Reply::new(
+        200,
+        crate::peer::reply::BINARY,
+        batch::encode_answers(&answers),
+    )
+}
+
+/// Handles one forwarded request body (`{"method","params","accepted_at"[,"retry"]}`).
+async fn forwarded(state: &AppState, body: &[u8]) -> Reply {
+    let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return Reply::text(400, "invalid json"),
     };

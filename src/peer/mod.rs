@@ -1,5 +1,5 @@
-//! Node-to-node protocol: request/response authentication (`auth`), the two body formats —
-//! bulk messages (`wire`) and onion hops (`hop`) — and the client (`client`), which carries
+//! Node-to-node protocol: request/response authentication (`auth`), the body formats — bulk
+//! messages (`wire`), onion hops (`hop`) and coalesced forwards (`batch`) — and the client (`client`), which carries
 //! each exchange on a held QUIC connection to the peer (`quic`) or as a signed HTTPS request.
 //!
 //! Owns what goes over the wire between nodes and the paths it goes to. Must not hold HTTP
@@ -8,6 +8,7 @@
 //! (`crate::bencode`).
 
 pub mod auth;
+pub mod batch;
 pub mod client;
 pub mod hop;
 pub mod quic;
@@ -16,6 +17,8 @@ pub mod wire;
 
 /// Path of forwarded recursive client requests (the original's `sn.storage_cc`).
 pub const PATH_STORAGE_CC: &str = "/snode/v1/storage_cc";
+/// Path of a batch of forwarded requests to one peer (`batch`); snode's own, no original.
+pub const PATH_STORAGE_CC_BATCH: &str = "/snode/v1/storage_cc_batch";
 /// Path of bulk message pushes (the original's `sn.data`).
 pub const PATH_DATA: &str = "/snode/v1/data";
 /// Path of the signed reachability ping (the original's `sn.ping`).

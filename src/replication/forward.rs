@@ -1,6 +1,6 @@
-//! Swarm forwarding over HTTPS: [`HttpForwarder`] sends a recursive request to every other
-//! member of the swarm at once (the original's `sn.storage_cc`) and queues durably what a
-//! peer did not take.
+//! Swarm forwarding: [`HttpForwarder`] sends a recursive request to every other member of the
+//! swarm at once (the original's `sn.storage_cc`; batched with other forwards to the same peer
+//! by `coalesce`) and queues durably what a peer did not take.
 //!
 //! Owns the mapping from a peer's answer to a `ForwardOutcome` and the decision to queue: a 2xx or
 //! 4xx answer is final (the peer applied it, or will never accept it); no answer in time, no
@@ -11,7 +11,6 @@
 //! `snode_swarm_forwards_total{result}` once, whichever forwarder produced it).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -20,8 +19,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::message::{AccountId, Namespace, b64_decode, message_hash};
 use crate::metrics::{EnqueueKind, Metrics};
-use crate::peer::PATH_STORAGE_CC;
-use crate::peer::client::{PeerClient, PeerError, PeerResponse};
+use crate::peer::client::{PeerError, PeerResponse};
 use crate::rpc::{ForwardFuture, ForwardOutcome, SwarmForwarder};
 use crate::store::{PendingPayload, Store};
 use crate::swarm::NodeInfo;
@@ -35,11 +33,11 @@ pub const REQUEST_GIVE_UP_MS: i64 = crate::message::TTL_MAXIMUM_PRIVATE_MS;
 /// Forwards recursive requests to swarm peers over the signed peer protocol.
 #[derive(Clone)]
 pub struct HttpForwarder {
-    pub(super) client: PeerClient,
+    /// Carries the forwards, batching those that meet on their way to one peer.
+    pub(super) coalescer: super::coalesce::Coalescer,
     pub(super) store: Store,
     pub(super) metrics: Metrics,
     pub(super) clock: Clock,
-    pub(super) timeout: Duration,
     pub(super) testnet: bool,
     /// Wakes the retry loop after an enqueue.
     pub(super) wake: Arc<Notify>,
@@ -170,13 +168,7 @@ impl SwarmForwarder for HttpForwarder {
                 .into_bytes();
             let sends = peers.iter().map(|p| {
                 let body = body.clone();
-                async move {
-                    classify(
-                        self.client
-                            .post(p, PATH_STORAGE_CC, body, self.timeout)
-                            .await,
-                    )
-                }
+                async move { classify(self.coalescer.forward(p, body).await) }
             });
             let results = join_all(sends).await;
             let mut out = Vec::with_capacity(peers.len());
@@ -200,6 +192,7 @@ impl SwarmForwarder for HttpForwarder {
 mod tests {
     use super::*;
     use axum::body::Bytes;
+    use std::time::Duration;
 
     const PK: &str = "054368520005786b249bcd461d28f75e560ea794014eeb17fcf6003f37d876783e";
 

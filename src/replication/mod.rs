@@ -6,6 +6,7 @@
 //! other task runs in the background on its own schedule.
 //!
 //! Layout: `forward` ([`HttpForwarder`], the `rpc::SwarmForwarder` of a networked node),
+//! `coalesce` (its per-peer queues: concurrent forwards to one peer leave as one batch),
 //! `retry` (drains the store's `pending` queue), `handoff` (membership changes), `digest`
 //! (pure anti-entropy logic), `digest_cache` (the last few digests, computed once for all who
 //! ask), `protocol` (anti-entropy wire types), `serve` (the local side of anti-entropy,
@@ -29,6 +30,7 @@
 //! anti-entropy routes of `protocol`).
 
 mod anti_entropy;
+mod coalesce;
 pub mod digest;
 pub mod digest_cache;
 mod forward;
@@ -101,6 +103,8 @@ struct Shared {
     wake: Arc<Notify>,
     /// The anti-entropy routes' state; its digest cache serves our own sessions too.
     responder: Arc<serve::Responder>,
+    /// Per-peer forward queues, shared by every forwarder handed out.
+    coalescer: coalesce::Coalescer,
 }
 
 /// Why one replication step failed (logged by the loops, which carry on).
@@ -154,8 +158,14 @@ impl Replicator {
             parts.metrics.anti_entropy_digest_scans_total.clone(),
         ));
         let budget = serve::PeerBudget::for_interval(parts.config.anti_entropy_interval);
+        let coalescer = coalesce::Coalescer::new(
+            parts.client.clone(),
+            parts.metrics.clone(),
+            parts.config.forward_timeout,
+        );
         Replicator {
             inner: Arc::new(Shared {
+                coalescer,
                 store: parts.store,
                 client: parts.client,
                 me: parts.me,
@@ -182,11 +192,10 @@ impl Replicator {
     pub fn forwarder(&self) -> HttpForwarder {
         let s = &self.inner;
         HttpForwarder {
-            client: s.client.clone(),
+            coalescer: s.coalescer.clone(),
             store: s.store.clone(),
             metrics: s.metrics.clone(),
             clock: s.clock.clone(),
-            timeout: s.config.forward_timeout,
             testnet: s.testnet,
             wake: s.wake.clone(),
         }

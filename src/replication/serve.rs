@@ -436,7 +436,14 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions { max_bytes: 1 << 40 }).unwrap();
+        let s = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_bytes: 1 << 40,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         (dir, s)
     }
 

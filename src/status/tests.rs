@@ -91,6 +91,7 @@ pub(crate) fn sample_report() -> StatusReport {
             data_bytes: 47_300_000,
             accounts: 567,
             disk_bytes: 120_000_000,
+            ..StoreStats::default()
         },
         metrics: &metrics,
         state: &state,

@@ -17,7 +17,7 @@ use super::{StoreError, StoreOptions, StoreStats};
 use crate::message::AccountId;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    FlushOptions, Options, SliceTransform, WriteBatch, WriteOptions,
+    FlushOptions, Options, SliceTransform, WriteBatch, WriteBufferManager, WriteOptions,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -67,8 +67,9 @@ const SIZE_CACHE_MS: i64 = 1_000;
 /// typical), so 16 KiB blocks mean one or two block reads per page instead of three or four
 /// at the default 4 KiB (BENCHMARKS.md "Store").
 const MESSAGES_BLOCK_BYTES: usize = 16 << 10;
-/// Shared block cache for every column family.
-const BLOCK_CACHE_BYTES: usize = 128 << 20;
+/// The smallest memtable a column family gets, whatever the budget: below this RocksDB
+/// flushes tiny files and compaction does nothing else.
+const MIN_CF_MEMTABLE_BYTES: usize = 1 << 20;
 
 /// The message store. Cheap to clone (one `Arc`); `Send + Sync`; every method is
 /// synchronous and short, so async callers may run it on a blocking thread or inline.
@@ -80,6 +81,9 @@ pub struct Store {
 /// State shared by all clones of a [`Store`].
 pub(super) struct Inner {
     pub(super) db: DB,
+    /// The block cache and the memtable budget, kept to report their usage.
+    cache: Cache,
+    write_buffers: WriteBufferManager,
     /// Serialises check-then-write on one account; different stripes write concurrently.
     locks: Box<[Mutex<()>]>,
     seq_next: AtomicU64,
@@ -106,8 +110,9 @@ pub(super) struct Inner {
 pub type NewMessageObserver = Arc<dyn Fn(&crate::message::Message) + Send + Sync>;
 
 /// Options of one column family: no compression (bodies are ciphertext, so it would burn CPU
-/// for nothing), the shared block cache, and a bloom filter where point lookups dominate.
-fn cf_options(cache: &Cache, bloom: bool, tombstone_heavy: bool) -> Options {
+/// for nothing), the shared block cache, a memtable of `memtable` bytes, and a bloom filter
+/// where point lookups dominate.
+fn cf_options(cache: &Cache, memtable: usize, bloom: bool, tombstone_heavy: bool) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
     if bloom {
@@ -117,6 +122,7 @@ fn cf_options(cache: &Cache, bloom: bool, tombstone_heavy: bool) -> Options {
     let mut o = Options::default();
     o.set_compression_type(DBCompressionType::None);
     o.set_block_based_table_factory(&block);
+    o.set_write_buffer_size(memtable);
     if tombstone_heavy {
         // Sweeps and deletes leave runs of tombstones at the head of the expiry index and
         // inside accounts; compacting such files early keeps seeks over them cheap.
@@ -129,7 +135,7 @@ fn cf_options(cache: &Cache, bloom: bool, tombstone_heavy: bool) -> Options {
 /// account ‖ namespace prefix (and whole keys). A retrieve seeks one such prefix; the filter
 /// lets that seek skip every SST file (so every LSM level) that holds nothing of it, instead
 /// of reading a data block per level. Measured in BENCHMARKS.md ("Store").
-fn messages_cf_options(cache: &Cache) -> Options {
+fn messages_cf_options(cache: &Cache, memtable: usize) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
     block.set_block_size(MESSAGES_BLOCK_BYTES);
@@ -139,9 +145,15 @@ fn messages_cf_options(cache: &Cache) -> Options {
     o.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::ACCOUNT_NS_LEN));
     o.set_compression_type(DBCompressionType::None);
     o.set_block_based_table_factory(&block);
+    o.set_write_buffer_size(memtable);
     // Deletes leave runs of tombstones inside accounts (see `cf_options`).
     o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
     o
+}
+
+/// A byte budget as `usize`, saturating on 32-bit targets.
+fn to_usize(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 impl Store {
@@ -150,23 +162,36 @@ impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         // HyperClockCache: lookups take no shard mutex, so concurrent readers that miss and
         // insert blocks do not serialise on a cache shard as they can with the LRU cache.
-        let cache = Cache::new_hyper_clock_cache(BLOCK_CACHE_BYTES, 0);
+        let cache = Cache::new_hyper_clock_cache(to_usize(opts.cache_bytes), 0);
+        // One budget for every memtable: past it RocksDB flushes the largest, so memory stays
+        // bounded however the writes spread over column families. No stall: a node that
+        // writes faster than it flushes is better slowed by RocksDB's own L0 limits.
+        let memtables = to_usize(opts.memtable_bytes);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager(memtables, false);
+        // Bodies dominate the bytes; the indexes and counters get a fraction each.
+        let messages_memtable = (memtables / 2).max(MIN_CF_MEMTABLE_BYTES);
+        let index_memtable = (memtables / 8).max(MIN_CF_MEMTABLE_BYTES);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_compression_type(DBCompressionType::None);
         db_opts.set_max_background_jobs(2);
-        db_opts.set_db_write_buffer_size(256 << 20);
+        db_opts.set_write_buffer_manager(&write_buffers);
+        // A rarely written family (meta, revocations) would otherwise pin every WAL file
+        // since its last flush; past this much WAL RocksDB flushes it.
+        db_opts.set_max_total_wal_size(opts.memtable_bytes.saturating_mul(4));
         // Concurrent writers of different accounts overlap their WAL and memtable phases.
         db_opts.set_enable_pipelined_write(true);
         let descriptors = ALL_CFS.iter().map(|&name| {
             let o = match name {
-                CF_HASHES | CF_ACCOUNTS | CF_REVOCATIONS => cf_options(&cache, true, false),
-                CF_MESSAGES => messages_cf_options(&cache),
-                CF_EXPIRIES | CF_PENDING => cf_options(&cache, false, true),
+                CF_HASHES | CF_ACCOUNTS | CF_REVOCATIONS => {
+                    cf_options(&cache, index_memtable, true, false)
+                }
+                CF_MESSAGES => messages_cf_options(&cache, messages_memtable),
+                CF_EXPIRIES | CF_PENDING => cf_options(&cache, index_memtable, false, true),
                 // Looked up by hash on every replicated import, and swept like the index.
-                CF_TOMBSTONES => cf_options(&cache, true, true),
-                _ => cf_options(&cache, false, false),
+                CF_TOMBSTONES => cf_options(&cache, index_memtable, true, true),
+                _ => cf_options(&cache, index_memtable, false, false),
             };
             ColumnFamilyDescriptor::new(name, o)
         });
@@ -175,6 +200,8 @@ impl Store {
 
         let mut inner = Inner {
             db,
+            cache,
+            write_buffers,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             seq_next: AtomicU64::new(0),
             seq_reserved: AtomicU64::new(0),
@@ -233,6 +260,8 @@ impl Store {
             disk_bytes: i
                 .disk_bytes()
                 .unwrap_or(i.size_bytes.load(Ordering::Relaxed)),
+            memtable_bytes: i.write_buffers.get_usage() as u64,
+            cache_bytes: i.cache.get_usage() as u64,
         }
     }
 
@@ -464,7 +493,14 @@ mod tests {
     fn size_cap_refuses_stores_not_deletes() {
         let dir = tempdir();
         let cap = 4 << 20;
-        let s = Store::open(dir.path(), StoreOptions { max_bytes: cap }).expect("open");
+        let s = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_bytes: cap,
+                ..Default::default()
+            },
+        )
+        .expect("open");
         let a = account(1);
         let mut stored = Vec::new();
         let mut now = NOW;
@@ -499,9 +535,62 @@ mod tests {
     }
 
     #[test]
+    fn memtables_stay_within_their_budget() {
+        // 24 MiB of writes through a 4 MiB memtable budget: RocksDB must flush as it goes
+        // (with one big default memtable all of it would still be in memory) and lose nothing.
+        let dir = tempdir();
+        let budget = 4u64 << 20;
+        let s = Store::open(
+            dir.path(),
+            StoreOptions {
+                memtable_bytes: budget,
+                cache_bytes: 2 << 20,
+                ..options()
+            },
+        )
+        .expect("open");
+        let a = account(3);
+        let mut hashes = Vec::new();
+        let mut peak = 0;
+        for i in 0..400u32 {
+            let mut body = vec![0x5a; 60_000];
+            body[..4].copy_from_slice(&i.to_be_bytes());
+            let m = msg(&a, 0, &body, NOW, NOW + HOUR);
+            s.store(&m, NOW).expect("store");
+            hashes.push(m.hash);
+            peak = peak.max(s.stats().memtable_bytes);
+        }
+        // A memtable being flushed still counts until its file is written: allow two budgets.
+        assert!(
+            peak > 0 && peak <= 2 * budget,
+            "memtables peaked at {peak} bytes"
+        );
+        let ssts = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter(|e| {
+                let name = e.as_ref().expect("entry").file_name();
+                name.to_string_lossy().ends_with(".sst")
+            })
+            .count();
+        assert!(ssts > 0, "nothing was flushed");
+        let st = s.stats();
+        assert_eq!(st.messages, 400);
+        assert!(st.cache_bytes <= 2 << 20, "cache {} bytes", st.cache_bytes);
+        let found = s.get_live(&hashes[..5], NOW).expect("get");
+        assert_eq!(found.len(), 5);
+    }
+
+    #[test]
     fn size_figure_is_cached_for_a_second() {
         let dir = tempdir();
-        let s = Store::open(dir.path(), StoreOptions { max_bytes: 2 << 20 }).expect("open");
+        let s = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_bytes: 2 << 20,
+                ..Default::default()
+            },
+        )
+        .expect("open");
         let a = account(2);
         // Within one second of the first check, the cached (small) figure lets stores pass.
         for i in 0..60u32 {

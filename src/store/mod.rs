@@ -38,6 +38,31 @@ use std::collections::BTreeMap;
 pub struct StoreOptions {
     /// Refuse stores once the database occupies this many bytes on disk.
     pub max_bytes: u64,
+    /// RocksDB's block cache (decoded SST blocks), shared by every column family.
+    pub cache_bytes: u64,
+    /// All memtables together (writes not yet flushed to SST files): past this, RocksDB
+    /// flushes the largest. With `cache_bytes` it bounds what the store holds in memory.
+    pub memtable_bytes: u64,
+}
+
+/// Default of [`StoreOptions::cache_bytes`] (`storage.cache_bytes`): 32 MiB. Recent messages,
+/// the ones clients poll for, are mostly still in memtables; older blocks come from the
+/// kernel's page cache, which does not count against the process.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+/// Default of [`StoreOptions::memtable_bytes`] (`storage.memtable_bytes`): 16 MiB. RocksDB's
+/// own default (64 MiB per column family, eight families) let a node's RSS grow for hours
+/// before the first flush (BENCHMARKS.md "Soak"); 16 MiB is minutes of writes on a busy
+/// community node and makes at most a few SST files an hour.
+pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_bytes: 10 << 30,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            memtable_bytes: DEFAULT_MEMTABLE_BYTES,
+        }
+    }
 }
 
 /// What `store` did.
@@ -131,4 +156,8 @@ pub struct StoreStats {
     pub accounts: u64,
     /// Bytes the database occupies on disk (compared with the cap).
     pub disk_bytes: u64,
+    /// Bytes held in memtables (unflushed writes), at most about `memtable_bytes`.
+    pub memtable_bytes: u64,
+    /// Bytes held in the block cache, at most `cache_bytes`.
+    pub cache_bytes: u64,
 }

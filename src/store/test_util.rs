@@ -17,7 +17,10 @@ pub(super) fn tempdir() -> tempfile::TempDir {
 
 /// Options with a cap no test reaches unless it sets its own.
 pub(super) fn options() -> StoreOptions {
-    StoreOptions { max_bytes: 1 << 40 }
+    StoreOptions {
+        max_bytes: 1 << 40,
+        ..Default::default()
+    }
 }
 
 /// Opens the store in `dir`.

@@ -154,7 +154,14 @@ pub(super) fn net_with(size: usize, owner: &AccountId, max_bytes: u64) -> Net {
     for (i, k) in keys.iter().enumerate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cap = if i == 0 { max_bytes } else { 1 << 40 };
-        let store = Store::open(dir.path(), StoreOptions { max_bytes: cap }).expect("open");
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_bytes: cap,
+                ..Default::default()
+            },
+        )
+        .expect("open");
         dirs.push(dir);
         let (_tx, rx) = watch::channel(membership.clone());
         let ctx = RpcContext {
