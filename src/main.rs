@@ -3,6 +3,12 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's malloc: under RocksDB and bursts of multi-MiB peer batches
+/// (recovery after a peer restarts), glibc's per-thread arenas kept every peak, and a node's
+/// RSS grew by a third in five minutes of the soak; jemalloc gives freed pages back.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = snode::cli::Cli::parse();
     match snode::cli::run(cli) {

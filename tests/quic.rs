@@ -687,3 +687,109 @@ async fn connections_beyond_the_total_cap_are_refused() {
     assert!(text.contains("snode_quic_connections 1"), "{text}");
     node.shutdown().await;
 }
+
+/// A UDP relay for one client: what it receives goes to `target` (switchable), and what the
+/// target answers goes back to the client; `cut` drops everything, as a dead host would.
+struct UdpRelay {
+    addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpRelay {
+    async fn start(target: std::net::SocketAddr) -> UdpRelay {
+        use std::sync::atomic::Ordering;
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let back = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = front.local_addr().expect("addr");
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, c) = (target.clone(), cut.clone());
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut a) => {
+                        let Ok((n, from)) = r else { return };
+                        client = Some(from);
+                        let to = *t.lock().expect("target");
+                        if !c.load(Ordering::Relaxed) {
+                            let _ = back.send_to(&a[..n], to).await;
+                        }
+                    }
+                    r = back.recv_from(&mut b) => {
+                        let Ok((n, _)) = r else { return };
+                        if let (Some(to), false) = (client, c.load(Ordering::Relaxed)) {
+                            let _ = front.send_to(&b[..n], to).await;
+                        }
+                    }
+                }
+            }
+        });
+        UdpRelay {
+            addr,
+            target,
+            cut,
+            task,
+        }
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A peer killed and restarted at the same address never answers on the connection held to
+/// its old process, and QUIC notices only at the idle timeout (30 s). The first request that
+/// times out drops the held connection, so the next one reaches the new process at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_connection_that_stops_answering_is_replaced_after_one_timeout() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().expect("tmp");
+    init_dir(tmp.path());
+    let first = spawn_node(tmp.path(), test_config()).await;
+    let relay = UdpRelay::start(first.quic_addr()).await;
+    let peer = snode::swarm::NodeInfo {
+        pubkey_ed25519: first.pubkey_ed25519(),
+        pubkey_x25519: [0; 32],
+        ip: std::net::Ipv4Addr::LOCALHOST,
+        https_port: first.https_addr().port(),
+        omq_port: relay.addr.port(),
+        swarm_id: snode::swarm::SwarmId(1),
+        version: [2, 11, 0],
+    };
+    let us = std::sync::Arc::new(snode::keys::NodeKeys::from_seed([77; 32]));
+    let quic = snode::peer::quic::PeerQuic::new(us);
+    let ask = async || {
+        quic.post(&peer, "/snode/v1/ping", b"", Duration::from_secs(1))
+            .await
+    };
+    // Not listed by the node's (empty) directory view: an authentic 403, over QUIC.
+    assert_eq!(ask().await.expect("answer").0, 403);
+
+    // The old process dies without a word (the relay drops its close), a new one with the same
+    // key starts elsewhere, and the relay now leads there.
+    relay.cut.store(true, Ordering::Relaxed);
+    first.shutdown().await;
+    let second = spawn_node(tmp.path(), test_config()).await;
+    *relay.target.lock().expect("target") = second.quic_addr();
+    relay.cut.store(false, Ordering::Relaxed);
+
+    assert!(
+        matches!(ask().await, Err(snode::peer::quic::QuicPeerError::Lost(_))),
+        "the old connection gets no answer"
+    );
+    let answer = ask()
+        .await
+        .expect("a new connection reaches the new process");
+    assert_eq!(answer.0, 403);
+    second.shutdown().await;
+}

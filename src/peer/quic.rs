@@ -168,9 +168,28 @@ impl PeerQuic {
         match conn.request(path, body, timeout).await {
             Ok(Answer::Reply(b)) => decode_answer(&b).ok_or(QuicPeerError::BadAnswer),
             Ok(Answer::Error(_)) => Err(QuicPeerError::BadAnswer),
+            Err(QuicError::Timeout) => {
+                // A peer that was killed and restarted never answers on the old connection,
+                // and QUIC itself notices only at the idle timeout (30 s): every forward to
+                // it would wait out its own timeout meanwhile (the soak saw writes to the
+                // swarm stall for 30 s after each restart). Drop the connection now; the
+                // next request makes a new one (or finds the peer down and uses HTTPS).
+                self.forget(peer, &conn).await;
+                Err(QuicPeerError::Lost(QuicError::Timeout))
+            }
             // A lost connection is replaced on the next request (`is_open`).
             Err(e) => Err(QuicPeerError::Lost(e)),
         }
+    }
+
+    /// Closes `conn` and empties the peer's slot, unless another request already replaced it.
+    async fn forget(&self, peer: &NodeInfo, conn: &Arc<QuicConnection>) {
+        let slot = self.slot(&peer.pubkey_ed25519);
+        let mut slot = slot.lock().await;
+        if slot.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            slot.conn = None;
+        }
+        conn.close();
     }
 }
 

@@ -192,7 +192,7 @@ impl Store {
         let mut visited = 0usize;
         let mut last: Option<Vec<u8>> = None;
         let mut more = false;
-        self.inner.iterate(CF_MESSAGES, lower, upper, |k, v| {
+        self.inner.scan(CF_MESSAGES, lower, upper, |k, v| {
             if visited == limit {
                 more = true;
                 return Ok(false);

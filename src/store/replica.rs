@@ -61,7 +61,7 @@ impl Store {
     /// copying bodies. One pass over a consistent snapshot.
     pub fn visit_meta(&self, mut f: impl FnMut(&MessageMeta<'_>)) -> Result<(), StoreError> {
         let mut last: Option<(Vec<u8>, AccountId)> = None;
-        self.inner.iterate(CF_MESSAGES, &[], None, |k, v| {
+        self.inner.scan(CF_MESSAGES, &[], None, |k, v| {
             let rec = Record::decode(v)?;
             let key = keys::parse_message_key(k)?;
             // Keys group an account's messages, so the account decodes once per account.

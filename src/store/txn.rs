@@ -67,9 +67,34 @@ impl Inner {
         cf: &'static str,
         lower: &[u8],
         upper: Option<Vec<u8>>,
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.iterate_with(cf, lower, upper, true, f)
+    }
+
+    /// Like [`Inner::iterate`] for scans over much of the store (anti-entropy digests,
+    /// hand-off, fetches): the blocks they read do not enter the block cache, where they
+    /// would evict what clients are reading (the cache is 32 MiB; a digest reads everything).
+    pub(super) fn scan(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.iterate_with(cf, lower, upper, false, f)
+    }
+
+    fn iterate_with(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        fill_cache: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut ro = ReadOptions::default();
+        ro.fill_cache(fill_cache);
         // The messages CF has a prefix extractor; a total-order iterator ignores it, so
         // ranges that cross account ‖ namespace prefixes are always complete.
         ro.set_total_order_seek(true);
