@@ -215,7 +215,7 @@ pub struct StorageConfig {
     /// How often expired messages are deleted. Default "5s".
     #[serde(with = "humantime_serde")]
     pub expiry_sweep_interval: Duration,
-    /// RocksDB's block cache in bytes. Default 32 MiB.
+    /// RocksDB's block cache in bytes. Default 16 MiB.
     pub cache_bytes: u64,
     /// All of RocksDB's memtables together, in bytes. Default 16 MiB.
     pub memtable_bytes: u64,

@@ -45,7 +45,7 @@ pub struct Metrics {
     pub store_disk_bytes: IntGauge,
     /// The store's size cap in bytes.
     pub store_max_bytes: IntGauge,
-    /// Memory the store holds, by part (`memtables`, `block_cache`).
+    /// Memory the store holds, by part (`memtables`, `block_cache`, `table_readers`).
     pub store_memory_bytes: IntGaugeVec,
     /// Onion requests by outcome (`OnionOutcome`).
     pub onion_requests_total: IntCounterVec,
@@ -457,13 +457,13 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "snode_store_memory_bytes",
-                    "Memory the message store holds, by part (memtables, block_cache)",
+                    "Memory the message store holds, by part (memtables, block_cache, table_readers)",
                 ),
                 &["part"],
             )
             .expect("valid metric opts (static)"),
         );
-        for part in ["memtables", "block_cache"] {
+        for part in ["memtables", "block_cache", "table_readers"] {
             store_memory_bytes.with_label_values(&[part]).set(0);
         }
         let peer_tests_total = counter_of::<PeerTestResult>(

@@ -590,6 +590,10 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
             .with_label_values(&["block_cache"])
             .set(s.cache_bytes as i64);
         metrics
+            .store_memory_bytes
+            .with_label_values(&["table_readers"])
+            .set(s.table_reader_bytes as i64);
+        metrics
             .replication_queue_depth
             .set(store.pending_len() as i64);
     }

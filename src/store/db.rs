@@ -260,8 +260,13 @@ impl Store {
             disk_bytes: i
                 .disk_bytes()
                 .unwrap_or(i.size_bytes.load(Ordering::Relaxed)),
-            memtable_bytes: i.write_buffers.get_usage() as u64,
+            // Every memtable, flushed ones still pinned by a reader included: the budget
+            // (`write_buffers`) counts only those it manages.
+            memtable_bytes: i
+                .sum_property(c"rocksdb.size-all-mem-tables")
+                .max(i.write_buffers.get_usage() as u64),
             cache_bytes: i.cache.get_usage() as u64,
+            table_reader_bytes: i.sum_property(c"rocksdb.estimate-table-readers-mem"),
         }
     }
 
@@ -306,6 +311,15 @@ impl Store {
 
 impl Inner {
     /// The handle of a column family opened in [`Store::open`].
+    /// An integer property summed over every column family (0 where RocksDB has none).
+    fn sum_property(&self, name: &std::ffi::CStr) -> u64 {
+        ALL_CFS
+            .iter()
+            .filter_map(|&cf| self.cf(cf).ok())
+            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .sum()
+    }
+
     pub(super) fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
@@ -321,6 +335,21 @@ impl Inner {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
             .get_cf(self.cf(cf)?, key)
+            .map_err(|source| StoreError::Db { op, source })
+    }
+
+    /// Like [`Inner::get`] for reads of data nobody will ask for again (the sweep reading the
+    /// messages it is about to delete): the block read does not enter the block cache.
+    pub(super) fn get_uncached(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        op: &'static str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
+        self.db
+            .get_cf_opt(self.cf(cf)?, key, &ro)
             .map_err(|source| StoreError::Db { op, source })
     }
 

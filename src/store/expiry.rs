@@ -169,7 +169,7 @@ impl Store {
         loop {
             let mut chunk: Vec<IndexEntry> = Vec::with_capacity(SWEEP_CHUNK);
             self.inner
-                .iterate(CF_EXPIRIES, &lower, Some(upper.clone()), |k, v| {
+                .scan(CF_EXPIRIES, &lower, Some(upper.clone()), |k, v| {
                     chunk.push((k.to_vec(), v.to_vec()));
                     Ok(chunk.len() < SWEEP_CHUNK)
                 })?;
@@ -196,7 +196,7 @@ impl Store {
             for (ek, mk) in entries {
                 // Re-read under the lock: the message may have been extended or deleted
                 // since the index was read.
-                match self.inner.get(CF_MESSAGES, &mk, "sweep read")? {
+                match self.inner.get_uncached(CF_MESSAGES, &mk, "sweep read")? {
                     Some(value) => {
                         let rec = Record::decode(&value)?;
                         let seq = keys::parse_message_key(&mk)?.seq;

@@ -45,10 +45,11 @@ pub struct StoreOptions {
     pub memtable_bytes: u64,
 }
 
-/// Default of [`StoreOptions::cache_bytes`] (`storage.cache_bytes`): 32 MiB. Recent messages,
+/// Default of [`StoreOptions::cache_bytes`] (`storage.cache_bytes`): 16 MiB. Recent messages,
 /// the ones clients poll for, are mostly still in memtables; older blocks come from the
-/// kernel's page cache, which does not count against the process.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+/// kernel's page cache, which does not count against the process (a miss costs ≈ 10 µs more
+/// per retrieve: BENCHMARKS.md "Store"). Scans and the expiry sweep bypass the cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 /// Default of [`StoreOptions::memtable_bytes`] (`storage.memtable_bytes`): 16 MiB. RocksDB's
 /// own default (64 MiB per column family, eight families) let a node's RSS grow for hours
 /// before the first flush (BENCHMARKS.md "Soak"); 16 MiB is minutes of writes on a busy
@@ -160,4 +161,6 @@ pub struct StoreStats {
     pub memtable_bytes: u64,
     /// Bytes held in the block cache, at most `cache_bytes`.
     pub cache_bytes: u64,
+    /// Bytes of SST index and filter blocks held outside the cache (grows with the data).
+    pub table_reader_bytes: u64,
 }

@@ -74,7 +74,7 @@ impl Inner {
 
     /// Like [`Inner::iterate`] for scans over much of the store (anti-entropy digests,
     /// hand-off, fetches): the blocks they read do not enter the block cache, where they
-    /// would evict what clients are reading (the cache is 32 MiB; a digest reads everything).
+    /// would evict what clients are reading (the cache is small, 16 MiB by default; a digest reads everything).
     pub(super) fn scan(
         &self,
         cf: &'static str,
