@@ -136,6 +136,12 @@ impl Frame {
     }
 }
 
+/// Buffer capacity a reader keeps between messages. After a larger message (peer batches and
+/// anti-entropy answers are MiBs) the buffer is given back: a node holds two request streams
+/// per peer, and keeping each one's largest message cost a restarted node of the soak 40–80 MiB
+/// of RSS that never came back (BENCHMARKS.md "Soak").
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// Incremental reader of one stream's messages: feed it what arrives, take whole frames out.
 #[derive(Debug, Default)]
 pub struct FrameReader {
@@ -153,6 +159,7 @@ impl FrameReader {
     pub fn push(&mut self, data: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
+            self.buf.shrink_to(KEEP_CAPACITY);
             self.start = 0;
         }
         self.buf.extend_from_slice(data);
@@ -178,13 +185,21 @@ impl FrameReader {
         Ok(Some(frame))
     }
 
-    /// Drops consumed bytes once they are most of the buffer, so a long-lived stream's buffer
-    /// stays the size of its largest message.
+    /// Drops consumed bytes once they are most of the buffer, and gives back capacity beyond
+    /// what the unread bytes need (at least [`KEEP_CAPACITY`] is kept).
     fn compact(&mut self) {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        if self.buf.capacity() > KEEP_CAPACITY.max(self.buf.len() * 2) {
+            self.buf.shrink_to(KEEP_CAPACITY.max(self.buf.len()));
+        }
+    }
+
+    /// The buffer's capacity (tests: what an idle stream holds).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
@@ -255,6 +270,24 @@ mod tests {
                 }
             ]
         );
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn a_large_message_does_not_leave_a_large_buffer_behind() {
+        let big = cmd(1, "/snode/v1/data", &vec![7u8; 4 << 20])
+            .encode()
+            .expect("fits");
+        let mut r = FrameReader::new();
+        for chunk in big.chunks(64 * 1024) {
+            r.push(chunk);
+            while r.next_frame().expect("valid").is_some() {}
+        }
+        assert!(r.capacity() >= 4 << 20, "the message was buffered whole");
+        // The next small message starts from a small buffer again.
+        r.push(&cmd(2, "info", b"{}").encode().expect("fits"));
+        assert!(matches!(r.next_frame(), Ok(Some(_))));
+        assert!(r.capacity() <= KEEP_CAPACITY, "{} bytes kept", r.capacity());
         assert_eq!(r.pending(), 0);
     }
 
