@@ -30,3 +30,4 @@ pub mod store;
 pub mod swarm;
 pub mod testnet;
 pub mod tls;
+pub mod transport;

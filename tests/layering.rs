@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "metrics",
     "config",
     "tls",
+    "transport",
     "quic",
     "onion",
     "swarm",
