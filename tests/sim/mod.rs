@@ -1,0 +1,500 @@
+//! The deterministic simulation harness (docs/simulation.md): real snode nodes — RocksDB
+//! stores in temporary directories, the RPC, forwarding, the durable retry queue, anti-entropy
+//! and hand-off loops, exactly as `Node::spawn` starts them — as turmoil hosts on one simulated
+//! network and one simulated clock, driven by one seed.
+//!
+//! Owns the world of one history: the nodes' data directories and keys, the membership (the
+//! directory's swarm assignment, `directory::assign`, computed here), turmoil's builder, the
+//! loop that steps the simulation and applies the fault plan (`plan`), the client workload
+//! (`workload`) and the checker (`model`), and the trace whose digest names the history. Must
+//! not reach into a node: nodes are driven only through their network (`net`) and the
+//! process-level faults a real machine has (kill, lost disk, bad clock, bad links).
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+pub mod model;
+pub mod net;
+pub mod plan;
+pub mod rpc;
+pub mod sweep;
+mod workload;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use sha2::Digest as _;
+use snode::config::{Config, PeerTransport};
+use snode::keys::NodeKeys;
+use snode::node::{KEY_FILE, Node, NodeOptions, STORE_DIR};
+use snode::swarm::{Membership, NodeInfo, SwarmId};
+use tokio::sync::watch;
+
+use model::Model;
+use plan::{Action, FaultMix, Plan};
+use rpc::Account;
+
+/// Wall-clock time at the start of every history (2026-01-01T00:00:00Z): histories do not
+/// depend on when they run.
+pub const EPOCH_MS: i64 = 1_767_225_600_000;
+/// Simulated time per turmoil step.
+pub const TICK: Duration = Duration::from_millis(10);
+/// The nodes' port (the default HTTPS port).
+pub const PORT: u16 = 22021;
+/// Faults start after this much simulated time (nodes up, membership known).
+pub const WARMUP_MS: u64 = 2_000;
+/// After the last fault heals, every swarm must have converged within this bound (I4): two
+/// anti-entropy rounds of every member (`anti_entropy_interval` 30 s, round robin over at most
+/// 9 peers, members that just joined first) plus the retry loop's longest backoff (10 s), with
+/// room for a forward timeout (5 s).
+pub const CONVERGE_MS: u64 = 120_000;
+
+/// One history's parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub accounts: usize,
+    /// Simulated duration of the workload (faults happen in it).
+    pub work_ms: u64,
+    pub faults: FaultMix,
+    /// The checker's own test: the harness drops one acknowledged store.
+    pub sabotage: bool,
+}
+
+impl SimConfig {
+    /// The defaults `scripts/simulate` and the fixed seeds use.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes: 10,
+            accounts: 8,
+            work_ms: 40_000,
+            faults: FaultMix::ALL,
+            sabotage: false,
+        }
+    }
+}
+
+/// What one history did and found.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    /// SHA-256 of the trace, 16 hex digits: equal digests, equal histories.
+    pub digest: String,
+    pub trace: Vec<String>,
+    pub violations: Vec<String>,
+    /// Faults injected, by kind (`plan::KINDS`).
+    pub faults: BTreeMap<&'static str, u64>,
+    pub acked: u64,
+    pub deletes: u64,
+    pub sim_ms: u64,
+}
+
+/// What the driver and the client host share (both run on the test's thread).
+pub struct Shared {
+    pub accounts: Vec<Account>,
+    pub addrs: Vec<SocketAddr>,
+    /// hex Ed25519 → node index.
+    pub index: HashMap<String, usize>,
+    pub membership: Arc<Membership>,
+    pub keys: Vec<[u8; 32]>,
+    /// True simulated wall clock, ms since the epoch (set before every step).
+    pub now: Arc<AtomicI64>,
+    pub skews: Vec<Arc<AtomicI64>>,
+    pub up: RefCell<Vec<bool>>,
+    pub model: RefCell<Model>,
+    pub lines: RefCell<Vec<String>>,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> i64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    pub fn elapsed_ms(&self) -> i64 {
+        self.now_ms() - EPOCH_MS
+    }
+
+    pub fn node_clock_ms(&self, n: usize) -> i64 {
+        self.now_ms() + self.skews[n].load(Ordering::Relaxed)
+    }
+
+    pub fn trace(&self, line: String) {
+        let t = self.elapsed_ms();
+        self.lines
+            .borrow_mut()
+            .push(format!("{:>7}.{:03} {line}", t / 1000, t % 1000));
+    }
+
+    /// Indexes of the members of account `a`'s swarm.
+    pub fn members_of(&self, a: usize) -> Vec<usize> {
+        let m = &self.membership;
+        let swarm = m
+            .swarm_for(&self.accounts[a].id())
+            .expect("a swarm owns every account");
+        m.members(swarm)
+            .iter()
+            .map(|n| {
+                self.keys
+                    .iter()
+                    .position(|k| *k == n.pubkey_ed25519)
+                    .expect("known node")
+            })
+            .collect()
+    }
+
+    /// Acknowledged, not deleted, unexpired hashes of account `a` (delete candidates).
+    pub fn live_hashes(&self, a: usize) -> Vec<String> {
+        let now = self.now_ms();
+        let m = self.model.borrow();
+        m.acked
+            .iter()
+            .filter(|(h, x)| {
+                x.account == a
+                    && x.expiry_ms > now
+                    && !m.deleted.contains_key(*h)
+                    && !m.ambiguous.contains(*h)
+            })
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+}
+
+/// The configuration of a simulated node at `ip`: plain HTTP on the transport, HTTPS-style
+/// peer exchanges (no QUIC), no directory (the harness hands membership in), private peers
+/// allowed (turmoil's addresses are 192.168/16), no client rate limit (one client host).
+fn node_config(ip: IpAddr) -> Config {
+    let mut c = Config::default();
+    c.network.bind_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
+    c.network.https_port = PORT;
+    c.network.public_ip = ip.to_string();
+    c.network.peer_transport = PeerTransport::Https;
+    c.network.allow_private_peers = true;
+    c.rate_limit.enabled = false;
+    c
+}
+
+/// Runs one history.
+pub fn run(cfg: &SimConfig) -> Outcome {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i}")).collect();
+
+    // Node identities from the seed: the same seed, the same keys, the same swarms.
+    let mut keys = Vec::new();
+    let mut dirs = Vec::new();
+    for name in &names {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let k = NodeKeys::from_seed(rng.r#gen());
+        k.write(&dir.join(KEY_FILE), false).expect("key");
+        snode::tls::ensure_certificate(&dir, &k, false).expect("cert");
+        keys.push(k);
+        dirs.push(dir);
+    }
+    let accounts: Vec<Account> = (0..cfg.accounts)
+        .map(|_| Account::new(rng.r#gen()))
+        .collect();
+    let plan = plan::draw(
+        &mut rng,
+        cfg.nodes,
+        cfg.faults,
+        WARMUP_MS,
+        WARMUP_MS + cfg.work_ms,
+    );
+
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(rng.r#gen())
+        .tick_duration(TICK)
+        .simulation_duration(Duration::from_secs(3600))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(20))
+        .repair_rate(0.2)
+        .build();
+
+    let now = Arc::new(AtomicI64::new(EPOCH_MS));
+    let skews: Vec<Arc<AtomicI64>> = (0..cfg.nodes)
+        .map(|_| Arc::new(AtomicI64::new(0)))
+        .collect();
+    let (membership_tx, membership_rx) = watch::channel(Arc::new(Membership::default()));
+    for (i, name) in names.iter().enumerate() {
+        let dir: PathBuf = dirs[i].clone();
+        let rx = membership_rx.clone();
+        let (now, skew) = (now.clone(), skews[i].clone());
+        let starts = Arc::new(AtomicU64::new(0));
+        let node_seed = cfg.seed ^ ((i as u64 + 1) << 32);
+        let host = name.clone();
+        sim.host(name.as_str(), move || {
+            let (dir, rx, now, skew, host) = (
+                dir.clone(),
+                rx.clone(),
+                now.clone(),
+                skew.clone(),
+                host.clone(),
+            );
+            let start = starts.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let ip = turmoil::lookup(host.as_str());
+                let mut opts = NodeOptions::new(dir, node_config(ip));
+                opts.clock = Some(Arc::new(move || {
+                    now.load(Ordering::Relaxed) + skew.load(Ordering::Relaxed)
+                }));
+                opts.rng_seed = Some(node_seed ^ start);
+                opts.transport = Some(Arc::new(net::SimTransport));
+                opts.membership = Some(rx);
+                let node = Node::spawn(opts).await?;
+                std::future::pending::<()>().await;
+                drop(node);
+                Ok(())
+            }
+        });
+    }
+
+    // The directory's view: every node registered and placed by oxend's rules.
+    let ips: Vec<IpAddr> = names.iter().map(|n| sim.lookup(n.as_str())).collect();
+    let current = keys
+        .iter()
+        .map(|k| (k.pubkey_ed25519(), SwarmId::UNASSIGNED))
+        .collect();
+    let assigned = snode::directory::assign::assign_swarms(&current, rng.r#gen());
+    let infos: Vec<NodeInfo> = keys
+        .iter()
+        .zip(&ips)
+        .map(|(k, ip)| NodeInfo {
+            pubkey_ed25519: k.pubkey_ed25519(),
+            pubkey_x25519: k.pubkey_x25519(),
+            ip: match ip {
+                IpAddr::V4(v4) => *v4,
+                IpAddr::V6(_) => unreachable!("turmoil hands out IPv4 by default"),
+            },
+            https_port: PORT,
+            omq_port: 0,
+            swarm_id: assigned[&k.pubkey_ed25519()],
+            version: snode::rpc::STORAGE_SERVER_VERSION,
+        })
+        .collect();
+    let membership = Arc::new(Membership::new(1, "00".repeat(32), infos));
+    membership_tx.send_replace(membership.clone());
+
+    let shared = Rc::new(Shared {
+        accounts,
+        addrs: ips.iter().map(|ip| SocketAddr::new(*ip, PORT)).collect(),
+        index: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (hex::encode(k.pubkey_ed25519()), i))
+            .collect(),
+        membership: membership.clone(),
+        keys: keys.iter().map(NodeKeys::pubkey_ed25519).collect(),
+        now: now.clone(),
+        skews: skews.clone(),
+        up: RefCell::new(vec![true; cfg.nodes]),
+        model: RefCell::new(Model::default()),
+        lines: RefCell::new(Vec::new()),
+    });
+    let swarms: Vec<String> = membership
+        .swarms()
+        .values()
+        .map(|m| {
+            let idx: Vec<String> = m
+                .iter()
+                .map(|n| format!("n{}", shared.index[&hex::encode(n.pubkey_ed25519)]))
+                .collect();
+            format!("[{}]", idx.join(" "))
+        })
+        .collect();
+    shared.trace(format!(
+        "seed {} nodes {} swarms {}",
+        cfg.seed,
+        cfg.nodes,
+        swarms.join(" ")
+    ));
+
+    let work_until = (WARMUP_MS + cfg.work_ms) as i64;
+    let check_at = (plan.heal_ms + CONVERGE_MS) as i64;
+    let client_rng = ChaCha8Rng::seed_from_u64(rng.r#gen());
+    let w = shared.clone();
+    let sabotage = cfg.sabotage;
+    sim.client("client", async move {
+        tokio::time::sleep(Duration::from_millis(WARMUP_MS)).await;
+        workload::run(w, client_rng, work_until, check_at, sabotage).await;
+        Ok(())
+    });
+
+    let mut faults: BTreeMap<&'static str, u64> = plan::KINDS.iter().map(|k| (*k, 0)).collect();
+    drive(
+        &mut sim,
+        &plan,
+        &shared,
+        &names,
+        &dirs,
+        &mut faults,
+        check_at,
+    );
+    drop(sim);
+
+    let lines = shared.lines.borrow().clone();
+    let mut h = sha2::Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    let digest = hex::encode(&h.finalize()[..8]);
+    let model = shared.model.borrow();
+    Outcome {
+        seed: cfg.seed,
+        digest,
+        trace: lines,
+        violations: model.violations.clone(),
+        faults,
+        acked: model.acked.len() as u64,
+        deletes: model.deleted.len() as u64,
+        sim_ms: shared.elapsed_ms().max(0) as u64,
+    }
+}
+
+/// Steps the simulation until the client has checked, applying the plan's events on time.
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    w: &Shared,
+    names: &[String],
+    dirs: &[PathBuf],
+    faults: &mut BTreeMap<&'static str, u64>,
+    check_at: i64,
+) {
+    let mut next = 0;
+    // The client's final reads take a while; past this the history is stuck.
+    let deadline = Duration::from_millis(check_at as u64 + 300_000);
+    loop {
+        let elapsed = sim.elapsed();
+        w.now
+            .store(EPOCH_MS + elapsed.as_millis() as i64, Ordering::Relaxed);
+        while next < plan.events.len() && plan.events[next].at_ms as u128 <= elapsed.as_millis() {
+            apply(sim, &plan.events[next].action, w, names, dirs, faults);
+            next += 1;
+        }
+        match sim.step() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                let at = w.elapsed_ms();
+                w.model
+                    .borrow_mut()
+                    .violate(at, format!("simulation error: {e}"));
+                return;
+            }
+        }
+        if sim.elapsed() > deadline {
+            let at = w.elapsed_ms();
+            w.model
+                .borrow_mut()
+                .violate(at, "history did not finish: client stuck".into());
+            return;
+        }
+    }
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    action: &Action,
+    w: &Shared,
+    names: &[String],
+    dirs: &[PathBuf],
+    faults: &mut BTreeMap<&'static str, u64>,
+) {
+    let count = |faults: &mut BTreeMap<&'static str, u64>, k: &'static str| {
+        *faults.entry(k).or_default() += 1
+    };
+    match action {
+        Action::Crash { node, wipe } => {
+            if !w.up.borrow()[*node] {
+                return;
+            }
+            sim.crash(names[*node].as_str());
+            w.up.borrow_mut()[*node] = false;
+            if *wipe {
+                std::fs::remove_dir_all(dirs[*node].join(STORE_DIR)).expect("wipe store");
+                let at = w.elapsed_ms();
+                w.model
+                    .borrow_mut()
+                    .disk_lost
+                    .entry(*node)
+                    .or_default()
+                    .push(at);
+                count(faults, "disk_loss");
+                w.trace(format!("crash n{node}, disk lost"));
+            } else {
+                count(faults, "crash");
+                w.trace(format!("crash n{node}"));
+            }
+        }
+        Action::Restart { node } => restart(sim, w, names, *node),
+        Action::Partition { side } => {
+            let other: Vec<usize> = (0..names.len()).filter(|n| !side.contains(n)).collect();
+            for a in side {
+                for b in &other {
+                    sim.partition(names[*a].as_str(), names[*b].as_str());
+                }
+            }
+            count(faults, "partition");
+            w.trace(format!("partition {side:?} from the rest"));
+        }
+        Action::Flaky {
+            node,
+            rate,
+            max_latency_ms,
+        } => {
+            for (i, other) in names.iter().enumerate() {
+                if i != *node {
+                    sim.set_link_fail_rate(names[*node].as_str(), other.as_str(), *rate);
+                    sim.set_link_max_message_latency(
+                        names[*node].as_str(),
+                        other.as_str(),
+                        Duration::from_millis(*max_latency_ms),
+                    );
+                }
+            }
+            count(faults, "delay_loss");
+            w.trace(format!("links of n{node} flaky (break rate {rate:.4}/step, latency up to {max_latency_ms} ms)"));
+        }
+        Action::Skew { node, offset_ms } => {
+            w.skews[*node].store(*offset_ms, Ordering::Relaxed);
+            count(faults, "skew");
+            w.trace(format!("clock of n{node} off by {offset_ms} ms"));
+        }
+        Action::Heal => {
+            let all: Vec<&str> = names.iter().map(String::as_str).chain(["client"]).collect();
+            for (i, a) in all.iter().enumerate() {
+                for b in &all[i + 1..] {
+                    sim.set_link_fail_rate(*a, *b, 0.0);
+                    sim.set_link_max_message_latency(*a, *b, Duration::from_millis(20));
+                    sim.repair(*a, *b);
+                }
+            }
+            for n in 0..names.len() {
+                if !w.up.borrow()[n] {
+                    restart(sim, w, names, n);
+                }
+            }
+            w.trace("heal: links repaired, every node up".into());
+        }
+    }
+}
+
+fn restart(sim: &mut turmoil::Sim<'_>, w: &Shared, names: &[String], node: usize) {
+    if w.up.borrow()[node] {
+        return;
+    }
+    sim.bounce(names[node].as_str());
+    w.up.borrow_mut()[node] = true;
+    w.trace(format!("restart n{node}"));
+}

@@ -1,0 +1,145 @@
+//! `scripts/simulate`'s driver: many histories in parallel with a progress line and a summary
+//! table, or one history replayed with its trace and digest. Settings come from the
+//! environment the script sets (`SNODE_SIM_*`), since the test harness owns the command line.
+//!
+//! Owns the fan-out over seeds and the report; each history is `super::run`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::plan::{FaultMix, KINDS};
+use super::{Outcome, SimConfig, run};
+
+/// One history's figures for the table.
+struct Summary {
+    bad: usize,
+    faults: BTreeMap<&'static str, u64>,
+    acked: u64,
+    deletes: u64,
+    sim_ms: u64,
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not valid")),
+        Err(_) => default,
+    }
+}
+
+fn config(seed: u64) -> SimConfig {
+    let mut c = SimConfig::new(seed);
+    c.nodes = env("SNODE_SIM_NODES", c.nodes);
+    c.accounts = env("SNODE_SIM_ACCOUNTS", c.accounts);
+    c.work_ms = env("SNODE_SIM_WORK_MS", c.work_ms);
+    if let Ok(f) = std::env::var("SNODE_SIM_FAULTS") {
+        c.faults = FaultMix::parse(&f).unwrap_or_else(|e| panic!("SNODE_SIM_FAULTS: {e}"));
+    }
+    c
+}
+
+/// Runs what the environment asks; panics (fails) when any history violated an invariant.
+pub fn main() {
+    #[allow(clippy::print_stdout)]
+    let out = |s: String| {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{s}");
+    };
+    if let Ok(seed) = std::env::var("SNODE_SIM_SEED") {
+        let seed: u64 = seed.parse().expect("SNODE_SIM_SEED is a number");
+        let o = run(&config(seed));
+        for l in &o.trace {
+            out(l.clone());
+        }
+        for v in &o.violations {
+            out(format!("VIOLATION {v}"));
+        }
+        out(format!(
+            "seed {seed} digest {} violations {}",
+            o.digest,
+            o.violations.len()
+        ));
+        assert!(o.violations.is_empty(), "seed {seed} violated an invariant");
+        return;
+    }
+    let count: u64 = env("SNODE_SIM_SEEDS", 100);
+    let first: u64 = env("SNODE_SIM_FIRST", 1);
+    let jobs: usize = env("SNODE_SIM_JOBS", 2);
+    let next = AtomicU64::new(first);
+    let done = AtomicU64::new(0);
+    let results: Mutex<Vec<Summary>> = Mutex::new(Vec::new());
+    let failed: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    // Wall time only for the progress line and the table: nothing in a history reads it.
+    #[allow(clippy::disallowed_methods)]
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= first + count {
+                        return;
+                    }
+                    let o = run(&config(seed));
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    let bad = o.violations.len();
+                    results.lock().expect("results").push(Summary {
+                        bad,
+                        faults: o.faults.clone(),
+                        acked: o.acked,
+                        deletes: o.deletes,
+                        sim_ms: o.sim_ms,
+                    });
+                    if bad > 0 {
+                        eprintln!("\nseed {seed}: {bad} violations; reproduce: scripts/simulate --seed {seed}");
+                        for v in o.violations.iter().take(5) {
+                            eprintln!("  {v}");
+                        }
+                        failed.lock().expect("failed").push(o);
+                    }
+                    let secs = started.elapsed().as_secs_f64();
+                    eprint!("\r[{n}/{count}] {:.1} histories/s", n as f64 / secs.max(0.001));
+                }
+            });
+        }
+    });
+    eprintln!();
+    let results = results.into_inner().expect("results");
+    let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
+    let (mut acked, mut deletes, mut sim_ms, mut violations) = (0, 0, 0, 0);
+    for r in &results {
+        for (k, n) in &r.faults {
+            *faults.entry(k).or_default() += n;
+        }
+        acked += r.acked;
+        deletes += r.deletes;
+        sim_ms += r.sim_ms;
+        violations += r.bad;
+    }
+    out(format!("| histories | {} |", results.len()));
+    out(format!(
+        "| simulated hours | {:.1} |",
+        sim_ms as f64 / 3_600_000.0
+    ));
+    for (k, n) in &faults {
+        out(format!("| faults: {k} | {n} |"));
+    }
+    out(format!("| acknowledged stores | {acked} |"));
+    out(format!("| acknowledged deletes | {deletes} |"));
+    out(format!("| violations | {violations} |"));
+    out(format!(
+        "| wall time | {:.0} s |",
+        started.elapsed().as_secs_f64()
+    ));
+    out(format!(
+        "{} histories, {violations} violations",
+        results.len()
+    ));
+    let failed = failed.into_inner().expect("failed");
+    let seeds: Vec<u64> = failed.iter().map(|o| o.seed).collect();
+    assert!(violations == 0, "violating seeds: {seeds:?}");
+}
