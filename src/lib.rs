@@ -6,6 +6,7 @@
 pub mod api;
 pub mod bench;
 pub mod bencode;
+pub mod blocking;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -667,7 +667,7 @@ async fn sweep_expired(
         let store = store.clone();
         let now = clock();
         // RocksDB deletes are blocking I/O: keep them off the async workers.
-        match tokio::task::spawn_blocking(move || store.sweep_expired(now)).await {
+        match crate::blocking::run(move || store.sweep_expired(now)).await {
             Ok(Ok(n)) => metrics.messages_expired_total.inc_by(n),
             Ok(Err(e)) => tracing::warn!(error = %crate::error::chain(&e), "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task panicked"),

@@ -12,6 +12,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod directory;
 pub mod model;
 pub mod net;
 pub mod plan;
@@ -35,8 +36,8 @@ use snode::config::{Config, PeerTransport};
 use snode::keys::NodeKeys;
 use snode::node::{KEY_FILE, Node, NodeOptions, STORE_DIR};
 use snode::swarm::{Membership, NodeInfo, SwarmId};
-use tokio::sync::watch;
 
+use directory::Directory;
 use model::Model;
 use plan::{Action, FaultMix, Plan};
 use rpc::Account;
@@ -60,7 +61,10 @@ pub const CONVERGE_MS: u64 = 120_000;
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub seed: u64,
+    /// Nodes listed from the start.
     pub nodes: usize,
+    /// Nodes running but not listed, which churn may admit.
+    pub spares: usize,
     pub accounts: usize,
     /// Simulated duration of the workload (faults happen in it).
     pub work_ms: u64,
@@ -75,6 +79,7 @@ impl SimConfig {
         SimConfig {
             seed,
             nodes: 10,
+            spares: 2,
             accounts: 8,
             work_ms: 40_000,
             faults: FaultMix::ALL,
@@ -104,7 +109,8 @@ pub struct Shared {
     pub addrs: Vec<SocketAddr>,
     /// hex Ed25519 → node index.
     pub index: HashMap<String, usize>,
-    pub membership: Arc<Membership>,
+    /// The directory's latest listing (what a client is told).
+    pub membership: RefCell<Arc<Membership>>,
     pub keys: Vec<[u8; 32]>,
     /// True simulated wall clock, ms since the epoch (set before every step).
     pub now: Arc<AtomicI64>,
@@ -136,7 +142,7 @@ impl Shared {
 
     /// Indexes of the members of account `a`'s swarm.
     pub fn members_of(&self, a: usize) -> Vec<usize> {
-        let m = &self.membership;
+        let m = self.membership.borrow();
         let swarm = m
             .swarm_for(&self.accounts[a].id())
             .expect("a swarm owns every account");
@@ -186,7 +192,8 @@ fn node_config(ip: IpAddr) -> Config {
 pub fn run(cfg: &SimConfig) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let names: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i}")).collect();
+    let hosts = cfg.nodes + cfg.spares;
+    let names: Vec<String> = (0..hosts).map(|i| format!("n{i}")).collect();
 
     // Node identities from the seed: the same seed, the same keys, the same swarms.
     let mut keys = Vec::new();
@@ -205,6 +212,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         .collect();
     let plan = plan::draw(
         &mut rng,
+        hosts,
         cfg.nodes,
         cfg.faults,
         WARMUP_MS,
@@ -221,13 +229,33 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         .build();
 
     let now = Arc::new(AtomicI64::new(EPOCH_MS));
-    let skews: Vec<Arc<AtomicI64>> = (0..cfg.nodes)
-        .map(|_| Arc::new(AtomicI64::new(0)))
+    let skews: Vec<Arc<AtomicI64>> = (0..hosts).map(|_| Arc::new(AtomicI64::new(0))).collect();
+    // turmoil hands out addresses in the order hosts are added: n0 gets 192.168.0.1, …
+    let ips: Vec<IpAddr> = (0..hosts)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 0, i as u8 + 1)))
         .collect();
-    let (membership_tx, membership_rx) = watch::channel(Arc::new(Membership::default()));
+    let infos: Vec<NodeInfo> = keys
+        .iter()
+        .zip(&ips)
+        .map(|(k, ip)| NodeInfo {
+            pubkey_ed25519: k.pubkey_ed25519(),
+            pubkey_x25519: k.pubkey_x25519(),
+            ip: match ip {
+                IpAddr::V4(v4) => *v4,
+                IpAddr::V6(_) => unreachable!("IPv4 addresses"),
+            },
+            https_port: PORT,
+            omq_port: 0,
+            swarm_id: SwarmId::UNASSIGNED,
+            version: snode::rpc::STORAGE_SERVER_VERSION,
+        })
+        .collect();
+    // The directory's view: the first `nodes` registered and placed by oxend's rules.
+    let directory_rng = ChaCha8Rng::seed_from_u64(rng.r#gen());
+    let mut directory = Directory::new(infos, cfg.nodes, rng.r#gen(), directory_rng);
     for (i, name) in names.iter().enumerate() {
         let dir: PathBuf = dirs[i].clone();
-        let rx = membership_rx.clone();
+        let rx = directory.subscribe(i);
         let (now, skew) = (now.clone(), skews[i].clone());
         let starts = Arc::new(AtomicU64::new(0));
         let node_seed = cfg.seed ^ ((i as u64 + 1) << 32);
@@ -258,31 +286,14 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         });
     }
 
-    // The directory's view: every node registered and placed by oxend's rules.
-    let ips: Vec<IpAddr> = names.iter().map(|n| sim.lookup(n.as_str())).collect();
-    let current = keys
-        .iter()
-        .map(|k| (k.pubkey_ed25519(), SwarmId::UNASSIGNED))
-        .collect();
-    let assigned = snode::directory::assign::assign_swarms(&current, rng.r#gen());
-    let infos: Vec<NodeInfo> = keys
-        .iter()
-        .zip(&ips)
-        .map(|(k, ip)| NodeInfo {
-            pubkey_ed25519: k.pubkey_ed25519(),
-            pubkey_x25519: k.pubkey_x25519(),
-            ip: match ip {
-                IpAddr::V4(v4) => *v4,
-                IpAddr::V6(_) => unreachable!("turmoil hands out IPv4 by default"),
-            },
-            https_port: PORT,
-            omq_port: 0,
-            swarm_id: assigned[&k.pubkey_ed25519()],
-            version: snode::rpc::STORAGE_SERVER_VERSION,
-        })
-        .collect();
-    let membership = Arc::new(Membership::new(1, "00".repeat(32), infos));
-    membership_tx.send_replace(membership.clone());
+    for (name, ip) in names.iter().zip(&ips) {
+        assert_eq!(
+            sim.lookup(name.as_str()),
+            *ip,
+            "turmoil's address of {name}"
+        );
+    }
+    let membership = directory.latest();
 
     let shared = Rc::new(Shared {
         accounts,
@@ -292,30 +303,18 @@ pub fn run(cfg: &SimConfig) -> Outcome {
             .enumerate()
             .map(|(i, k)| (hex::encode(k.pubkey_ed25519()), i))
             .collect(),
-        membership: membership.clone(),
+        membership: RefCell::new(membership.clone()),
         keys: keys.iter().map(NodeKeys::pubkey_ed25519).collect(),
         now: now.clone(),
         skews: skews.clone(),
-        up: RefCell::new(vec![true; cfg.nodes]),
+        up: RefCell::new(vec![true; hosts]),
         model: RefCell::new(Model::default()),
         lines: RefCell::new(Vec::new()),
     });
-    let swarms: Vec<String> = membership
-        .swarms()
-        .values()
-        .map(|m| {
-            let idx: Vec<String> = m
-                .iter()
-                .map(|n| format!("n{}", shared.index[&hex::encode(n.pubkey_ed25519)]))
-                .collect();
-            format!("[{}]", idx.join(" "))
-        })
-        .collect();
+    let swarms = swarm_list(&membership, &shared);
     shared.trace(format!(
-        "seed {} nodes {} swarms {}",
-        cfg.seed,
-        cfg.nodes,
-        swarms.join(" ")
+        "seed {} nodes {} (+{} spare) swarms {swarms}",
+        cfg.seed, cfg.nodes, cfg.spares
     ));
 
     let work_until = (WARMUP_MS + cfg.work_ms) as i64;
@@ -330,15 +329,15 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     });
 
     let mut faults: BTreeMap<&'static str, u64> = plan::KINDS.iter().map(|k| (*k, 0)).collect();
-    drive(
-        &mut sim,
-        &plan,
-        &shared,
-        &names,
-        &dirs,
-        &mut faults,
-        check_at,
-    );
+    let mut world = World {
+        sim: &mut sim,
+        directory: &mut directory,
+        w: &shared,
+        names: &names,
+        dirs: &dirs,
+        faults: &mut faults,
+    };
+    world.drive(&plan, check_at);
     drop(sim);
 
     let lines = shared.lines.borrow().clone();
@@ -361,140 +360,188 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     }
 }
 
-/// Steps the simulation until the client has checked, applying the plan's events on time.
-fn drive(
-    sim: &mut turmoil::Sim<'_>,
-    plan: &Plan,
-    w: &Shared,
-    names: &[String],
-    dirs: &[PathBuf],
-    faults: &mut BTreeMap<&'static str, u64>,
-    check_at: i64,
-) {
-    let mut next = 0;
-    // The client's final reads take a while; past this the history is stuck.
-    let deadline = Duration::from_millis(check_at as u64 + 300_000);
-    loop {
-        let elapsed = sim.elapsed();
-        w.now
-            .store(EPOCH_MS + elapsed.as_millis() as i64, Ordering::Relaxed);
-        while next < plan.events.len() && plan.events[next].at_ms as u128 <= elapsed.as_millis() {
-            apply(sim, &plan.events[next].action, w, names, dirs, faults);
-            next += 1;
-        }
-        match sim.step() {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => {
-                let at = w.elapsed_ms();
-                w.model
+/// What the driver acts on.
+struct World<'a, 's> {
+    sim: &'a mut turmoil::Sim<'s>,
+    directory: &'a mut Directory,
+    w: &'a Shared,
+    names: &'a [String],
+    dirs: &'a [PathBuf],
+    faults: &'a mut BTreeMap<&'static str, u64>,
+}
+
+impl World<'_, '_> {
+    /// Steps the simulation until the client has checked, applying the plan's events and
+    /// delivering memberships on time.
+    fn drive(&mut self, plan: &Plan, check_at: i64) {
+        let mut next = 0;
+        // The client's final reads take a while; past this the history is stuck.
+        let deadline = Duration::from_millis(check_at as u64 + 300_000);
+        loop {
+            let ms = self.sim.elapsed().as_millis() as u64;
+            self.w.now.store(EPOCH_MS + ms as i64, Ordering::Relaxed);
+            while next < plan.events.len() && plan.events[next].at_ms <= ms {
+                self.apply(&plan.events[next].action, ms);
+                next += 1;
+            }
+            self.directory.deliver(ms);
+            match self.sim.step() {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    let at = self.w.elapsed_ms();
+                    self.w
+                        .model
+                        .borrow_mut()
+                        .violate(at, format!("simulation error: {e}"));
+                    return;
+                }
+            }
+            if self.sim.elapsed() > deadline {
+                let at = self.w.elapsed_ms();
+                self.w
+                    .model
                     .borrow_mut()
-                    .violate(at, format!("simulation error: {e}"));
+                    .violate(at, "history did not finish: client stuck".into());
                 return;
             }
         }
-        if sim.elapsed() > deadline {
-            let at = w.elapsed_ms();
-            w.model
-                .borrow_mut()
-                .violate(at, "history did not finish: client stuck".into());
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_default() += 1;
+    }
+
+    fn apply(&mut self, action: &Action, now_ms: u64) {
+        let w = self.w;
+        match action {
+            Action::Crash { node, wipe } => {
+                if !w.up.borrow()[*node] {
+                    return;
+                }
+                self.sim.crash(self.names[*node].as_str());
+                w.up.borrow_mut()[*node] = false;
+                if *wipe {
+                    std::fs::remove_dir_all(self.dirs[*node].join(STORE_DIR)).expect("wipe store");
+                    let at = w.elapsed_ms();
+                    w.model
+                        .borrow_mut()
+                        .disk_lost
+                        .entry(*node)
+                        .or_default()
+                        .push(at);
+                    self.count("disk_loss");
+                    w.trace(format!("crash n{node}, disk lost"));
+                } else {
+                    self.count("crash");
+                    w.trace(format!("crash n{node}"));
+                }
+            }
+            Action::Restart { node } => self.restart(*node),
+            Action::Partition { side } => {
+                let other: Vec<usize> = (0..self.names.len())
+                    .filter(|n| !side.contains(n))
+                    .collect();
+                for a in side {
+                    for b in &other {
+                        self.sim
+                            .partition(self.names[*a].as_str(), self.names[*b].as_str());
+                    }
+                }
+                self.count("partition");
+                w.trace(format!("partition {side:?} from the rest"));
+            }
+            Action::Flaky {
+                node,
+                rate,
+                max_latency_ms,
+            } => {
+                let a = self.names[*node].clone();
+                for (i, other) in self.names.iter().enumerate() {
+                    if i != *node {
+                        self.sim
+                            .set_link_fail_rate(a.as_str(), other.as_str(), *rate);
+                        self.sim.set_link_max_message_latency(
+                            a.as_str(),
+                            other.as_str(),
+                            Duration::from_millis(*max_latency_ms),
+                        );
+                    }
+                }
+                self.count("delay_loss");
+                w.trace(format!(
+                    "links of n{node} flaky (break rate {rate:.4}/step, latency up to {max_latency_ms} ms)"
+                ));
+            }
+            Action::Skew { node, offset_ms } => {
+                w.skews[*node].store(*offset_ms, Ordering::Relaxed);
+                self.count("skew");
+                w.trace(format!("clock of n{node} off by {offset_ms} ms"));
+            }
+            Action::Join { node, seed } => {
+                self.directory.join(*node, *seed, now_ms);
+                self.churned(format!("n{node} joins"));
+            }
+            Action::Leave { node, seed } => {
+                self.directory.leave(*node, *seed, now_ms);
+                self.churned(format!("n{node} decommissioned"));
+            }
+            Action::Heal => {
+                let all: Vec<&str> = self
+                    .names
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["client"])
+                    .collect();
+                for (i, a) in all.iter().enumerate() {
+                    for b in &all[i + 1..] {
+                        self.sim.set_link_fail_rate(*a, *b, 0.0);
+                        self.sim
+                            .set_link_max_message_latency(*a, *b, Duration::from_millis(20));
+                        self.sim.repair(*a, *b);
+                    }
+                }
+                for n in 0..self.names.len() {
+                    self.restart(n);
+                }
+                // Every node follows the directory's latest listing from now on.
+                self.directory.deliver(u64::MAX);
+                w.trace("heal: links repaired, every node up and on the latest membership".into());
+            }
+        }
+    }
+
+    /// Records a membership change: the client's view moves at once, nodes' on their polls.
+    fn churned(&mut self, what: String) {
+        let m = self.directory.latest();
+        let swarms = swarm_list(&m, self.w);
+        *self.w.membership.borrow_mut() = m;
+        self.count("churn");
+        self.w.trace(format!("{what}: swarms {swarms}"));
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.w.up.borrow()[node] {
             return;
         }
+        self.sim.bounce(self.names[node].as_str());
+        self.w.up.borrow_mut()[node] = true;
+        self.w.trace(format!("restart n{node}"));
     }
 }
 
-fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    action: &Action,
-    w: &Shared,
-    names: &[String],
-    dirs: &[PathBuf],
-    faults: &mut BTreeMap<&'static str, u64>,
-) {
-    let count = |faults: &mut BTreeMap<&'static str, u64>, k: &'static str| {
-        *faults.entry(k).or_default() += 1
-    };
-    match action {
-        Action::Crash { node, wipe } => {
-            if !w.up.borrow()[*node] {
-                return;
-            }
-            sim.crash(names[*node].as_str());
-            w.up.borrow_mut()[*node] = false;
-            if *wipe {
-                std::fs::remove_dir_all(dirs[*node].join(STORE_DIR)).expect("wipe store");
-                let at = w.elapsed_ms();
-                w.model
-                    .borrow_mut()
-                    .disk_lost
-                    .entry(*node)
-                    .or_default()
-                    .push(at);
-                count(faults, "disk_loss");
-                w.trace(format!("crash n{node}, disk lost"));
-            } else {
-                count(faults, "crash");
-                w.trace(format!("crash n{node}"));
-            }
-        }
-        Action::Restart { node } => restart(sim, w, names, *node),
-        Action::Partition { side } => {
-            let other: Vec<usize> = (0..names.len()).filter(|n| !side.contains(n)).collect();
-            for a in side {
-                for b in &other {
-                    sim.partition(names[*a].as_str(), names[*b].as_str());
-                }
-            }
-            count(faults, "partition");
-            w.trace(format!("partition {side:?} from the rest"));
-        }
-        Action::Flaky {
-            node,
-            rate,
-            max_latency_ms,
-        } => {
-            for (i, other) in names.iter().enumerate() {
-                if i != *node {
-                    sim.set_link_fail_rate(names[*node].as_str(), other.as_str(), *rate);
-                    sim.set_link_max_message_latency(
-                        names[*node].as_str(),
-                        other.as_str(),
-                        Duration::from_millis(*max_latency_ms),
-                    );
-                }
-            }
-            count(faults, "delay_loss");
-            w.trace(format!("links of n{node} flaky (break rate {rate:.4}/step, latency up to {max_latency_ms} ms)"));
-        }
-        Action::Skew { node, offset_ms } => {
-            w.skews[*node].store(*offset_ms, Ordering::Relaxed);
-            count(faults, "skew");
-            w.trace(format!("clock of n{node} off by {offset_ms} ms"));
-        }
-        Action::Heal => {
-            let all: Vec<&str> = names.iter().map(String::as_str).chain(["client"]).collect();
-            for (i, a) in all.iter().enumerate() {
-                for b in &all[i + 1..] {
-                    sim.set_link_fail_rate(*a, *b, 0.0);
-                    sim.set_link_max_message_latency(*a, *b, Duration::from_millis(20));
-                    sim.repair(*a, *b);
-                }
-            }
-            for n in 0..names.len() {
-                if !w.up.borrow()[n] {
-                    restart(sim, w, names, n);
-                }
-            }
-            w.trace("heal: links repaired, every node up".into());
-        }
-    }
-}
-
-fn restart(sim: &mut turmoil::Sim<'_>, w: &Shared, names: &[String], node: usize) {
-    if w.up.borrow()[node] {
-        return;
-    }
-    sim.bounce(names[node].as_str());
-    w.up.borrow_mut()[node] = true;
-    w.trace(format!("restart n{node}"));
+/// `[n3 n5 …] […]`: the swarms of `m` by node index.
+fn swarm_list(m: &Membership, w: &Shared) -> String {
+    let swarms: Vec<String> = m
+        .swarms()
+        .values()
+        .map(|members| {
+            let idx: Vec<String> = members
+                .iter()
+                .map(|n| format!("n{}", w.index[&hex::encode(n.pubkey_ed25519)]))
+                .collect();
+            format!("[{}]", idx.join(" "))
+        })
+        .collect();
+    swarms.join(" ")
 }

@@ -7,7 +7,8 @@
 //!   has not expired is returned by every live member of its account's swarm — unless every
 //!   node that acknowledged it lost its disk afterwards.
 //! - I2 no resurrection: a message whose delete a node acknowledged is never returned by that
-//!   node again, and at the final check by no node.
+//!   node again (unless it lost its disk since), and at the final check by no node (unless
+//!   every node that acknowledged the delete lost its disk since).
 //! - I3 no expired message: no answer returns a message whose expiry is at or before the
 //!   answering node's clock when the request was sent.
 //! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
@@ -53,14 +54,24 @@ impl Model {
         self.violations.push(format!("t={}ms {what}", at_ms));
     }
 
-    /// Whether every holder of `hash` lost its disk after acknowledging it (I1 exempts it).
+    /// Whether node `n` lost its disk at or after `since_ms`.
+    fn lost_disk_since(&self, n: usize, since_ms: i64) -> bool {
+        self.disk_lost
+            .get(&n)
+            .is_some_and(|ts| ts.iter().any(|t| *t >= since_ms))
+    }
+
+    /// Whether every holder of a store lost its disk after acknowledging it (I1 exempts it).
     fn lost_with_disks(&self, a: &Acked) -> bool {
-        !a.holders.is_empty()
-            && a.holders.iter().all(|n| {
-                self.disk_lost
-                    .get(n)
-                    .is_some_and(|ts| ts.iter().any(|t| *t >= a.at_ms))
-            })
+        !a.holders.is_empty() && a.holders.iter().all(|n| self.lost_disk_since(*n, a.at_ms))
+    }
+
+    /// Whether every node that acknowledged the delete of `hash` lost its disk since (its
+    /// tombstone with it): then nothing remembers the delete, and I2 exempts it.
+    fn delete_forgotten(&self, hash: &str) -> bool {
+        self.deleted
+            .get(hash)
+            .is_some_and(|by| by.iter().all(|(n, at)| self.lost_disk_since(*n, *at)))
     }
 
     /// Checks one full paged read of `account` on `node`: I6 on the pages, I3 on each
@@ -91,6 +102,7 @@ impl Model {
             }
             if let Some(at) = self.deleted.get(h).and_then(|d| d.get(&node))
                 && *at < sent_ms
+                && !self.lost_disk_since(node, *at)
             {
                 self.violate(
                     sent_ms,
@@ -141,7 +153,7 @@ impl Model {
             }
         }
         for h in self.deleted.keys() {
-            if self.ambiguous.contains(h) {
+            if self.ambiguous.contains(h) || self.delete_forgotten(h) {
                 continue;
             }
             for (n, s) in &sets {

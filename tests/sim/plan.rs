@@ -27,6 +27,7 @@ pub struct FaultMix {
     pub partition: bool,
     pub delay_loss: bool,
     pub skew: bool,
+    pub churn: bool,
 }
 
 impl FaultMix {
@@ -37,6 +38,7 @@ impl FaultMix {
         partition: true,
         delay_loss: true,
         skew: true,
+        churn: true,
     };
     /// No faults: the baseline.
     pub const NONE: FaultMix = FaultMix {
@@ -45,6 +47,7 @@ impl FaultMix {
         partition: false,
         delay_loss: false,
         skew: false,
+        churn: false,
     };
 
     /// Parses `crash,disk_loss,…` (or `all`, `none`).
@@ -59,6 +62,7 @@ impl FaultMix {
                 "partition" => m.partition = true,
                 "delay_loss" => m.delay_loss = true,
                 "skew" => m.skew = true,
+                "churn" => m.churn = true,
                 other => {
                     return Err(format!(
                         "unknown fault kind {other:?} (known: {})",
@@ -88,6 +92,13 @@ pub enum Action {
         rate: f64,
         max_latency_ms: u64,
     },
+    /// The directory admits `node` (running, but not yet listed) and reassigns swarms with
+    /// oxend's rules drawn from `seed`; nodes hear of it over the next seconds, each on its
+    /// own poll.
+    Join { node: usize, seed: u64 },
+    /// The directory decommissions `node` (it keeps running, owns nothing, and must hand its
+    /// data to the new owners before deleting it) and reassigns swarms from `seed`.
+    Leave { node: usize, seed: u64 },
     /// Set the node's clock offset.
     Skew { node: usize, offset_ms: i64 },
     /// The end of faults: repair every link, restore latency, restart whoever is down.
@@ -107,10 +118,12 @@ pub struct Plan {
     pub heal_ms: u64,
 }
 
-/// Draws a plan for `nodes` nodes with faults in `[start_ms, heal_ms)`.
+/// Draws a plan for `nodes` nodes, of which `0..members` are listed from the start, with
+/// faults in `[start_ms, heal_ms)`.
 pub fn draw(
     rng: &mut ChaCha8Rng,
     nodes: usize,
+    members: usize,
     mix: FaultMix,
     start_ms: u64,
     heal_ms: u64,
@@ -178,6 +191,32 @@ pub fn draw(
                     max_latency_ms,
                 },
             });
+        }
+    }
+    if mix.churn {
+        // In time order, so each join takes a node not listed then, and each leave keeps at
+        // least the 5 nodes a swarm needs.
+        let mut listed: Vec<bool> = (0..nodes).map(|n| n < members).collect();
+        let count = rng.gen_range(1..=3);
+        let mut times: Vec<u64> = (0..count).map(|_| at(rng)).collect();
+        times.sort_unstable();
+        for t in times {
+            let out: Vec<usize> = (0..nodes).filter(|n| !listed[*n]).collect();
+            let inn: Vec<usize> = (0..nodes).filter(|n| listed[*n]).collect();
+            let join = !out.is_empty() && (inn.len() <= 6 || rng.gen_bool(0.5));
+            let seed = rng.r#gen();
+            let action = if join {
+                let node = out[rng.gen_range(0..out.len())];
+                listed[node] = true;
+                Action::Join { node, seed }
+            } else if inn.len() > 6 {
+                let node = inn[rng.gen_range(0..inn.len())];
+                listed[node] = false;
+                Action::Leave { node, seed }
+            } else {
+                continue;
+            };
+            ev.push(Event { at_ms: t, action });
         }
     }
     ev.push(Event {

@@ -69,6 +69,7 @@ pub fn main() {
     let count: u64 = env("SNODE_SIM_SEEDS", 100);
     let first: u64 = env("SNODE_SIM_FIRST", 1);
     let jobs: usize = env("SNODE_SIM_JOBS", 2);
+    let twice: bool = env("SNODE_SIM_TWICE", 0u8) == 1;
     let next = AtomicU64::new(first);
     let done = AtomicU64::new(0);
     let results: Mutex<Vec<Summary>> = Mutex::new(Vec::new());
@@ -84,7 +85,20 @@ pub fn main() {
                     if seed >= first + count {
                         return;
                     }
-                    let o = run(&config(seed));
+                    let mut o = run(&config(seed));
+                    if twice {
+                        // The same seed must give the same history, byte for byte.
+                        let again = run(&config(seed));
+                        if again.digest != o.digest {
+                            let line = (0..o.trace.len().max(again.trace.len()))
+                                .find(|i| o.trace.get(*i) != again.trace.get(*i))
+                                .unwrap_or(0);
+                            o.violations.push(format!(
+                                "nondeterministic: digests {} and {}, first difference at trace line {line}",
+                                o.digest, again.digest
+                            ));
+                        }
+                    }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     let bad = o.violations.len();
                     results.lock().expect("results").push(Summary {
