@@ -191,6 +191,9 @@ fn node_config(ip: IpAddr) -> Config {
 /// Runs one history.
 pub fn run(cfg: &SimConfig) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    // The fault plan draws from its own stream, so turning a fault kind on or off changes the
+    // plan and nothing else of the history (keys, swarms, links, the workload).
+    let mut plan_rng = ChaCha8Rng::seed_from_u64(rng.r#gen());
     let tmp = tempfile::tempdir().expect("tempdir");
     let hosts = cfg.nodes + cfg.spares;
     let names: Vec<String> = (0..hosts).map(|i| format!("n{i}")).collect();
@@ -211,7 +214,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         .map(|_| Account::new(rng.r#gen()))
         .collect();
     let plan = plan::draw(
-        &mut rng,
+        &mut plan_rng,
         hosts,
         cfg.nodes,
         cfg.faults,
