@@ -21,7 +21,7 @@ pub mod sweep;
 mod workload;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -227,7 +227,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         .tick_duration(TICK)
         .simulation_duration(Duration::from_secs(3600))
         .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(20))
+        .max_message_latency(Duration::from_millis(LATENCY_MS))
         .repair_rate(0.2)
         .build();
 
@@ -339,6 +339,8 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         names: &names,
         dirs: &dirs,
         faults: &mut faults,
+        partitioned: BTreeSet::new(),
+        flaky: BTreeMap::new(),
     };
     world.drive(&plan, check_at);
     drop(sim);
@@ -371,7 +373,14 @@ struct World<'a, 's> {
     names: &'a [String],
     dirs: &'a [PathBuf],
     faults: &'a mut BTreeMap<&'static str, u64>,
+    /// Node pairs the plan partitioned (until the heal).
+    partitioned: BTreeSet<(usize, usize)>,
+    /// Flaky nodes: break rate and maximum latency of their links (until the heal).
+    flaky: BTreeMap<usize, (f64, u64)>,
 }
+
+/// The default maximum latency of a link, in ms.
+const LATENCY_MS: u64 = 20;
 
 impl World<'_, '_> {
     /// Steps the simulation until the client has checked, applying the plan's events and
@@ -422,6 +431,7 @@ impl World<'_, '_> {
                 if !w.up.borrow()[*node] {
                     return;
                 }
+                self.isolate(*node);
                 self.sim.crash(self.names[*node].as_str());
                 w.up.borrow_mut()[*node] = false;
                 if *wipe {
@@ -449,6 +459,7 @@ impl World<'_, '_> {
                     for b in &other {
                         self.sim
                             .partition(self.names[*a].as_str(), self.names[*b].as_str());
+                        self.partitioned.insert(((*a).min(*b), (*a).max(*b)));
                     }
                 }
                 self.count("partition");
@@ -459,6 +470,7 @@ impl World<'_, '_> {
                 rate,
                 max_latency_ms,
             } => {
+                self.flaky.insert(*node, (*rate, *max_latency_ms));
                 let a = self.names[*node].clone();
                 for (i, other) in self.names.iter().enumerate() {
                     if i != *node {
@@ -499,11 +511,16 @@ impl World<'_, '_> {
                 for (i, a) in all.iter().enumerate() {
                     for b in &all[i + 1..] {
                         self.sim.set_link_fail_rate(*a, *b, 0.0);
-                        self.sim
-                            .set_link_max_message_latency(*a, *b, Duration::from_millis(20));
+                        self.sim.set_link_max_message_latency(
+                            *a,
+                            *b,
+                            Duration::from_millis(LATENCY_MS),
+                        );
                         self.sim.repair(*a, *b);
                     }
                 }
+                self.partitioned.clear();
+                self.flaky.clear();
                 for n in 0..self.names.len() {
                     self.restart(n);
                 }
@@ -527,9 +544,61 @@ impl World<'_, '_> {
         if self.w.up.borrow()[node] {
             return;
         }
+        self.reconnect(node);
         self.sim.bounce(self.names[node].as_str());
         self.w.up.borrow_mut()[node] = true;
         self.w.trace(format!("restart n{node}"));
+    }
+}
+
+impl World<'_, '_> {
+    /// Every host except `node`, with the client last.
+    fn others(&self, node: usize) -> Vec<(Option<usize>, String)> {
+        let mut v: Vec<(Option<usize>, String)> = (0..self.names.len())
+            .filter(|n| *n != node)
+            .map(|n| (Some(n), self.names[n].clone()))
+            .collect();
+        v.push((None, "client".to_string()));
+        v
+    }
+
+    /// Cuts `node` off before it crashes: a crashed machine sends nothing more, and the
+    /// sockets its process drops must not reach turmoil's links, whose random draws would then
+    /// follow the order tokio drops tasks in (by task id, a process-wide counter), which
+    /// differs between two runs of one seed in one process.
+    fn isolate(&mut self, node: usize) {
+        let me = self.names[node].clone();
+        for (_, other) in self.others(node) {
+            self.sim
+                .set_link_fail_rate(me.as_str(), other.as_str(), 0.0);
+            self.sim.partition(me.as_str(), other.as_str());
+        }
+    }
+
+    /// Undoes `isolate` when `node` restarts: its links come back as the plan has them
+    /// (partitioned, flaky or healthy).
+    fn reconnect(&mut self, node: usize) {
+        let me = self.names[node].clone();
+        for (n, other) in self.others(node) {
+            let cut = n.is_some_and(|n| self.partitioned.contains(&(node.min(n), node.max(n))));
+            if !cut {
+                self.sim.repair(me.as_str(), other.as_str());
+            }
+            let (rate, latency) = [Some(node), n]
+                .into_iter()
+                .flatten()
+                .filter_map(|x| self.flaky.get(&x).copied())
+                .fold((0.0, LATENCY_MS), |(r, l), (r2, l2)| {
+                    (f64::max(r, r2), l.max(l2))
+                });
+            self.sim
+                .set_link_fail_rate(me.as_str(), other.as_str(), rate);
+            self.sim.set_link_max_message_latency(
+                me.as_str(),
+                other.as_str(),
+                Duration::from_millis(latency),
+            );
+        }
     }
 }
 

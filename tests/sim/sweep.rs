@@ -52,6 +52,22 @@ pub fn main() {
     if let Ok(seed) = std::env::var("SNODE_SIM_SEED") {
         let seed: u64 = seed.parse().expect("SNODE_SIM_SEED is a number");
         let o = run(&config(seed));
+        // `SNODE_SIM_REPEAT=N`: replay N more times and show where a replay first differs.
+        for _ in 0..env("SNODE_SIM_REPEAT", 0u32) {
+            let again = run(&config(seed));
+            if let Some(i) = (0..o.trace.len().max(again.trace.len()))
+                .find(|i| o.trace.get(*i) != again.trace.get(*i))
+            {
+                let from = i.saturating_sub(3);
+                out(format!("replay differs at line {i}:"));
+                for (tag, t) in [("first", &o.trace), ("replay", &again.trace)] {
+                    for l in t.iter().skip(from).take(6) {
+                        out(format!("  {tag} | {l}"));
+                    }
+                }
+                panic!("seed {seed} is not deterministic");
+            }
+        }
         for l in &o.trace {
             out(l.clone());
         }
