@@ -37,7 +37,7 @@ fn baseline_without_faults_loses_nothing() {
 /// Seeds whose plans together draw every fault kind but churn; each must hold every
 /// invariant, and each gives one history (see `same_seed_same_history`). A seed the
 /// simulation once failed on stays here as a regression case once its bug is fixed.
-const FIXED_SEEDS: &[u64] = &[1, 3, 4, 5];
+const FIXED_SEEDS: &[u64] = &[200, 201, 202, 203];
 
 fn no_churn(seed: u64) -> SimConfig {
     let mut cfg = SimConfig::new(seed);
@@ -91,11 +91,11 @@ fn regression_delete_before_store() {
 }
 
 /// Seeds (without churn) on which the checker reports the delete-before-store resurrection.
-const DELETE_BEFORE_STORE_SEEDS: &[u64] = &[7];
+const DELETE_BEFORE_STORE_SEEDS: &[u64] = &[213, 224];
 
 #[test]
 fn same_seed_same_history() {
-    for seed in [11, 12] {
+    for seed in [5, 11] {
         let a = run(&no_churn(seed));
         let b = run(&no_churn(seed));
         if let Some(i) =

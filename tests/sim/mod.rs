@@ -167,6 +167,7 @@ impl Shared {
                 x.account == a
                     && x.expiry_ms > now
                     && !m.deleted.contains_key(*h)
+                    && !m.forged.contains(*h)
                     && !m.ambiguous.contains(*h)
             })
             .map(|(h, _)| h.clone())

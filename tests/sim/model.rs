@@ -42,6 +42,9 @@ pub struct Model {
     pub deleted: BTreeMap<String, BTreeMap<usize, i64>>,
     /// Stores and deletes whose outcome is unknown (no answer): excluded from I1 and I2.
     pub ambiguous: BTreeSet<String>,
+    /// Stores the harness dropped but recorded as acknowledged (the checker's own test);
+    /// never chosen for a delete, so only I1 can notice them.
+    pub forged: BTreeSet<String>,
     /// Per node, the simulated times its disk was lost.
     pub disk_lost: BTreeMap<usize, Vec<i64>>,
     /// What went wrong, one line each.

@@ -72,6 +72,9 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
             "store a{a} -> n{entry}: DROPPED BY HARNESS {short}"
         ));
         let holders = w.members_of(a);
+        // Long-lived and never deleted, so nothing but I1 can account for it.
+        let ttl_ms = 3_600_000;
+        w.model.borrow_mut().forged.insert(hash.clone());
         w.model.borrow_mut().acked.insert(
             hash,
             Acked {
