@@ -10,10 +10,10 @@ use sim::{SimConfig, run};
 /// Prints a failing history's reproduction line, its violations and its trace.
 fn report(o: &sim::Outcome) -> String {
     let mut s = format!(
-        "seed {} violated ({} violations); reproduce: scripts/simulate --seed {}\n",
+        "seed {} violated ({} violations); reproduce: {}\n",
         o.seed,
         o.violations.len(),
-        o.seed
+        o.repro
     );
     for v in &o.violations {
         s.push_str(&format!("  {v}\n"));

@@ -88,10 +88,36 @@ impl SimConfig {
     }
 }
 
+impl SimConfig {
+    /// The command that replays this history.
+    pub fn repro(&self) -> String {
+        let d = SimConfig::new(self.seed);
+        let mut c = format!("scripts/simulate --seed {}", self.seed);
+        if self.nodes != d.nodes {
+            c += &format!(" --nodes {}", self.nodes);
+        }
+        if self.accounts != d.accounts {
+            c += &format!(" --accounts {}", self.accounts);
+        }
+        if self.work_ms != d.work_ms {
+            c += &format!(" --work-ms {}", self.work_ms);
+        }
+        if self.faults.name() != d.faults.name() {
+            c += &format!(" --faults {}", self.faults.name());
+        }
+        if self.sabotage {
+            c += " (with the harness's sabotage: not replayable from the script)";
+        }
+        c
+    }
+}
+
 /// What one history did and found.
 #[derive(Debug)]
 pub struct Outcome {
     pub seed: u64,
+    /// The command that replays it.
+    pub repro: String,
     /// SHA-256 of the trace, 16 hex digits: equal digests, equal histories.
     pub digest: String,
     pub trace: Vec<String>,
@@ -356,6 +382,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let model = shared.model.borrow();
     Outcome {
         seed: cfg.seed,
+        repro: cfg.repro(),
         digest,
         trace: lines,
         violations: model.violations.clone(),

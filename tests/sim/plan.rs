@@ -61,6 +61,24 @@ impl FaultMix {
         churn: false,
     };
 
+    /// The kinds on, as `parse` reads them (`none` when none).
+    pub fn name(&self) -> String {
+        let on = [
+            ("crash", self.crash),
+            ("disk_loss", self.disk_loss),
+            ("partition", self.partition),
+            ("delay_loss", self.delay_loss),
+            ("skew", self.skew),
+            ("churn", self.churn),
+        ];
+        let names: Vec<&str> = on.iter().filter(|(_, b)| *b).map(|(n, _)| *n).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(",")
+        }
+    }
+
     /// Parses `crash,disk_loss,…` (or `all`, `none`).
     pub fn parse(s: &str) -> Result<FaultMix, String> {
         let mut m = FaultMix::NONE;

@@ -125,7 +125,7 @@ pub fn main() {
                         sim_ms: o.sim_ms,
                     });
                     if bad > 0 {
-                        eprintln!("\nseed {seed}: {bad} violations; reproduce: scripts/simulate --seed {seed}");
+                        eprintln!("\nseed {seed}: {bad} violations; reproduce: {}", o.repro);
                         for v in o.violations.iter().take(5) {
                             eprintln!("  {v}");
                         }
