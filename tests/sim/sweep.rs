@@ -16,10 +16,31 @@ use super::{Outcome, SimConfig, run};
 /// One history's figures for the table.
 struct Summary {
     bad: usize,
+    /// Violations by kind: the invariant (`I1`…), `nondeterministic`, or `other`.
+    kinds: BTreeMap<&'static str, u64>,
     faults: BTreeMap<&'static str, u64>,
     acked: u64,
     deletes: u64,
     sim_ms: u64,
+}
+
+/// Counts violation lines by the invariant they name.
+fn kinds_of(violations: &[String]) -> BTreeMap<&'static str, u64> {
+    let mut m = BTreeMap::new();
+    for v in violations {
+        // Lines read "t=…ms I2 resurrected: …" or "nondeterministic: …".
+        let text = v.split_once(' ').map_or(v.as_str(), |(_, rest)| rest);
+        let k = ["I1", "I2", "I3", "I4", "I5", "I6"]
+            .into_iter()
+            .find(|i| text.starts_with(i))
+            .unwrap_or(if v.starts_with("nondeterministic") {
+                "nondeterministic"
+            } else {
+                "other"
+            });
+        *m.entry(k).or_default() += 1;
+    }
+    m
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -119,6 +140,7 @@ pub fn main() {
                     let bad = o.violations.len();
                     results.lock().expect("results").push(Summary {
                         bad,
+                        kinds: kinds_of(&o.violations),
                         faults: o.faults.clone(),
                         acked: o.acked,
                         deletes: o.deletes,
@@ -141,6 +163,8 @@ pub fn main() {
     let results = results.into_inner().expect("results");
     let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
     let (mut acked, mut deletes, mut sim_ms, mut violations) = (0, 0, 0, 0);
+    let mut violating = 0;
+    let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
     for r in &results {
         for (k, n) in &r.faults {
             *faults.entry(k).or_default() += n;
@@ -149,6 +173,12 @@ pub fn main() {
         deletes += r.deletes;
         sim_ms += r.sim_ms;
         violations += r.bad;
+        if r.bad > 0 {
+            violating += 1;
+        }
+        for (k, n) in &r.kinds {
+            *by_kind.entry(k).or_default() += n;
+        }
     }
     out(format!("| histories | {} |", results.len()));
     out(format!(
@@ -160,7 +190,12 @@ pub fn main() {
     }
     out(format!("| acknowledged stores | {acked} |"));
     out(format!("| acknowledged deletes | {deletes} |"));
-    out(format!("| violations | {violations} |"));
+    out(format!(
+        "| violations | {violations} in {violating} histories |"
+    ));
+    for (k, n) in &by_kind {
+        out(format!("| violations: {k} | {n} |"));
+    }
     out(format!(
         "| wall time | {:.0} s |",
         started.elapsed().as_secs_f64()
