@@ -57,6 +57,7 @@ fn config(seed: u64) -> SimConfig {
     c.nodes = env("SNODE_SIM_NODES", c.nodes);
     c.accounts = env("SNODE_SIM_ACCOUNTS", c.accounts);
     c.work_ms = env("SNODE_SIM_WORK_MS", c.work_ms);
+    c.converge_ms = env("SNODE_SIM_CONVERGE_MS", c.converge_ms);
     if let Ok(f) = std::env::var("SNODE_SIM_FAULTS") {
         c.faults = FaultMix::parse(&f).unwrap_or_else(|e| panic!("SNODE_SIM_FAULTS: {e}"));
     }
