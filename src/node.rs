@@ -542,8 +542,13 @@ impl Node {
                 }
             });
         }
+        // One channel per task that waits for membership changes, fed in this order: a change
+        // then wakes them in a fixed order (tokio's watch wakes the waiters of one channel in
+        // an order drawn from its RNG, which a simulated history must not depend on).
+        let [previous_feed, handoff_feed, anti_entropy_feed] =
+            relay_membership(membership_rx.clone(), &tracker, cancel.clone());
         tracker.spawn(track_previous_membership(
-            membership_rx.clone(),
+            previous_feed,
             previous_membership,
             cancel.clone(),
         ));
@@ -560,8 +565,12 @@ impl Node {
             cancel.clone(),
         ));
         tracker.spawn(replicator.clone().run_retry(cancel.clone()));
-        tracker.spawn(replicator.clone().run_handoff(cancel.clone()));
-        tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
+        tracker.spawn(
+            replicator
+                .clone()
+                .run_handoff_on(handoff_feed, cancel.clone()),
+        );
+        tracker.spawn(replicator.run_anti_entropy_on(anti_entropy_feed, cancel.clone()));
         // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
         let notifier = opts.notifier;
         if let Some(n) = &notifier
@@ -622,6 +631,39 @@ impl Node {
             tracker,
             grace: cfg.network.shutdown_grace,
         })
+    }
+}
+
+/// `N` channels that follow `source`, each sent every change in turn, by one task on `tracker`
+/// until `cancel`: each waiting consumer gets a channel of its own.
+fn relay_membership<const N: usize>(
+    mut source: watch::Receiver<Arc<Membership>>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> [watch::Receiver<Arc<Membership>>; N] {
+    let current = source.borrow_and_update().clone();
+    let channels: [_; N] = std::array::from_fn(|_| watch::channel(current.clone()));
+    let (senders, receivers): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                changed = source.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            let m = source.borrow_and_update().clone();
+            for s in &senders {
+                s.send_replace(m.clone());
+            }
+        }
+    });
+    match receivers.try_into() {
+        Ok(r) => r,
+        Err(_) => unreachable!("N receivers from N channels"),
     }
 }
 
