@@ -40,17 +40,6 @@ impl FaultMix {
         skew: true,
         churn: true,
     };
-    /// Every kind but churn: the histories that are deterministic on stable tokio (a
-    /// membership change wakes a node's tasks in an order tokio draws from an unseeded RNG;
-    /// docs/simulation.md, "Determinism").
-    pub const NO_CHURN: FaultMix = FaultMix {
-        crash: true,
-        disk_loss: true,
-        partition: true,
-        delay_loss: true,
-        skew: true,
-        churn: false,
-    };
     /// No faults: the baseline.
     pub const NONE: FaultMix = FaultMix {
         crash: false,
