@@ -3,11 +3,11 @@
 //! and hand-off loops, exactly as `Node::spawn` starts them — as turmoil hosts on one simulated
 //! network and one simulated clock, driven by one seed.
 //!
-//! Owns the world of one history: the nodes' data directories and keys, the membership (the
-//! directory's swarm assignment, `directory::assign`, computed here), turmoil's builder, the
-//! loop that steps the simulation and applies the fault plan (`plan`), the client workload
-//! (`workload`) and the checker (`model`), and the trace whose digest names the history. Must
-//! not reach into a node: nodes are driven only through their network (`net`) and the
+//! Owns the world of one history: the nodes' data directories and keys, turmoil's builder,
+//! the loop that steps the simulation, applies the fault plan (`plan`) and delivers the
+//! directory's memberships (`directory`), the client workload (`workload`) and the checker
+//! (`model`), and the trace whose digest names the history. Must not reach into a node: nodes
+//! are driven only through their network (`net`), their membership feed, and the
 //! process-level faults a real machine has (kill, lost disk, bad clock, bad links).
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
