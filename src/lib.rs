@@ -6,6 +6,7 @@
 pub mod api;
 pub mod bench;
 pub mod bencode;
+pub mod blocking;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -30,3 +31,4 @@ pub mod store;
 pub mod swarm;
 pub mod testnet;
 pub mod tls;
+pub mod transport;

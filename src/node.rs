@@ -36,6 +36,7 @@ use crate::rpc::RpcContext;
 use crate::status::{StatusSource, StatusState};
 use crate::store::{Store, StoreOptions};
 use crate::swarm::{Membership, NodeInfo, SwarmId};
+use crate::transport::{Transport, TransportListener};
 
 /// File name of the node's Ed25519 key in the data directory (oxend's format).
 pub const KEY_FILE: &str = "key_ed25519";
@@ -62,6 +63,13 @@ pub struct NodeOptions {
     /// The service manager's notification socket (systemd `Type=notify`), when it gave one:
     /// the caller reads the environment (`cli`), the node only sends.
     pub notifier: Option<Notifier>,
+    /// The network to listen and connect on; `None` = the host's sockets. With a transport
+    /// (a simulated network, `crate::transport`) the public listener serves plain HTTP on it,
+    /// every peer request goes over it, and the node opens no QUIC and no admin listener.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Membership handed in by the caller, instead of registering with and following
+    /// `network.directory`: a simulation's directory drives it. `None` = as configured.
+    pub membership: Option<watch::Receiver<Arc<Membership>>>,
 }
 
 impl NodeOptions {
@@ -74,6 +82,8 @@ impl NodeOptions {
             clock: None,
             rng_seed: None,
             notifier: None,
+            transport: None,
+            membership: None,
         }
     }
 }
@@ -201,6 +211,95 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// The node's listening sockets: the host's (public TLS/TCP, admin TCP, QUIC UDP), or one
+/// public listener on a transport (plain HTTP; no QUIC, no admin: see `NodeOptions`).
+enum Bound {
+    Host {
+        public: TcpListener,
+        admin: TcpListener,
+        quic: quinn::Endpoint,
+    },
+    Transport {
+        public: TransportListener,
+    },
+}
+
+/// What is bound, and where. On a transport the QUIC and admin addresses are unspecified with
+/// port 0 (not listening), and the node announces no QUIC port.
+struct Listeners {
+    bound: Bound,
+    https: SocketAddr,
+    quic: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Listeners {
+    async fn on_host(
+        cfg: &Config,
+        keys: &Arc<NodeKeys>,
+        public_addr: SocketAddr,
+    ) -> Result<Listeners, NodeError> {
+        let public = bind("public HTTPS", public_addr).await?;
+        let admin = bind("admin", cfg.admin.listen).await?;
+        let https = public.local_addr().map_err(|source| NodeError::Bind {
+            what: "public HTTPS",
+            addr: public_addr,
+            source,
+        })?;
+        let quic_bind = SocketAddr::new(
+            cfg.network.quic_bind_ip.unwrap_or(cfg.network.bind_ip),
+            cfg.network.quic_port,
+        );
+        let quic = api::quic::bind(quic_bind, keys.clone(), &cfg.quic).map_err(|source| {
+            NodeError::Quic {
+                addr: quic_bind,
+                source,
+            }
+        })?;
+        let quic_addr = quic.local_addr().map_err(|source| NodeError::Bind {
+            what: "QUIC",
+            addr: quic_bind,
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| NodeError::Bind {
+            what: "admin",
+            addr: cfg.admin.listen,
+            source,
+        })?;
+        Ok(Listeners {
+            bound: Bound::Host {
+                public,
+                admin,
+                quic,
+            },
+            https,
+            quic: quic_addr,
+            admin: admin_addr,
+        })
+    }
+
+    async fn on_transport(t: &dyn Transport, addr: SocketAddr) -> Result<Listeners, NodeError> {
+        let what = "public HTTP (transport)";
+        let acceptor =
+            t.listen(addr)
+                .await
+                .map_err(|source| NodeError::Bind { what, addr, source })?;
+        let https =
+            acceptor
+                .local_addr()
+                .map_err(|source| NodeError::Bind { what, addr, source })?;
+        let unbound = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+        Ok(Listeners {
+            bound: Bound::Transport {
+                public: TransportListener(acceptor),
+            },
+            https,
+            quic: unbound,
+            admin: unbound,
+        })
+    }
+}
+
 impl Node {
     /// Loads keys, opens the store, binds both listeners and starts every task. Fails before
     /// serving anything if any of these fails.
@@ -224,36 +323,12 @@ impl Node {
         })?;
 
         let public_addr = SocketAddr::new(cfg.network.bind_ip, cfg.network.https_port);
-        let public_tcp = bind("public HTTPS", public_addr).await?;
-        let admin_tcp = bind("admin", cfg.admin.listen).await?;
-        let https_addr = public_tcp.local_addr().map_err(|source| NodeError::Bind {
-            what: "public HTTPS",
-            addr: public_addr,
-            source,
-        })?;
-        let quic_bind = SocketAddr::new(
-            cfg.network.quic_bind_ip.unwrap_or(cfg.network.bind_ip),
-            cfg.network.quic_port,
-        );
-        let quic_endpoint =
-            api::quic::bind(quic_bind, keys.clone(), &cfg.quic).map_err(|source| {
-                NodeError::Quic {
-                    addr: quic_bind,
-                    source,
-                }
-            })?;
-        let quic_addr = quic_endpoint
-            .local_addr()
-            .map_err(|source| NodeError::Bind {
-                what: "QUIC",
-                addr: quic_bind,
-                source,
-            })?;
-        let admin_addr = admin_tcp.local_addr().map_err(|source| NodeError::Bind {
-            what: "admin",
-            addr: cfg.admin.listen,
-            source,
-        })?;
+        let listeners = match &opts.transport {
+            Some(t) => Listeners::on_transport(t.as_ref(), public_addr).await?,
+            None => Listeners::on_host(&cfg, &keys, public_addr).await?,
+        };
+        let (https_addr, quic_addr, admin_addr) =
+            (listeners.https, listeners.quic, listeners.admin);
 
         let me = NodeInfo {
             pubkey_ed25519: keys.pubkey_ed25519(),
@@ -269,14 +344,21 @@ impl Node {
             version: crate::rpc::STORAGE_SERVER_VERSION,
         };
         // Without a directory the node is a one-node network owning every account; with one,
-        // it owns nothing (and is not ready) until the directory places it in a swarm.
-        let networked = !cfg.network.directory.is_empty();
+        // it owns nothing (and is not ready) until the directory places it in a swarm. A
+        // membership handed in by the caller stands for the directory.
+        let networked = !cfg.network.directory.is_empty() || opts.membership.is_some();
         let initial = if networked {
             Membership::default()
         } else {
             Membership::single(me.clone())
         };
-        let (membership_tx, membership_rx) = watch::channel(Arc::new(initial));
+        let (membership_tx, membership_rx) = match opts.membership {
+            Some(rx) => (None, rx),
+            None => {
+                let (tx, rx) = watch::channel(Arc::new(initial));
+                (Some(tx), rx)
+            }
+        };
 
         let metrics = Metrics::new();
         metrics.store_max_bytes.set(cfg.storage.max_bytes as i64);
@@ -291,7 +373,11 @@ impl Node {
         )
         .map_err(NodeError::HttpClient)?
         .with_quic(cfg.network.peer_transport == crate::config::PeerTransport::Quic);
-        let directory = if networked {
+        let peer_client = match &opts.transport {
+            Some(t) => peer_client.with_transport(t.clone()),
+            None => peer_client,
+        };
+        let directory = if membership_tx.is_some() && networked {
             Some(
                 DirectoryClient::new(&cfg.network.directory).map_err(|source| {
                     NodeError::Directory {
@@ -364,37 +450,57 @@ impl Node {
         let tracker = TaskTracker::new();
 
         let limits = &cfg.limits;
-        let listener = PublicListener::start(
-            public_tcp,
-            Some(tls),
-            ListenerLimits {
-                handshake_timeout: limits.handshake_timeout,
-                max_connections: limits.max_connections,
-                max_handshakes: limits.max_handshakes,
-            },
-            &tracker,
-            cancel.child_token(),
-        )
-        .map_err(|source| NodeError::Bind {
-            what: "public HTTPS",
-            addr: public_addr,
-            source,
-        })?;
         // A body that stalls is cut off: without this, a client could hold a request (and
         // its handler) open forever by sending a byte a minute.
         let public_app = api::public::router(state.clone()).layer(
             tower_http::timeout::RequestBodyTimeoutLayer::new(limits.request_body_timeout),
         );
-        tracker.spawn(api::serve::serve(
-            listener,
-            public_app,
-            api::serve::HttpLimits {
-                request_head_timeout: limits.request_head_timeout,
-                http2_max_streams: limits.http2_max_streams,
-            },
-            tracker.clone(),
-            cancel.clone(),
-        ));
+        let http_limits = api::serve::HttpLimits {
+            request_head_timeout: limits.request_head_timeout,
+            http2_max_streams: limits.http2_max_streams,
+        };
+        let (quic_endpoint, admin_tcp) = match listeners.bound {
+            Bound::Host {
+                public,
+                admin,
+                quic,
+            } => {
+                let listener = PublicListener::start(
+                    public,
+                    Some(tls),
+                    ListenerLimits {
+                        handshake_timeout: limits.handshake_timeout,
+                        max_connections: limits.max_connections,
+                        max_handshakes: limits.max_handshakes,
+                    },
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .map_err(|source| NodeError::Bind {
+                    what: "public HTTPS",
+                    addr: public_addr,
+                    source,
+                })?;
+                tracker.spawn(api::serve::serve(
+                    listener,
+                    public_app,
+                    http_limits,
+                    tracker.clone(),
+                    cancel.clone(),
+                ));
+                (Some(quic), Some(admin))
+            }
+            Bound::Transport { public } => {
+                tracker.spawn(api::serve::serve(
+                    public,
+                    public_app,
+                    http_limits,
+                    tracker.clone(),
+                    cancel.clone(),
+                ));
+                (None, None)
+            }
+        };
         // `monitor` subscriptions hear of every message the store newly inserts, whatever
         // wrote it (a client, a peer's forward, a retry, a hand-off or anti-entropy).
         let subscriptions = Arc::new(api::quic::monitor::Subscriptions::new(
@@ -407,15 +513,17 @@ impl Node {
         store.observe(Arc::new(move |m: &crate::message::Message| {
             observer.on_new_message(m);
         }));
-        tracker.spawn(api::quic::serve(
-            quic_endpoint,
-            api::quic::QuicState {
-                app: state.clone(),
-                subscriptions,
-                limits: cfg.quic.clone(),
-            },
-            cancel.clone(),
-        ));
+        if let Some(endpoint) = quic_endpoint {
+            tracker.spawn(api::quic::serve(
+                endpoint,
+                api::quic::QuicState {
+                    app: state.clone(),
+                    subscriptions,
+                    limits: cfg.quic.clone(),
+                },
+                cancel.clone(),
+            ));
+        }
         let status_source = StatusSource {
             me: keys.pubkey_ed25519(),
             membership: membership_rx.clone(),
@@ -425,17 +533,24 @@ impl Node {
             clock: clock.clone(),
         };
         let admin_app = api::admin::router(status_source.clone());
-        let c = cancel.clone();
-        tracker.spawn(async move {
-            if let Err(e) = axum::serve(admin_tcp, admin_app)
-                .with_graceful_shutdown(c.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        });
+        if let Some(admin_tcp) = admin_tcp {
+            let c = cancel.clone();
+            tracker.spawn(async move {
+                if let Err(e) = axum::serve(admin_tcp, admin_app)
+                    .with_graceful_shutdown(c.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
+        }
+        // One channel per task that waits for membership changes, fed in this order: a change
+        // then wakes them in a fixed order (tokio's watch wakes the waiters of one channel in
+        // an order drawn from its RNG, which a simulated history must not depend on).
+        let [previous_feed, handoff_feed, anti_entropy_feed] =
+            relay_membership(membership_rx.clone(), &tracker, cancel.clone());
         tracker.spawn(track_previous_membership(
-            membership_rx.clone(),
+            previous_feed,
             previous_membership,
             cancel.clone(),
         ));
@@ -452,8 +567,12 @@ impl Node {
             cancel.clone(),
         ));
         tracker.spawn(replicator.clone().run_retry(cancel.clone()));
-        tracker.spawn(replicator.clone().run_handoff(cancel.clone()));
-        tracker.spawn(replicator.run_anti_entropy(cancel.clone()));
+        tracker.spawn(
+            replicator
+                .clone()
+                .run_handoff_on(handoff_feed, cancel.clone()),
+        );
+        tracker.spawn(replicator.run_anti_entropy_on(anti_entropy_feed, cancel.clone()));
         // systemd's READY/STATUS/WATCHDOG, only when it supervises us (NOTIFY_SOCKET set).
         let notifier = opts.notifier;
         if let Some(n) = &notifier
@@ -466,7 +585,7 @@ impl Node {
             notifier,
             cancel.clone(),
         ));
-        if let Some(dir_client) = directory {
+        if let (Some(dir_client), Some(membership_tx)) = (directory, membership_tx) {
             let timing = NetworkTiming {
                 poll_interval: cfg.network.membership_poll_interval,
                 announce_interval: cfg.network.announce_interval,
@@ -517,6 +636,39 @@ impl Node {
     }
 }
 
+/// `N` channels that follow `source`, each sent every change in turn, by one task on `tracker`
+/// until `cancel`: each waiting consumer gets a channel of its own.
+fn relay_membership<const N: usize>(
+    mut source: watch::Receiver<Arc<Membership>>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> [watch::Receiver<Arc<Membership>>; N] {
+    let current = source.borrow_and_update().clone();
+    let channels: [_; N] = std::array::from_fn(|_| watch::channel(current.clone()));
+    let (senders, receivers): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                changed = source.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            let m = source.borrow_and_update().clone();
+            for s in &senders {
+                s.send_replace(m.clone());
+            }
+        }
+    });
+    match receivers.try_into() {
+        Ok(r) => r,
+        Err(_) => unreachable!("N receivers from N channels"),
+    }
+}
+
 /// Keeps the membership before the current one in `previous` (for the peer routes' checks of
 /// who may push what during a hand-off).
 async fn track_previous_membership(
@@ -559,7 +711,7 @@ async fn sweep_expired(
         let store = store.clone();
         let now = clock();
         // RocksDB deletes are blocking I/O: keep them off the async workers.
-        match tokio::task::spawn_blocking(move || store.sweep_expired(now)).await {
+        match crate::blocking::run(move || store.sweep_expired(now)).await {
             Ok(Ok(n)) => metrics.messages_expired_total.inc_by(n),
             Ok(Err(e)) => tracing::warn!(error = %crate::error::chain(&e), "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task panicked"),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first: a module may name (`crate::x`) only modules listed before it.
 const LAYERS: &[&str] = &[
     "clock",
+    "blocking",
     "bencode",
     "error",
     "message",
@@ -16,6 +17,7 @@ const LAYERS: &[&str] = &[
     "metrics",
     "config",
     "tls",
+    "transport",
     "quic",
     "onion",
     "swarm",

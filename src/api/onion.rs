@@ -347,6 +347,10 @@ async fn relay(
             tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
             unreachable()
         }
+        Err(PeerError::Transport(e)) => {
+            tracing::debug!(error = %crate::error::chain(&e), "onion relay: next node unreachable");
+            unreachable()
+        }
         Err(PeerError::QuicLost(e)) => {
             tracing::debug!(error = %crate::error::chain(&e), "onion relay: connection lost");
             unreachable()

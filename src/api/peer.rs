@@ -312,7 +312,7 @@ async fn anti_entropy(state: &AppState, call: &PeerCall<'_>) -> Reply {
             let store = state.rpc.store.clone();
             let now = (state.rpc.clock)();
             let (p, sender, body) = (call.path.to_string(), call.sender, call.body.clone());
-            let served = tokio::task::spawn_blocking(move || {
+            let served = crate::blocking::run(move || {
                 crate::replication::serve::serve(
                     &p,
                     &store,
@@ -384,7 +384,7 @@ async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
     let n = owned.len();
     // Durable before acknowledged: the sender of a hand-off deletes its copy once every new
     // owner said yes, so a power loss here must not lose what we acknowledged.
-    let result = tokio::task::spawn_blocking(move || {
+    let result = crate::blocking::run(move || {
         let new = store.bulk_store(&owned, now)?;
         store.sync_wal()?;
         Ok::<_, crate::store::StoreError>(new)

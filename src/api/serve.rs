@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::serve::Listener as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use super::listener::{PublicListener, RemoteAddr};
+use super::listener::RemoteAddr;
 
 /// Per-connection HTTP limits (`[limits]` of the configuration).
 #[derive(Debug, Clone, Copy)]
@@ -33,14 +32,17 @@ pub struct HttpLimits {
 }
 
 /// Serves `app` on every connection `listener` yields until `cancel` fires, then stops
-/// accepting and lets open connections finish their requests.
-pub async fn serve(
-    mut listener: PublicListener,
+/// accepting and lets open connections finish their requests. The listener is the public
+/// TLS/TCP one, or a `transport::TransportListener` on a simulated network.
+pub async fn serve<L>(
+    mut listener: L,
     app: Router,
     limits: HttpLimits,
     tasks: TaskTracker,
     cancel: CancellationToken,
-) {
+) where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()

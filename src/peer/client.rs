@@ -39,6 +39,9 @@ pub enum PeerError {
     /// The QUIC connection was lost before the answer (the request may have been handled).
     #[error("connection to peer lost")]
     QuicLost(#[source] crate::quic::client::QuicError),
+    /// The node's transport (a simulated network) could not carry the exchange.
+    #[error("cannot reach peer over the transport")]
+    Transport(#[source] crate::transport::ExchangeError),
     /// The answer's body was larger than any answer a node sends.
     #[error("peer response over {limit} bytes")]
     TooLarge {
@@ -70,6 +73,9 @@ pub struct PeerClient {
     quic: Option<Arc<super::quic::PeerQuic>>,
     clock: Clock,
     allow_private: bool,
+    /// When set, every exchange is plain HTTP/1.1 over this transport (`crate::transport`)
+    /// instead of reqwest's sockets: how a simulated node reaches its peers.
+    transport: Option<Arc<dyn crate::transport::Transport>>,
 }
 
 impl PeerClient {
@@ -94,7 +100,16 @@ impl PeerClient {
             auth: Arc::new(PeerAuth::new(keys)),
             clock,
             allow_private,
+            transport: None,
         })
+    }
+
+    /// Sends every exchange over `transport` (plain HTTP/1.1, MACed as over HTTPS) instead of
+    /// the host's sockets, and never over QUIC: a node on a simulated network.
+    pub fn with_transport(mut self, transport: Arc<dyn crate::transport::Transport>) -> PeerClient {
+        self.quic = None;
+        self.transport = Some(transport);
+        self
     }
 
     /// Whether peers that list a QUIC port are reached over QUIC (the default) or always over
@@ -156,24 +171,32 @@ impl PeerClient {
                 }
             }
         }
-        let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
         let now = (self.clock)();
-        let mut req = self.http.post(url).timeout(timeout);
         let signed = self
             .auth
             .sign_request(&peer.pubkey_ed25519, path, &body, now)
             .map_err(|_| PeerError::NotAuthentic)?;
-        for (name, value) in signed.headers {
-            req = req.header(name, value);
-        }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify(e, timeout))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = read_capped(resp, MAX_PEER_RESPONSE, timeout).await?;
+        let (status, headers, body) = match &self.transport {
+            Some(t) => {
+                over_transport(t.as_ref(), peer, path, &signed.headers, body, timeout).await?
+            }
+            None => {
+                let url = format!("https://{}:{}{}", peer.ip, peer.https_port, path);
+                let mut req = self.http.post(url).timeout(timeout);
+                for (name, value) in &signed.headers {
+                    req = req.header(*name, value.clone());
+                }
+                let resp = req
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, timeout))?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = read_capped(resp, MAX_PEER_RESPONSE, timeout).await?;
+                (status, headers, body)
+            }
+        };
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         // The answer's MAC covers our nonce and its status: it answers this request, as sent.
         let signer = self
@@ -193,6 +216,38 @@ impl PeerClient {
             return Err(PeerError::NotAuthentic);
         }
         Ok(PeerResponse { status, body })
+    }
+}
+
+/// One signed exchange over a node's transport: POST `body` to `path` on `peer` as plain
+/// HTTP/1.1, within `timeout`, its answer capped at [`MAX_PEER_RESPONSE`].
+async fn over_transport(
+    transport: &dyn crate::transport::Transport,
+    peer: &NodeInfo,
+    path: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(u16, reqwest::header::HeaderMap, Bytes), PeerError> {
+    let addr = std::net::SocketAddr::new(peer.ip.into(), peer.https_port);
+    let mut req = http::Request::post(path).header(http::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, value.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .map_err(|_| PeerError::NotAuthentic)?;
+    let exchange = crate::transport::http1_exchange(transport, addr, req, MAX_PEER_RESPONSE);
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(PeerError::Timeout(timeout)),
+        Ok(Err(crate::transport::ExchangeError::Body { limit })) => {
+            Err(PeerError::TooLarge { limit })
+        }
+        Ok(Err(e)) => Err(PeerError::Transport(e)),
+        Ok(Ok(resp)) => {
+            let (parts, body) = resp.into_parts();
+            Ok((parts.status.as_u16(), parts.headers, body))
+        }
     }
 }
 

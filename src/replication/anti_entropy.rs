@@ -74,7 +74,17 @@ fn refused(path: &'static str, status: u16) -> Result<(), ReplicationError> {
 impl Replicator {
     /// Runs anti-entropy until `cancel`.
     pub async fn run_anti_entropy(self, cancel: CancellationToken) {
-        let mut rx = self.inner.membership.clone();
+        let rx = self.inner.membership.clone();
+        self.run_anti_entropy_on(rx, cancel).await;
+    }
+
+    /// [`Replicator::run_anti_entropy`], woken by `rx` (the node gives each membership
+    /// consumer a channel of its own, so a change wakes them in a fixed order).
+    pub async fn run_anti_entropy_on(
+        self,
+        mut rx: tokio::sync::watch::Receiver<std::sync::Arc<crate::swarm::Membership>>,
+        cancel: CancellationToken,
+    ) {
         let mut watching = true;
         let mut cursor = Cursor::default();
         let mut previous = self.snapshot();

@@ -62,6 +62,7 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
         Err(
             PeerError::Timeout(_)
             | PeerError::Unreachable(_)
+            | PeerError::Transport(_)
             | PeerError::QuicLost(_)
             | PeerError::NotPublic { .. },
         ) => (ForwardOutcome::Timeout, true),

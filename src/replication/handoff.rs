@@ -50,7 +50,17 @@ impl Replicator {
     /// interrupted), on every membership change, and every `handoff_interval` while a pass
     /// leaves data behind.
     pub async fn run_handoff(self, cancel: CancellationToken) {
-        let mut rx = self.inner.membership.clone();
+        let rx = self.inner.membership.clone();
+        self.run_handoff_on(rx, cancel).await;
+    }
+
+    /// [`Replicator::run_handoff`], woken by `rx` (the node gives each membership consumer a
+    /// channel of its own, so a change wakes them in a fixed order).
+    pub async fn run_handoff_on(
+        self,
+        mut rx: tokio::sync::watch::Receiver<std::sync::Arc<crate::swarm::Membership>>,
+        cancel: CancellationToken,
+    ) {
         let mut watching = true;
         let mut pending = true;
         loop {

@@ -218,7 +218,7 @@ impl Replicator {
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ReplicationError> {
         let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
+        match crate::blocking::run(move || f(&store)).await {
             Ok(r) => r.map_err(|source| ReplicationError::Store { op, source }),
             Err(_) => Err(ReplicationError::Join { op }),
         }

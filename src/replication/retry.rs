@@ -177,7 +177,9 @@ impl Replicator {
             .await?;
         // Only what the peer's swarm owns now: after a membership change the new owners get
         // it through the hand-off instead.
-        let msgs: HashMap<String, _> = found
+        // Ordered by hash: a batch's order is a function of its content (a simulated history
+        // is a function of its seed; std's HashMap iterates in a per-process random order).
+        let msgs: BTreeMap<String, _> = found
             .into_iter()
             .filter(|m| peer.is_active() && membership.swarm_for(&m.account) == Some(peer.swarm_id))
             .map(|m| (m.hash.clone(), m))

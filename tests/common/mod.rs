@@ -56,15 +56,9 @@ pub fn test_config() -> Config {
 }
 
 pub async fn spawn_node(dir: &Path, config: Config) -> NodeHandle {
-    Node::spawn(NodeOptions {
-        data_dir: dir.to_path_buf(),
-        config,
-        clock: None,
-        rng_seed: None,
-        notifier: None,
-    })
-    .await
-    .expect("node starts")
+    Node::spawn(NodeOptions::new(dir.to_path_buf(), config))
+        .await
+        .expect("node starts")
 }
 
 pub fn client() -> reqwest::Client {

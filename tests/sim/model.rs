@@ -1,0 +1,188 @@
+//! The checker: what the clients were told (acknowledged stores and deletes), and the
+//! invariants of docs/simulation.md checked against every answer and at the end.
+//!
+//! Owns the bookkeeping of acknowledgements and the violation reports; knows nothing of
+//! turmoil or of how answers were obtained. Statements (numbers as in issue 12):
+//! - I1 durability: at the final check, every acknowledged store that was not deleted and
+//!   has not expired is returned by every live member of its account's swarm — unless every
+//!   node that acknowledged it lost its disk afterwards.
+//! - I2 no resurrection: a message whose delete a node acknowledged is never returned by that
+//!   node again (unless it lost its disk since), and at the final check by no node (unless
+//!   every node that acknowledged the delete lost its disk since).
+//! - I3 no expired message: no answer returns a message whose expiry is at or before the
+//!   answering node's clock when the request was sent.
+//! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
+//!   live member of a swarm returns the same set of unexpired messages of each account.
+//! - I6 paging: a full `last_hash` paging of one node never returns a message twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Messages expiring within this margin of the final check are left out of I1/I4: whether a
+/// node still shows one depends on which side of its expiry the read falls.
+pub const EXPIRY_MARGIN_MS: i64 = 30_000;
+
+/// An acknowledged store.
+pub struct Acked {
+    /// Index of the account.
+    pub account: usize,
+    /// Expiry the client asked for.
+    pub expiry_ms: i64,
+    /// Simulated ms of the acknowledgement.
+    pub at_ms: i64,
+    /// Nodes (indexes) whose entry in the answer acknowledged it.
+    pub holders: Vec<usize>,
+}
+
+/// Everything the checker knows.
+#[derive(Default)]
+pub struct Model {
+    /// hash → acknowledged store.
+    pub acked: BTreeMap<String, Acked>,
+    /// hash → (node → simulated ms at which it acknowledged the delete).
+    pub deleted: BTreeMap<String, BTreeMap<usize, i64>>,
+    /// Stores and deletes whose outcome is unknown (no answer): excluded from I1 and I2.
+    pub ambiguous: BTreeSet<String>,
+    /// Stores the harness dropped but recorded as acknowledged (the checker's own test);
+    /// never chosen for a delete, so only I1 can notice them.
+    pub forged: BTreeSet<String>,
+    /// Per node, the simulated times its disk was lost.
+    pub disk_lost: BTreeMap<usize, Vec<i64>>,
+    /// What went wrong, one line each.
+    pub violations: Vec<String>,
+}
+
+impl Model {
+    /// Records a violation.
+    pub fn violate(&mut self, at_ms: i64, what: String) {
+        self.violations.push(format!("t={}ms {what}", at_ms));
+    }
+
+    /// Whether node `n` lost its disk at or after `since_ms`.
+    fn lost_disk_since(&self, n: usize, since_ms: i64) -> bool {
+        self.disk_lost
+            .get(&n)
+            .is_some_and(|ts| ts.iter().any(|t| *t >= since_ms))
+    }
+
+    /// Whether every holder of a store lost its disk after acknowledging it (I1 exempts it).
+    fn lost_with_disks(&self, a: &Acked) -> bool {
+        !a.holders.is_empty() && a.holders.iter().all(|n| self.lost_disk_since(*n, a.at_ms))
+    }
+
+    /// Whether every node that acknowledged the delete of `hash` lost its disk since (its
+    /// tombstone with it): then nothing remembers the delete, and I2 exempts it.
+    fn delete_forgotten(&self, hash: &str) -> bool {
+        self.deleted
+            .get(hash)
+            .is_some_and(|by| by.iter().all(|(n, at)| self.lost_disk_since(*n, *at)))
+    }
+
+    /// Checks one full paged read of `account` on `node`: I6 on the pages, I3 on each
+    /// message, I2 against deletes this node acknowledged before `sent_ms`. `node_clock_ms`
+    /// is the node's clock when the first page was asked.
+    pub fn check_read(
+        &mut self,
+        node: usize,
+        account: usize,
+        sent_ms: i64,
+        node_clock_ms: i64,
+        hashes: &[(String, i64)],
+    ) {
+        let mut seen = BTreeSet::new();
+        for (h, expiry) in hashes {
+            let short = &h[..8.min(h.len())];
+            if !seen.insert(h.clone()) {
+                self.violate(
+                    sent_ms,
+                    format!("I6 paging: n{node} returned {short}… twice for a{account}"),
+                );
+            }
+            if *expiry <= node_clock_ms {
+                self.violate(
+                    sent_ms,
+                    format!("I3 expired: n{node} returned {short}… (expiry {expiry}, its clock {node_clock_ms})"),
+                );
+            }
+            if let Some(at) = self.deleted.get(h).and_then(|d| d.get(&node))
+                && *at < sent_ms
+                && !self.lost_disk_since(node, *at)
+            {
+                self.violate(
+                    sent_ms,
+                    format!(
+                        "I2 resurrected: n{node} returned {short}… after acknowledging its delete"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The final check of I1, I2 and I4 for one account: `reads` holds, per live member of
+    /// its swarm, the hashes and expiries that member returned; `clock_ms` is the true time.
+    pub fn check_final(
+        &mut self,
+        account: usize,
+        clock_ms: i64,
+        at_ms: i64,
+        reads: &BTreeMap<usize, Vec<(String, i64)>>,
+    ) {
+        let live = |e: i64| e > clock_ms + EXPIRY_MARGIN_MS;
+        let sets: BTreeMap<usize, BTreeSet<&str>> = reads
+            .iter()
+            .map(|(n, r)| {
+                let s = r
+                    .iter()
+                    .filter(|(_, e)| live(*e))
+                    .map(|(h, _)| h.as_str())
+                    .collect();
+                (*n, s)
+            })
+            .collect();
+        let mut found = Vec::new();
+        for (h, a) in &self.acked {
+            if a.account != account || !live(a.expiry_ms) || self.deleted.contains_key(h) {
+                continue;
+            }
+            if self.ambiguous.contains(h) || self.lost_with_disks(a) {
+                continue;
+            }
+            for (n, s) in &sets {
+                if !s.contains(h.as_str()) {
+                    found.push(format!(
+                        "I1 lost: acknowledged {}… of a{account} missing on n{n}",
+                        &h[..8]
+                    ));
+                }
+            }
+        }
+        for h in self.deleted.keys() {
+            if self.ambiguous.contains(h) || self.delete_forgotten(h) {
+                continue;
+            }
+            for (n, s) in &sets {
+                if s.contains(h.as_str()) {
+                    found.push(format!(
+                        "I2 resurrected: deleted {}… of a{account} on n{n}",
+                        &h[..8]
+                    ));
+                }
+            }
+        }
+        let mut all = sets.values();
+        if let Some(first) = all.next()
+            && all.any(|s| s != first)
+        {
+            let summary: Vec<String> = sets
+                .iter()
+                .map(|(n, s)| format!("n{n}:{}", s.len()))
+                .collect();
+            found.push(format!(
+                "I4 not converged: a{account} members differ ({})",
+                summary.join(" ")
+            ));
+        }
+        for f in found {
+            self.violate(at_ms, f);
+        }
+    }
+}

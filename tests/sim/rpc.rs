@@ -1,0 +1,158 @@
+//! The workload's side of the client RPC: Session-style accounts and the signed JSON requests
+//! a Session client sends (`store`, `retrieve` with `last_hash` paging, `delete`), carried to a
+//! node over the simulated network as plain HTTP/1.1 (`snode::transport::http1_exchange`).
+//!
+//! Owns request building and answer parsing only; what to send and what an answer means for
+//! the invariants are the workload's and the model's. Never logs bodies or keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use ed25519_dalek::{Signer as _, SigningKey};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use super::net::SimTransport;
+
+/// How long the client waits for one answer: a node forwards within 5 s, then answers.
+const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// Retrieve page size: small, so every full read pages several times.
+pub const PAGE: usize = 7;
+
+/// One account: an Ed25519 key and its `05` Session ID.
+pub struct Account {
+    sk: SigningKey,
+    /// `05` ‖ X25519 pubkey, hex.
+    pub session_id: String,
+}
+
+impl Account {
+    /// The account derived from `seed` (deterministic).
+    pub fn new(seed: [u8; 32]) -> Account {
+        let sk = SigningKey::from_bytes(&seed);
+        let x = snode::keys::ed25519_pk_to_x25519(&sk.verifying_key().to_bytes()).expect("x25519");
+        Account {
+            sk,
+            session_id: format!("05{}", hex::encode(x)),
+        }
+    }
+
+    /// The parsed account id.
+    pub fn id(&self) -> snode::message::AccountId {
+        snode::message::AccountId::from_hex(&self.session_id).expect("account id")
+    }
+
+    fn sign(&self, msg: &[u8]) -> String {
+        STANDARD.encode(self.sk.sign(msg).to_bytes())
+    }
+
+    fn ed_hex(&self) -> String {
+        hex::encode(self.sk.verifying_key().to_bytes())
+    }
+}
+
+/// A call's outcome: an HTTP status and JSON body, or no answer (`None`).
+pub type Answer = Option<(u16, Value)>;
+
+/// POSTs one JSON-RPC call to the node at `addr`.
+pub async fn call(addr: SocketAddr, method: &str, params: Value) -> Answer {
+    let body = serde_json::to_vec(&json!({"method": method, "params": params})).expect("json");
+    let req = http::Request::post("/storage_rpc/v1")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let exchange = snode::transport::http1_exchange(&SimTransport, addr, req, 16 << 20);
+    match tokio::time::timeout(RPC_TIMEOUT, exchange).await {
+        Ok(Ok(resp)) => {
+            let status = resp.status().as_u16();
+            let v = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+            Some((status, v))
+        }
+        _ => None,
+    }
+}
+
+/// `store` in namespace 0 (a public inbox: no signature), `ttl_ms` from `now_ms`.
+pub async fn store(addr: SocketAddr, a: &Account, data: &[u8], now_ms: i64, ttl_ms: i64) -> Answer {
+    let params = json!({
+        "pubkey": a.session_id,
+        "timestamp": now_ms,
+        "ttl": ttl_ms,
+        "data": STANDARD.encode(data),
+    });
+    call(addr, "store", params).await
+}
+
+/// One signed `retrieve` page of namespace 0 after `last_hash`.
+pub async fn retrieve_page(
+    addr: SocketAddr,
+    a: &Account,
+    last: Option<&str>,
+    now_ms: i64,
+) -> Answer {
+    let mut p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "timestamp": now_ms,
+        "signature": a.sign(format!("retrieve{now_ms}").as_bytes()),
+        "max_count": PAGE,
+    });
+    if let Some(h) = last {
+        p["last_hash"] = json!(h);
+    }
+    call(addr, "retrieve", p).await
+}
+
+/// A signed `delete` of `hashes`.
+pub async fn delete(addr: SocketAddr, a: &Account, hashes: &[String]) -> Answer {
+    let mut msg = b"delete".to_vec();
+    for h in hashes {
+        msg.extend_from_slice(h.as_bytes());
+    }
+    let p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "messages": hashes,
+        "signature": a.sign(&msg),
+    });
+    call(addr, "delete", p).await
+}
+
+/// The members (hex Ed25519) whose entry in a recursive answer's `swarm` map did not fail.
+pub fn acknowledged_by(v: &Value) -> Vec<String> {
+    v["swarm"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, e)| !e["failed"].as_bool().unwrap_or(false))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One message of a retrieve page: hash and expiry.
+pub struct Seen {
+    pub hash: String,
+    pub expiry_ms: i64,
+}
+
+/// A retrieve page's messages and whether more follow.
+pub fn page(v: &Value) -> (Vec<Seen>, bool) {
+    let msgs = v["messages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| Seen {
+                    hash: m["hash"].as_str().unwrap_or_default().to_string(),
+                    expiry_ms: m["expiration"].as_i64().unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (msgs, v["more"].as_bool().unwrap_or(false))
+}

@@ -1,0 +1,209 @@
+//! The client workload of one history: stores, full paged reads and deletes across many
+//! accounts, sent one at a time to a member of each account's swarm, then the final check.
+//!
+//! Owns what the client does and when (drawn from its own seeded stream); records every
+//! answer in the model and the trace. Must not touch nodes or links: only RPC over the
+//! simulated network.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use rand_chacha::ChaCha8Rng;
+
+use super::Shared;
+use super::model::Acked;
+use super::rpc::{self, Account};
+
+/// Runs the workload until `work_until_ms`, waits until `check_at_ms`, then checks.
+pub async fn run(
+    w: Rc<Shared>,
+    mut rng: ChaCha8Rng,
+    work_until_ms: i64,
+    check_at_ms: i64,
+    sabotage: bool,
+) {
+    let mut stores = 0u64;
+    while w.elapsed_ms() < work_until_ms {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
+        let a = rng.gen_range(0..w.accounts.len());
+        let members = w.members_of(a);
+        let entry = members[rng.gen_range(0..members.len())];
+        let r: f64 = rng.r#gen();
+        if r < 0.55 || w.live_hashes(a).is_empty() {
+            stores += 1;
+            let forge = sabotage && stores == 5;
+            store(&w, &mut rng, a, entry, forge).await;
+        } else if r < 0.8 {
+            read(&w, a, entry).await;
+        } else {
+            let hashes = w.live_hashes(a);
+            let h = hashes[rng.gen_range(0..hashes.len())].clone();
+            delete(&w, a, entry, h).await;
+        }
+    }
+    let wait = check_at_ms - w.elapsed_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    w.trace("final check".into());
+    final_check(&w).await;
+}
+
+async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: bool) {
+    let len = rng.gen_range(16..200);
+    let data: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
+    // Mostly long-lived messages; some expire during the history (I3 and the sweep).
+    let ttl_ms: i64 = if rng.gen_bool(0.8) {
+        3_600_000
+    } else {
+        rng.gen_range(5_000..120_000)
+    };
+    let now = w.now_ms();
+    let acct: &Account = &w.accounts[a];
+    let hash = snode::message::message_hash(&acct.id(), snode::message::Namespace(0), &data);
+    let short = hash[..8].to_string();
+    let at = w.elapsed_ms();
+    if forge {
+        // Sabotage (the checker's own test): the harness drops the store on the floor but
+        // records it as acknowledged by the whole swarm. I1 must report it.
+        w.trace(format!(
+            "store a{a} -> n{entry}: DROPPED BY HARNESS {short}"
+        ));
+        let holders = w.members_of(a);
+        // Long-lived and never deleted, so nothing but I1 can account for it.
+        let ttl_ms = 3_600_000;
+        w.model.borrow_mut().forged.insert(hash.clone());
+        w.model.borrow_mut().acked.insert(
+            hash,
+            Acked {
+                account: a,
+                expiry_ms: now + ttl_ms,
+                at_ms: at,
+                holders,
+            },
+        );
+        return;
+    }
+    let answer = rpc::store(w.addrs[entry], acct, &data, now, ttl_ms).await;
+    match answer {
+        Some((200, v)) => {
+            let holders: Vec<usize> = rpc::acknowledged_by(&v)
+                .iter()
+                .filter_map(|k| w.index.get(k).copied())
+                .collect();
+            w.trace(format!(
+                "store a{a} -> n{entry}: 200 {short} acked by {holders:?}"
+            ));
+            w.model.borrow_mut().acked.insert(
+                hash,
+                Acked {
+                    account: a,
+                    expiry_ms: now + ttl_ms,
+                    at_ms: at,
+                    holders,
+                },
+            );
+        }
+        other => {
+            let status = other.map_or("no answer".to_string(), |(s, _)| s.to_string());
+            w.trace(format!("store a{a} -> n{entry}: {status} {short}"));
+            w.model.borrow_mut().ambiguous.insert(hash);
+        }
+    }
+}
+
+/// Every page of `a` on `node`; `None` when a page got no 200.
+async fn read_all(w: &Shared, a: usize, node: usize) -> Option<Vec<(String, i64)>> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    let mut last: Option<String> = None;
+    for _ in 0..10_000 {
+        match rpc::retrieve_page(w.addrs[node], &w.accounts[a], last.as_deref(), w.now_ms()).await {
+            Some((200, v)) => {
+                let (msgs, more) = rpc::page(&v);
+                let empty = msgs.is_empty();
+                out.extend(msgs.into_iter().map(|m| (m.hash, m.expiry_ms)));
+                if !more || empty {
+                    return Some(out);
+                }
+                last = out.last().map(|(h, _)| h.clone());
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+async fn read(w: &Shared, a: usize, node: usize) {
+    let sent = w.elapsed_ms();
+    let clock = w.node_clock_ms(node);
+    match read_all(w, a, node).await {
+        Some(hashes) => {
+            w.trace(format!("read a{a} <- n{node}: {} messages", hashes.len()));
+            w.model
+                .borrow_mut()
+                .check_read(node, a, sent, clock, &hashes);
+        }
+        None => w.trace(format!("read a{a} <- n{node}: failed")),
+    }
+}
+
+async fn delete(w: &Shared, a: usize, entry: usize, hash: String) {
+    let short = hash[..8].to_string();
+    let answer = rpc::delete(w.addrs[entry], &w.accounts[a], std::slice::from_ref(&hash)).await;
+    let at = w.elapsed_ms();
+    match answer {
+        Some((200, v)) => {
+            let by: Vec<usize> = rpc::acknowledged_by(&v)
+                .iter()
+                .filter_map(|k| w.index.get(k).copied())
+                .collect();
+            w.trace(format!(
+                "delete a{a} {short} -> n{entry}: 200 acked by {by:?}"
+            ));
+            let mut m = w.model.borrow_mut();
+            let d = m.deleted.entry(hash).or_default();
+            for n in by {
+                d.entry(n).or_insert(at);
+            }
+        }
+        other => {
+            let status = other.map_or("no answer".to_string(), |(s, _)| s.to_string());
+            w.trace(format!("delete a{a} {short} -> n{entry}: {status}"));
+            w.model.borrow_mut().ambiguous.insert(hash);
+        }
+    }
+}
+
+async fn final_check(w: &Shared) {
+    for a in 0..w.accounts.len() {
+        let mut reads = BTreeMap::new();
+        for n in w.members_of(a) {
+            if !w.up.borrow()[n] {
+                continue;
+            }
+            let sent = w.elapsed_ms();
+            let clock = w.node_clock_ms(n);
+            match read_all(w, a, n).await {
+                Some(r) => {
+                    w.model.borrow_mut().check_read(n, a, sent, clock, &r);
+                    reads.insert(n, r);
+                }
+                None => {
+                    let at = w.elapsed_ms();
+                    w.model
+                        .borrow_mut()
+                        .violate(at, format!("I4 final read of a{a} on n{n} failed"));
+                }
+            }
+        }
+        let summary: Vec<String> = reads
+            .iter()
+            .map(|(n, r)| format!("n{n}:{}", r.len()))
+            .collect();
+        w.trace(format!("final a{a}: {}", summary.join(" ")));
+        let (now, at) = (w.now_ms(), w.elapsed_ms());
+        w.model.borrow_mut().check_final(a, now, at, &reads);
+    }
+}

@@ -1,0 +1,120 @@
+//! Deterministic simulation (docs/simulation.md): a fixed set of seeds through the harness of
+//! `tests/sim`, the checker shown to catch a lost message, the same seed shown to give the same
+//! history, and the many-seed sweep `scripts/simulate` runs (ignored here).
+
+mod sim;
+
+use sim::plan::FaultMix;
+use sim::{SimConfig, run};
+
+/// Prints a failing history's reproduction line, its violations and its trace.
+fn report(o: &sim::Outcome) -> String {
+    let mut s = format!(
+        "seed {} violated ({} violations); reproduce: {}\n",
+        o.seed,
+        o.violations.len(),
+        o.repro
+    );
+    for v in &o.violations {
+        s.push_str(&format!("  {v}\n"));
+    }
+    s.push_str("trace:\n");
+    for l in &o.trace {
+        s.push_str(&format!("  {l}\n"));
+    }
+    s
+}
+
+#[test]
+fn baseline_without_faults_loses_nothing() {
+    let mut cfg = SimConfig::new(1);
+    cfg.faults = FaultMix::NONE;
+    let o = run(&cfg);
+    assert!(o.violations.is_empty(), "{}", report(&o));
+    assert!(o.acked > 10, "too few acknowledged stores: {}", o.acked);
+}
+
+/// Seeds whose plans together draw every fault kind; each must hold every invariant, and
+/// each gives one history (see `same_seed_same_history`). A seed the simulation once failed on
+/// joins them as a regression case once its bug is fixed.
+const FIXED_SEEDS: &[u64] = &[2, 3, 4, 5];
+
+#[test]
+fn fixed_seeds_hold_every_invariant() {
+    let mut kinds = std::collections::BTreeMap::new();
+    for &seed in FIXED_SEEDS {
+        let o = run(&SimConfig::new(seed));
+        assert!(o.violations.is_empty(), "{}", report(&o));
+        for (k, n) in &o.faults {
+            *kinds.entry(*k).or_insert(0) += n;
+        }
+    }
+    for k in sim::plan::KINDS {
+        assert!(kinds[k] > 0, "no seed drew a {k} fault: {kinds:?}");
+    }
+}
+
+/// Found by the simulation (docs/simulation.md "Findings"): a delete that reaches a member
+/// before the message does (the entry that took the store was partitioned away, or a hand-off
+/// had not delivered yet) leaves no tombstone there, so the store's retried forward or the
+/// hand-off brings the message back. Ignored until the store keeps a tombstone for a delete of
+/// a hash it does not hold and forwarded stores respect it; then these seeds join
+/// `FIXED_SEEDS`.
+#[test]
+#[ignore = "known bug: delete before store resurrects (docs/simulation.md)"]
+fn regression_delete_before_store() {
+    for &(seed, faults) in DELETE_BEFORE_STORE {
+        let mut cfg = SimConfig::new(seed);
+        cfg.faults = FaultMix::parse(faults).expect("mix");
+        let o = run(&cfg);
+        assert!(o.violations.is_empty(), "{}", report(&o));
+    }
+}
+
+/// Histories (seed, fault kinds) in which the checker reports the delete-before-store
+/// resurrection.
+const DELETE_BEFORE_STORE: &[(u64, &str)] = &[
+    (213, "crash,disk_loss,partition,delay_loss,skew"),
+    (224, "crash,disk_loss,partition,delay_loss,skew"),
+    (1, "all"),
+    (16, "all"),
+];
+
+#[test]
+fn same_seed_same_history() {
+    // Both draw churn, crashes, a lost disk, partitions, flaky links and skewed clocks.
+    for seed in [3, 5] {
+        let a = run(&SimConfig::new(seed));
+        let b = run(&SimConfig::new(seed));
+        if let Some(i) =
+            (0..a.trace.len().max(b.trace.len())).find(|i| a.trace.get(*i) != b.trace.get(*i))
+        {
+            panic!(
+                "seed {seed} gave two histories; first difference at line {i}:\n  {:?}\n  {:?}",
+                a.trace.get(i),
+                b.trace.get(i)
+            );
+        }
+        assert_eq!(a.digest, b.digest);
+    }
+}
+
+#[test]
+fn checker_reports_a_dropped_acknowledged_store() {
+    let mut cfg = SimConfig::new(1);
+    cfg.faults = FaultMix::NONE;
+    cfg.sabotage = true;
+    let o = run(&cfg);
+    assert!(
+        o.violations.iter().any(|v| v.contains("I1 lost")),
+        "the checker missed a dropped store: {:?}",
+        o.violations
+    );
+}
+
+/// `scripts/simulate`: many seeds, or one replayed (`SNODE_SIM_SEED`), from the environment.
+#[test]
+#[ignore = "run by scripts/simulate"]
+fn sweep() {
+    sim::sweep::main();
+}
