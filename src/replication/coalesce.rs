@@ -222,9 +222,10 @@ fn same_fate(e: &PeerError, timeout: Duration) -> impl Fn() -> PeerError + use<>
         NotPublic(&'static str),
     }
     let like = match e {
-        PeerError::Timeout(_) | PeerError::Unreachable(_) | PeerError::QuicLost(_) => {
-            Like::NoAnswer
-        }
+        PeerError::Timeout(_)
+        | PeerError::Unreachable(_)
+        | PeerError::QuicLost(_)
+        | PeerError::Transport(_) => Like::NoAnswer,
         PeerError::NotPublic { class } => Like::NotPublic(class),
         PeerError::NotAuthentic | PeerError::TooLarge { .. } => Like::NotAuthentic,
     };
