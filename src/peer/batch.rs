@@ -54,6 +54,26 @@ pub fn decode_requests(b: &[u8]) -> Option<Vec<&[u8]>> {
     (!out.is_empty() && out.len() <= MAX_BATCH_ITEMS).then_some(out)
 }
 
+/// Appends one peer answer, `l i<status>e <body> e` (also the whole answer of a single
+/// peer command over QUIC, `peer::quic`).
+pub(crate) fn put_answer(out: &mut Vec<u8>, status: u16, body: &[u8]) {
+    bencode::put_list(out);
+    bencode::put_int(out, i64::from(status));
+    bencode::put_bytes(out, body);
+    bencode::put_end(out);
+}
+
+/// Reads one [`put_answer`] pair at the decoder's position, which must be an item.
+pub(crate) fn read_answer(d: &mut Decoder<'_>) -> Option<(u16, Bytes)> {
+    d.list().ok()?;
+    d.next_item().ok()?.then_some(())?;
+    let status = u16::try_from(d.int().ok()?).ok()?;
+    d.next_item().ok()?.then_some(())?;
+    let body = Bytes::copy_from_slice(d.bytes().ok()?);
+    (!d.next_item().ok()?).then_some(())?;
+    Some((status, body))
+}
+
 /// The answer body of a batch: one `[status, body]` per request, in order.
 pub fn encode_answers<B: AsRef<[u8]>>(answers: &[(u16, B)]) -> Vec<u8> {
     let len = answers
@@ -64,10 +84,7 @@ pub fn encode_answers<B: AsRef<[u8]>>(answers: &[(u16, B)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     bencode::put_list(&mut out);
     for (status, body) in answers {
-        bencode::put_list(&mut out);
-        bencode::put_int(&mut out, i64::from(*status));
-        bencode::put_bytes(&mut out, body.as_ref());
-        bencode::put_end(&mut out);
+        put_answer(&mut out, *status, body.as_ref());
     }
     bencode::put_end(&mut out);
     out
@@ -88,13 +105,7 @@ pub fn decode_answers(b: &[u8], expected: usize) -> Option<Vec<(u16, Bytes)>> {
     d.list().ok()?;
     let mut out = Vec::with_capacity(expected.min(MAX_BATCH_ITEMS));
     while d.next_item().ok()? {
-        d.list().ok()?;
-        d.next_item().ok()?.then_some(())?;
-        let status = u16::try_from(d.int().ok()?).ok()?;
-        d.next_item().ok()?.then_some(())?;
-        let body = Bytes::copy_from_slice(d.bytes().ok()?);
-        (!d.next_item().ok()?).then_some(())?;
-        out.push((status, body));
+        out.push(read_answer(&mut d)?);
     }
     d.finish().ok()?;
     (out.len() == expected).then_some(out)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::bencode::{self, Decoder, Limits};
+use crate::bencode::{Decoder, Limits};
 use crate::keys::NodeKeys;
 use crate::quic::client::{Answer, QuicConnection, QuicError};
 use crate::swarm::NodeInfo;
@@ -39,10 +39,7 @@ struct Slot {
 /// The answer body of a peer command: `l i<status>e <body> e`.
 pub fn encode_answer(status: u16, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 16);
-    bencode::put_list(&mut out);
-    bencode::put_int(&mut out, i64::from(status));
-    bencode::put_bytes(&mut out, body);
-    bencode::put_end(&mut out);
+    super::batch::put_answer(&mut out, status, body);
     out
 }
 
@@ -57,12 +54,7 @@ pub fn decode_answer(b: &[u8]) -> Option<(u16, Bytes)> {
         },
     )
     .ok()?;
-    d.list().ok()?;
-    d.next_item().ok()?.then_some(())?;
-    let status = u16::try_from(d.int().ok()?).ok()?;
-    d.next_item().ok()?.then_some(())?;
-    let body = Bytes::copy_from_slice(d.bytes().ok()?);
-    (!d.next_item().ok()?).then_some(())?;
+    let (status, body) = super::batch::read_answer(&mut d)?;
     d.finish().ok()?;
     Some((status, body))
 }
