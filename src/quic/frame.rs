@@ -279,12 +279,19 @@ mod tests {
             .encode()
             .expect("fits");
         let mut r = FrameReader::new();
+        let mut frames = 0;
+        let mut peak = 0;
         for chunk in big.chunks(64 * 1024) {
             r.push(chunk);
-            while r.next_frame().expect("valid").is_some() {}
+            peak = peak.max(r.capacity());
+            while r.next_frame().expect("valid").is_some() {
+                frames += 1;
+            }
         }
-        assert!(r.capacity() >= 4 << 20, "the message was buffered whole");
-        // The next small message starts from a small buffer again.
+        assert_eq!(frames, 1);
+        assert!(peak >= 4 << 20, "the message was buffered whole");
+        assert!(r.capacity() <= KEEP_CAPACITY, "{} bytes kept", r.capacity());
+        // The next small message fits the small buffer.
         r.push(&cmd(2, "info", b"{}").encode().expect("fits"));
         assert!(matches!(r.next_frame(), Ok(Some(_))));
         assert!(r.capacity() <= KEEP_CAPACITY, "{} bytes kept", r.capacity());
