@@ -13,6 +13,17 @@ use std::time::Duration;
 /// The example configuration shipped with the code, also written by `snode init`.
 pub const EXAMPLE_TOML: &str = include_str!("../node.example.toml");
 
+/// Default of `store::StoreOptions::cache_bytes` (`storage.cache_bytes`): 16 MiB. Recent messages,
+/// the ones clients poll for, are mostly still in memtables; older blocks come from the
+/// kernel's page cache, which does not count against the process (a miss costs ≈ 10 µs more
+/// per retrieve: BENCHMARKS.md "Store"). Scans and the expiry sweep bypass the cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
+/// Default of `store::StoreOptions::memtable_bytes` (`storage.memtable_bytes`): 16 MiB. RocksDB's
+/// own default (64 MiB per column family, eight families) let a node's RSS grow for hours
+/// before the first flush (BENCHMARKS.md "Soak"); 16 MiB is minutes of writes on a busy
+/// community node and makes at most a few SST files an hour.
+pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
+
 /// HTTPS port of the original storage server.
 pub const DEFAULT_HTTPS_PORT: u16 = 22021;
 /// Default UDP port of the QUIC listener: the original's OxenMQ/QUIC port number.
@@ -354,8 +365,8 @@ impl Default for StorageConfig {
         StorageConfig {
             max_bytes: DEFAULT_MAX_STORE_BYTES,
             expiry_sweep_interval: DEFAULT_EXPIRY_SWEEP_INTERVAL,
-            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
-            memtable_bytes: crate::store::DEFAULT_MEMTABLE_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            memtable_bytes: DEFAULT_MEMTABLE_BYTES,
         }
     }
 }

@@ -45,23 +45,12 @@ pub struct StoreOptions {
     pub memtable_bytes: u64,
 }
 
-/// Default of [`StoreOptions::cache_bytes`] (`storage.cache_bytes`): 16 MiB. Recent messages,
-/// the ones clients poll for, are mostly still in memtables; older blocks come from the
-/// kernel's page cache, which does not count against the process (a miss costs ≈ 10 µs more
-/// per retrieve: BENCHMARKS.md "Store"). Scans and the expiry sweep bypass the cache.
-pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
-/// Default of [`StoreOptions::memtable_bytes`] (`storage.memtable_bytes`): 16 MiB. RocksDB's
-/// own default (64 MiB per column family, eight families) let a node's RSS grow for hours
-/// before the first flush (BENCHMARKS.md "Soak"); 16 MiB is minutes of writes on a busy
-/// community node and makes at most a few SST files an hour.
-pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
-
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            max_bytes: 10 << 30,
-            cache_bytes: DEFAULT_CACHE_BYTES,
-            memtable_bytes: DEFAULT_MEMTABLE_BYTES,
+            max_bytes: crate::config::DEFAULT_MAX_STORE_BYTES,
+            cache_bytes: crate::config::DEFAULT_CACHE_BYTES,
+            memtable_bytes: crate::config::DEFAULT_MEMTABLE_BYTES,
         }
     }
 }
