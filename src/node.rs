@@ -733,18 +733,16 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
         metrics.data_bytes_held.set(s.data_bytes as i64);
         metrics.accounts_held.set(s.accounts as i64);
         metrics.store_disk_bytes.set(s.disk_bytes as i64);
-        metrics
-            .store_memory_bytes
-            .with_label_values(&["memtables"])
-            .set(s.memtable_bytes as i64);
-        metrics
-            .store_memory_bytes
-            .with_label_values(&["block_cache"])
-            .set(s.cache_bytes as i64);
-        metrics
-            .store_memory_bytes
-            .with_label_values(&["table_readers"])
-            .set(s.table_reader_bytes as i64);
+        for (part, bytes) in [
+            ("memtables", s.memtable_bytes),
+            ("block_cache", s.cache_bytes),
+            ("table_readers", s.table_reader_bytes),
+        ] {
+            metrics
+                .store_memory_bytes
+                .with_label_values(&[part])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         metrics
             .replication_queue_depth
             .set(store.pending_len() as i64);

@@ -89,10 +89,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
     let answer = rpc::store(w.addrs[entry], acct, &data, now, ttl_ms).await;
     match answer {
         Some((200, v)) => {
-            let holders: Vec<usize> = rpc::acknowledged_by(&v)
-                .iter()
-                .filter_map(|k| w.index.get(k).copied())
-                .collect();
+            let holders = acked_nodes(w, &v);
             w.trace(format!(
                 "store a{a} -> n{entry}: 200 {short} acked by {holders:?}"
             ));
@@ -149,16 +146,21 @@ async fn read(w: &Shared, a: usize, node: usize) {
     }
 }
 
+/// The indexes of the nodes whose signed entries an answer carries.
+fn acked_nodes(w: &Shared, v: &serde_json::Value) -> Vec<usize> {
+    rpc::acknowledged_by(v)
+        .iter()
+        .filter_map(|k| w.index.get(k).copied())
+        .collect()
+}
+
 async fn delete(w: &Shared, a: usize, entry: usize, hash: String) {
     let short = hash[..8].to_string();
     let answer = rpc::delete(w.addrs[entry], &w.accounts[a], std::slice::from_ref(&hash)).await;
     let at = w.elapsed_ms();
     match answer {
         Some((200, v)) => {
-            let by: Vec<usize> = rpc::acknowledged_by(&v)
-                .iter()
-                .filter_map(|k| w.index.get(k).copied())
-                .collect();
+            let by = acked_nodes(w, &v);
             w.trace(format!(
                 "delete a{a} {short} -> n{entry}: 200 acked by {by:?}"
             ));
