@@ -353,7 +353,7 @@ async fn anti_entropy_repairs_missing_data_and_spreads_deletions() {
         .expect("bulk");
     assert_eq!(
         a.store
-            .delete_hashes(&user.account, std::slice::from_ref(&shared.hash))
+            .delete_hashes(&user.account, std::slice::from_ref(&shared.hash), now())
             .expect("d")
             .len(),
         1

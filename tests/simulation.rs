@@ -56,12 +56,11 @@ fn fixed_seeds_hold_every_invariant() {
 
 /// Found by the simulation (docs/simulation.md "Findings"): a delete that reaches a member
 /// before the message does (the entry that took the store was partitioned away, or a hand-off
-/// had not delivered yet) leaves no tombstone there, so the store's retried forward or the
-/// hand-off brings the message back. Ignored until the store keeps a tombstone for a delete of
-/// a hash it does not hold and forwarded stores respect it; then these seeds join
-/// `FIXED_SEEDS`.
+/// had not delivered yet) left no tombstone there, so the store's retried forward or the
+/// hand-off brought the message back. Fixed by unheld tombstones (`store/tombstones.rs`): the
+/// member records the deletion of a hash it does not hold, and a store accepted before it (or
+/// within the clock margin) is not stored.
 #[test]
-#[ignore = "known bug: delete before store resurrects (docs/simulation.md)"]
 fn regression_delete_before_store() {
     for &(seed, faults) in DELETE_BEFORE_STORE {
         let mut cfg = SimConfig::new(seed);

@@ -351,10 +351,10 @@ impl Replicator {
         total: &mut Repairs,
     ) -> Result<(), ReplicationError> {
         if !plan.delete_local.is_empty() {
-            let hashes = plan.delete_local;
+            let (hashes, now) = (plan.delete_local, self.now());
             let n = self
                 .blocking("apply peer deletions", move |s| {
-                    s.delete_by_hashes_any(&hashes)
+                    s.delete_by_hashes_any(&hashes, now)
                 })
                 .await?
                 .len();

@@ -365,7 +365,7 @@ fn delete(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -
         .map(|msg| msg.hash)
         .collect();
     let targets: Vec<String> = hashes.into_iter().filter(|h| live.contains(h)).collect();
-    let deleted = store.delete_by_hashes_any(&targets)?.len();
+    let deleted = store.delete_by_hashes_any(&targets, now)?.len();
     Ok(json(&DeleteResponse { deleted }))
 }
 
@@ -520,7 +520,7 @@ mod tests {
         let foreign = msg(&account(2, false), b"foreign", NOW - HOUR, NOW + HOUR);
         s.bulk_store(&[live.clone(), dead.clone(), foreign.clone()], NOW)
             .unwrap();
-        s.delete_hashes(&a, std::slice::from_ref(&dead.hash))
+        s.delete_hashes(&a, std::slice::from_ref(&dead.hash), NOW)
             .unwrap();
 
         let buckets: Vec<u8> = [&live, &dead]

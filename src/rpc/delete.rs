@@ -47,7 +47,8 @@ pub(crate) async fn delete(ctx: &RpcContext, params: &Value, origin: Origin) -> 
     }
     let local = || {
         let owned: Vec<String> = hashes.iter().map(|h| (*h).to_string()).collect();
-        match ctx.store.delete_hashes(&account, &owned) {
+        // The swarm's acceptance time: the entry node's clock, also in a forwarded copy.
+        match ctx.store.delete_hashes(&account, &owned, ctx.now()) {
             Ok(deleted) => {
                 // PUBKEY_HEX ‖ requested hashes (request order) ‖ deleted hashes (sorted).
                 let mut m = account.to_hex().into_bytes();

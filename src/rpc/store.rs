@@ -175,6 +175,9 @@ fn store_local(ctx: &RpcContext, m: &Message, now: i64) -> Value {
                     ctx.metrics.bytes_stored_total.inc_by(m.data.len() as u64);
                 }
                 StoreOutcome::Extended => {}
+                // A client deleted this hash since the store was accepted (a late forward):
+                // it was accepted, so it is acknowledged as stored (and deleted).
+                StoreOutcome::Deleted => {}
                 // The stored expiry is later than ours: report the one that holds.
                 StoreOutcome::Exists => {
                     if let Ok(Some(stored)) = ctx.store.get_by_hash(&m.hash, now) {

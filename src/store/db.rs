@@ -557,7 +557,7 @@ mod tests {
             Err(StoreError::Full { .. })
         ));
         let gone = s
-            .delete_hashes(&a, &[stored[0].hash.clone()])
+            .delete_hashes(&a, &[stored[0].hash.clone()], NOW)
             .expect("delete");
         assert_eq!(gone.len(), 1);
         assert_eq!(s.stats().messages as usize, stored.len() - 1);

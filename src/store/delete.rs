@@ -3,7 +3,8 @@
 //!
 //! Owns which messages each method removes and the sorted lists the RPC signs. Deletes are
 //! never refused by the size cap (they are how a full node recovers). Every live message a
-//! client deletes leaves a tombstone (`tombstones.rs`). Must not write outside
+//! client deletes leaves a tombstone (`tombstones.rs`), and so does a hash deleted before its
+//! message arrived. Must not write outside
 //! an [`AccountTxn`](super::txn::AccountTxn).
 
 use super::StoreError;
@@ -21,26 +22,41 @@ pub(super) fn selection_prefix(account: &AccountId, sel: NamespaceSel) -> Vec<u8
 }
 
 impl Store {
-    /// Deletes those of `hashes` that `account` owns (in any namespace); returns the deleted
-    /// hashes sorted. Unknown or foreign hashes are ignored.
+    /// Deletes those of `hashes` that `account` owns (in any namespace), as accepted by the
+    /// swarm at `now_ms`; returns the deleted hashes sorted. Foreign hashes are ignored;
+    /// unknown ones get an unheld tombstone (`tombstones.rs`), so that the message, should it
+    /// arrive later, is not stored (up to the account's cap; past it they are ignored).
     pub fn delete_hashes(
         &self,
         account: &AccountId,
         hashes: &[String],
+        now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let wanted: BTreeSet<&str> = hashes.iter().map(String::as_str).collect();
         let mut txn = self.inner.begin(account);
         let mut deleted = Vec::new();
+        let mut capped = 0usize;
         for h in wanted {
-            if let Some((key, value)) = txn.lookup_owned(h)? {
-                let rec = Record::decode(&value)?;
-                txn.delete(&key, &rec)?;
-                txn.tombstone(&rec)?;
-                deleted.push(h.to_string());
-                txn.maybe_flush()?;
+            match txn.lookup(h)? {
+                Some((key, value)) if key.starts_with(&account.to_bytes()) => {
+                    let rec = Record::decode(&value)?;
+                    txn.delete(&key, &rec)?;
+                    txn.tombstone(&rec, now_ms)?;
+                    deleted.push(h.to_string());
+                }
+                Some(_) => {}
+                None => {
+                    if !txn.tombstone_unheld(h, now_ms)? {
+                        capped += 1;
+                    }
+                }
             }
+            txn.maybe_flush()?;
         }
         txn.commit()?;
+        if capped > 0 {
+            tracing::debug!(capped, "account at its cap of unheld tombstones");
+        }
         Ok(deleted)
     }
 
@@ -88,7 +104,7 @@ impl Store {
                     txn.delete(k, &rec)?;
                     if !rec.is_expired(now_ms) {
                         // So a replicated copy never brings it back (`tombstones.rs`).
-                        txn.tombstone(&rec)?;
+                        txn.tombstone(&rec, now_ms)?;
                         let ns = keys::parse_message_key(k)?.namespace;
                         deleted.push((ns, rec.hash.to_string()));
                     }
@@ -135,8 +151,8 @@ mod tests {
         ];
         let mut want = vec![ms[0].hash.clone(), ms[3].hash.clone()];
         want.sort();
-        assert_eq!(s.delete_hashes(&a, &req).expect("delete"), want);
-        assert!(s.delete_hashes(&a, &req).expect("delete").is_empty());
+        assert_eq!(s.delete_hashes(&a, &req, NOW).expect("delete"), want);
+        assert!(s.delete_hashes(&a, &req, NOW).expect("delete").is_empty());
         assert_eq!(s.stats().messages, 5);
         assert!(s.get_by_hash(&ms[0].hash, NOW).expect("g").is_none());
         assert!(s.get_by_hash(&ms[1].hash, NOW).expect("g").is_some());

@@ -7,7 +7,7 @@
 
 use super::db::{CF_MESSAGES, Store};
 use super::keys::{self, Record};
-use super::txn::AccountTxn;
+use super::txn::{AccountTxn, Met};
 use super::{StoreError, StoreOutcome};
 use crate::message::Message;
 use std::collections::BTreeMap;
@@ -93,9 +93,19 @@ impl Store {
     /// namespace ([`Namespace::is_public_outbox`](crate::message::Namespace::is_public_outbox))
     /// the account's other messages there are deleted first: the latest store wins, as in
     /// SS 2.8. Refused with [`StoreError::Full`] once the size cap is reached.
+    ///
+    /// `now_ms` is when the swarm accepted the store (the entry node's clock, also for a
+    /// forwarded copy): a client deletion of the hash accepted later, or up to
+    /// `tombstones::CLOCK_MARGIN_MS` earlier, wins and nothing is
+    /// stored (`Deleted`); an older deletion's tombstone is removed, since the client stored
+    /// the same content again.
     pub fn store(&self, msg: &Message, now_ms: i64) -> Result<StoreOutcome, StoreError> {
         self.inner.check_capacity(now_ms)?;
         let mut txn = self.inner.begin(&msg.account);
+        if txn.meet_tombstone(msg, Some(now_ms))? == Met::Deleted {
+            txn.commit()?;
+            return Ok(StoreOutcome::Deleted);
+        }
         if msg.namespace.is_public_outbox() {
             clear_outbox(self, &mut txn, msg, OutboxRule::LatestStore)?;
         }
@@ -109,7 +119,8 @@ impl Store {
 
     /// Bulk import for replication: inserts missing messages and leaves existing ones as
     /// they are (see `insert_if_missing`), skips messages already expired at `now_ms` and
-    /// messages a client deleted (tombstoned). Returns how many
+    /// messages a client deleted (tombstoned, whenever: an import has no acceptance time).
+    /// Returns how many
     /// were new. Writes one batch per account (chunked for very large accounts); in a public
     /// outbox the copy with the newest timestamp wins, so members converge.
     pub fn bulk_store(&self, msgs: &[Message], now_ms: i64) -> Result<usize, StoreError> {
@@ -125,7 +136,7 @@ impl Store {
             for m in group {
                 // A client deleted it: a late or retried copy must not resurrect it. Checked
                 // under the account lock, which client deletions also hold.
-                if self.is_tombstoned(&m.hash)? {
+                if txn.meet_tombstone(m, None)? == Met::Deleted {
                     continue;
                 }
                 if m.namespace.is_public_outbox() {
@@ -285,7 +296,7 @@ mod tests {
         assert_eq!(rb.messages, vec![mb.clone()]);
         // b cannot delete or expire a's message.
         assert!(
-            s.delete_hashes(&b, std::slice::from_ref(&ma.hash))
+            s.delete_hashes(&b, std::slice::from_ref(&ma.hash), NOW)
                 .expect("d")
                 .is_empty()
         );

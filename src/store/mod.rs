@@ -64,6 +64,9 @@ pub enum StoreOutcome {
     Extended,
     /// The hash existed with an equal or later expiry: nothing changed.
     Exists,
+    /// A client deleted the hash after (or concurrently with) this store's acceptance:
+    /// nothing was stored (see `tombstones.rs`).
+    Deleted,
 }
 
 /// Errors of the store.

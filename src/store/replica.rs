@@ -140,21 +140,23 @@ impl Store {
     pub fn delete_by_hashes_any(
         &self,
         hashes: &[String],
+        now_ms: i64,
     ) -> Result<Vec<(AccountId, Namespace, String)>, StoreError> {
-        self.delete_any(hashes, true)
+        self.delete_any(hashes, Some(now_ms))
     }
 
     /// Deletes those of `hashes` that are stored, whatever their owner, without tombstones:
     /// for the hand-off, whose data lives on at its new owners. Returns how many were deleted.
     pub fn drop_hashes(&self, hashes: &[String]) -> Result<u64, StoreError> {
-        Ok(self.delete_any(hashes, false)?.len() as u64)
+        Ok(self.delete_any(hashes, None)?.len() as u64)
     }
 
-    /// Deletes by hash, grouped per owner so each account's change is one locked batch.
+    /// Deletes by hash, grouped per owner so each account's change is one locked batch;
+    /// with tombstones dated `tombstone_ms` when given.
     fn delete_any(
         &self,
         hashes: &[String],
-        tombstone: bool,
+        tombstone_ms: Option<i64>,
     ) -> Result<Vec<(AccountId, Namespace, String)>, StoreError> {
         let mut by_account: BTreeMap<AccountId, Vec<&str>> = BTreeMap::new();
         for h in hashes {
@@ -173,8 +175,8 @@ impl Store {
                 };
                 let rec = Record::decode(&value)?;
                 txn.delete(&key, &rec)?;
-                if tombstone {
-                    txn.tombstone(&rec)?;
+                if let Some(at) = tombstone_ms {
+                    txn.tombstone(&rec, at)?;
                 }
                 out.push((
                     account,
@@ -320,7 +322,7 @@ mod tests {
             s.store(m, NOW).expect("store");
         }
         let got = s
-            .delete_by_hashes_any(&[b.hash.clone(), a.hash.clone(), "nope".into()])
+            .delete_by_hashes_any(&[b.hash.clone(), a.hash.clone(), "nope".into()], NOW)
             .expect("delete");
         let mut got_hashes: Vec<_> = got.iter().map(|(_, _, h)| h.clone()).collect();
         got_hashes.sort();

@@ -2,17 +2,32 @@
 //! expired, so that no replicated copy (a late or retried push, a hand-off batch, an
 //! anti-entropy repair) brings it back.
 //!
-//! Owns the `tombstones` column family. Two key spaces share it:
-//! `'h' ‖ hash → expiry(8) ‖ account(33)` answers "was this deleted?", and
-//! `'x' ‖ expiry(8, sign-flipped) ‖ hash → account(33)` lets the sweep read only the expired
-//! head, as the message expiry index does. A tombstone is written in the same batch as the
-//! deletion it records (see `AccountTxn::tombstone`), under the account's lock.
+//! Owns the `tombstones` column family. Three key spaces share it:
+//! `'h' ‖ hash → expiry(8) ‖ account(33) ‖ deleted_at(8) ‖ unheld(1)` answers "was this
+//! deleted, by whom, when?", `'x' ‖ expiry(8, sign-flipped) ‖ hash → account(33)` lets the
+//! sweep read only the expired head, as the message expiry index does, and
+//! `'c' ‖ account → count(8)` counts the account's *unheld* tombstones (below). A tombstone
+//! is written in the same batch as the deletion it records (see `AccountTxn::tombstone`),
+//! under the account's lock.
 //!
 //! Only client deletions (`delete`, `delete_all`, `delete_before`, and their anti-entropy
 //! propagation) leave tombstones; expiry, hand-off and public-outbox replacement do not.
-//! `bulk_store` (replication imports) skips tombstoned hashes; the client `store` ignores
-//! them, because a client may legitimately store the same content again. Must not delete
-//! messages itself.
+//!
+//! **Unheld tombstones.** A client's `delete` can reach a member before the message does (a
+//! partition kept the store's forward queued; the simulation found it, seed 213,
+//! docs/simulation.md). The member then records the deletion anyway, as *unheld*: until
+//! then it cannot know the hash is the account's, so an unheld tombstone only stops copies of
+//! that account's message here and is not listed to anti-entropy peers (else an account could
+//! delete another's message whose hash it knows, as its sender does). It becomes an ordinary
+//! tombstone when the message itself arrives and is refused. Each account holds at most
+//! [`MAX_UNHELD_PER_ACCOUNT`] of them.
+//!
+//! **Which wins, a store or a tombstone.** Imports (`bulk_store`) never override one. A
+//! store — the client's at the entry node, or its forward, first attempt or retry — carries
+//! the time the swarm accepted it; it replaces the tombstone only when accepted more than
+//! [`CLOCK_MARGIN_MS`] after the deletion was, since a client may store the same content
+//! (hence the same hash) again. Within the margin the deletion wins everywhere, so members
+//! agree whatever order the two reach them in. Must not delete messages itself.
 
 use super::StoreError;
 use super::db::{CF_TOMBSTONES, Inner, Store};
@@ -25,8 +40,86 @@ use std::collections::{BTreeMap, HashSet};
 const BY_HASH: u8 = b'h';
 /// Prefix of the by-expiry index.
 const BY_EXPIRY: u8 = b'x';
+/// Prefix of the per-account count of unheld tombstones.
+const UNHELD_COUNT: u8 = b'c';
 /// Index entries read per sweep round.
 const SWEEP_CHUNK: usize = 1_024;
+
+/// How far apart two nodes' clocks may be and still talk (the peer authentication window,
+/// `peer::auth::PEER_TOLERANCE_MS`): acceptance times stamped by different nodes compare
+/// only beyond it. A store accepted within it of a deletion of its hash counts as concurrent,
+/// and the deletion wins.
+pub(super) const CLOCK_MARGIN_MS: i64 = 60_000;
+
+/// Unheld tombstones one account may have at a time: far more than a client deleting what
+/// it retrieved ever leaves (only a partition makes them), and small enough that an account
+/// deleting random hashes costs a node at most a few MB.
+pub(super) const MAX_UNHELD_PER_ACCOUNT: u64 = 10_000;
+
+/// How long an unheld tombstone lasts: the longest a message accepted up to
+/// [`CLOCK_MARGIN_MS`] after the deletion could live. The message's own expiry is unknown.
+pub(super) const UNHELD_LIFETIME_MS: i64 =
+    crate::message::TTL_MAXIMUM_PRIVATE_MS + crate::message::STORE_TOLERANCE_MS + CLOCK_MARGIN_MS;
+
+/// Length of a record written before deletion times were kept: expiry ‖ account.
+const RECORD_V1_LEN: usize = 8 + ACCOUNT_LEN;
+/// Length of a record: expiry ‖ account ‖ deleted_at ‖ unheld.
+const RECORD_LEN: usize = RECORD_V1_LEN + 9;
+
+/// One by-hash record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tomb {
+    /// Kept until then (the deleted message's expiry, or [`UNHELD_LIFETIME_MS`] on).
+    pub expiry_ms: i64,
+    /// The account that deleted it.
+    pub account: AccountId,
+    /// When the swarm accepted the deletion (its entry node's clock); `i64::MIN` for records
+    /// of the first format, which never stopped a store.
+    pub deleted_ms: i64,
+    /// Recorded for a hash this node did not hold (see the module header).
+    pub unheld: bool,
+}
+
+impl Tomb {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(RECORD_LEN);
+        v.extend_from_slice(&self.expiry_ms.to_be_bytes());
+        v.extend_from_slice(&self.account.to_bytes());
+        v.extend_from_slice(&self.deleted_ms.to_be_bytes());
+        v.push(u8::from(self.unheld));
+        v
+    }
+
+    fn decode(v: &[u8]) -> Result<Tomb, StoreError> {
+        let corrupt = || StoreError::Corrupt { what: "tombstone" };
+        if v.len() != RECORD_LEN && v.len() != RECORD_V1_LEN {
+            return Err(corrupt());
+        }
+        let i64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[at..at + 8]);
+            i64::from_be_bytes(b)
+        };
+        let account = AccountId::from_bytes(&v[8..RECORD_V1_LEN]).map_err(|_| corrupt())?;
+        let (deleted_ms, unheld) = if v.len() == RECORD_LEN {
+            (i64_at(RECORD_V1_LEN), v[RECORD_LEN - 1] != 0)
+        } else {
+            (i64::MIN, false)
+        };
+        Ok(Tomb {
+            expiry_ms: i64_at(0),
+            account,
+            deleted_ms,
+            unheld,
+        })
+    }
+
+    /// Whether a store accepted at `accepted_ms` (`None`: an import, which has no acceptance
+    /// time) of this account's message loses to this deletion.
+    pub(super) fn beats(&self, accepted_ms: Option<i64>) -> bool {
+        accepted_ms.is_none_or(|a| a <= self.deleted_ms.saturating_add(CLOCK_MARGIN_MS))
+    }
+}
 
 /// `'h' ‖ hash`.
 pub(super) fn hash_key(hash: &str) -> Vec<u8> {
@@ -45,70 +138,118 @@ fn expiry_key(expiry_ms: i64, hash: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The expiry and account of a by-hash record.
-fn decode_record(v: &[u8]) -> Result<(i64, AccountId), StoreError> {
-    let corrupt = || StoreError::Corrupt { what: "tombstone" };
-    if v.len() != 8 + ACCOUNT_LEN {
-        return Err(corrupt());
-    }
-    let mut e = [0u8; 8];
-    e.copy_from_slice(&v[..8]);
-    let account = AccountId::from_bytes(&v[8..]).map_err(|_| corrupt())?;
-    Ok((i64::from_be_bytes(e), account))
+/// `'c' ‖ account`.
+fn count_key(account: &AccountId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + ACCOUNT_LEN);
+    k.push(UNHELD_COUNT);
+    k.extend_from_slice(&account.to_bytes());
+    k
 }
 
-/// Adds to `batch` the tombstone of `hash` (owned by `account`) until `expiry_ms`. An
-/// existing tombstone is only ever lengthened. The caller holds `account`'s lock.
-pub(super) fn put(
+/// The committed record of `hash`. A corrupt record reads as none: it is replaced rather
+/// than failing a client's delete or store.
+pub(super) fn read(inner: &Inner, hash: &str) -> Result<Option<Tomb>, StoreError> {
+    Ok(inner
+        .get(CF_TOMBSTONES, &hash_key(hash), "read tombstone")?
+        .and_then(|v| Tomb::decode(&v).ok()))
+}
+
+/// Adds to `batch` the record `new` of `hash`, replacing `old` (its index entry too).
+pub(super) fn write(
+    inner: &Inner,
+    batch: &mut WriteBatch,
+    hash: &str,
+    old: Option<&Tomb>,
+    new: &Tomb,
+) -> Result<(), StoreError> {
+    let cf = inner.cf(CF_TOMBSTONES)?;
+    if let Some(old) = old
+        && old.expiry_ms != new.expiry_ms
+    {
+        batch.delete_cf(cf, expiry_key(old.expiry_ms, hash.as_bytes()));
+    }
+    batch.put_cf(cf, hash_key(hash), new.encode());
+    batch.put_cf(
+        cf,
+        expiry_key(new.expiry_ms, hash.as_bytes()),
+        new.account.to_bytes(),
+    );
+    Ok(())
+}
+
+/// Adds to `batch` the removal of `old`, the record of `hash`.
+pub(super) fn remove(
+    inner: &Inner,
+    batch: &mut WriteBatch,
+    hash: &str,
+    old: &Tomb,
+) -> Result<(), StoreError> {
+    let cf = inner.cf(CF_TOMBSTONES)?;
+    batch.delete_cf(cf, hash_key(hash));
+    batch.delete_cf(cf, expiry_key(old.expiry_ms, hash.as_bytes()));
+    Ok(())
+}
+
+/// The merge of a deletion into the existing record: the later expiry and deletion time; held
+/// once either was.
+pub(super) fn merged(old: Option<&Tomb>, new: Tomb) -> Tomb {
+    match old {
+        Some(o) if o.account == new.account => Tomb {
+            expiry_ms: o.expiry_ms.max(new.expiry_ms),
+            account: new.account,
+            deleted_ms: o.deleted_ms.max(new.deleted_ms),
+            unheld: o.unheld && new.unheld,
+        },
+        // Another account's unheld record for this hash (only ever a guess: a hash covers its
+        // owner) gives way.
+        _ => new,
+    }
+}
+
+/// The committed count of `account`'s unheld tombstones.
+pub(super) fn unheld_count(inner: &Inner, account: &AccountId) -> Result<u64, StoreError> {
+    Ok(inner
+        .get(CF_TOMBSTONES, &count_key(account), "read unheld count")?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Adds to `batch` the count `n` of `account`'s unheld tombstones.
+pub(super) fn put_unheld_count(
     inner: &Inner,
     batch: &mut WriteBatch,
     account: &AccountId,
-    hash: &str,
-    expiry_ms: i64,
+    n: u64,
 ) -> Result<(), StoreError> {
-    let key = hash_key(hash);
     let cf = inner.cf(CF_TOMBSTONES)?;
-    if let Some(v) = inner.get(CF_TOMBSTONES, &key, "read tombstone")? {
-        // A corrupt record is replaced rather than failing the client's delete.
-        if let Ok((old, _)) = decode_record(&v) {
-            if old >= expiry_ms {
-                return Ok(());
-            }
-            batch.delete_cf(cf, expiry_key(old, hash.as_bytes()));
-        }
+    if n == 0 {
+        batch.delete_cf(cf, count_key(account));
+    } else {
+        batch.put_cf(cf, count_key(account), n.to_be_bytes());
     }
-    let acct = account.to_bytes();
-    let mut value = Vec::with_capacity(8 + ACCOUNT_LEN);
-    value.extend_from_slice(&expiry_ms.to_be_bytes());
-    value.extend_from_slice(&acct);
-    batch.put_cf(cf, key, value);
-    batch.put_cf(cf, expiry_key(expiry_ms, hash.as_bytes()), acct);
     Ok(())
 }
 
 impl Store {
-    /// Whether `hash` has a tombstone (expired but not yet swept ones count: a message whose
-    /// tombstone expired is itself expired, and imports skip expired messages anyway).
-    pub(super) fn is_tombstoned(&self, hash: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .inner
-            .get(CF_TOMBSTONES, &hash_key(hash), "read tombstone")?
-            .is_some())
-    }
-
-    /// Those of `hashes` that a client deleted (and whose tombstone is not yet swept).
+    /// Those of `hashes` that a client deleted (and whose tombstone is not yet swept),
+    /// unheld ones included.
     pub fn tombstoned(&self, hashes: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut out = HashSet::new();
         for h in hashes {
-            if self.is_tombstoned(h)? {
+            if read(&self.inner, h)?.is_some() {
                 out.insert(h.clone());
             }
         }
         Ok(out)
     }
 
-    /// Calls `f(hash)` for every tombstone whose hash starts with `prefix` (ASCII) and
-    /// whose expiry is after `now_ms`.
+    /// How many unheld tombstones `account` has (see the module header).
+    pub fn unheld_tombstones(&self, account: &AccountId) -> Result<u64, StoreError> {
+        unheld_count(&self.inner, account)
+    }
+
+    /// Calls `f(hash)` for every held tombstone whose hash starts with `prefix` (ASCII) and
+    /// whose expiry is after `now_ms`. Unheld ones are this node's guess, not for peers.
     pub(super) fn tombstones_with_prefix(
         &self,
         prefix: &[u8],
@@ -119,8 +260,9 @@ impl Store {
         lower.extend_from_slice(prefix);
         let upper = keys::prefix_end(&lower);
         self.inner.iterate(CF_TOMBSTONES, &lower, upper, |k, v| {
-            let (expiry, _) = decode_record(v)?;
-            if expiry > now_ms
+            let t = Tomb::decode(v)?;
+            if t.expiry_ms > now_ms
+                && !t.unheld
                 && let Ok(h) = std::str::from_utf8(&k[1..])
             {
                 f(h);
@@ -180,21 +322,27 @@ impl Store {
         for (account, index_keys) in by_account {
             let _guard = i.lock(&account);
             let mut batch = WriteBatch::default();
+            let mut unheld = 0u64;
             for ik in index_keys {
                 let hash = &ik[9..];
                 let mut hk = vec![BY_HASH];
                 hk.extend_from_slice(hash);
                 let current = i
                     .get(CF_TOMBSTONES, &hk, "sweep read tombstone")?
-                    .and_then(|v| decode_record(&v).ok());
-                if let Some((expiry, _)) = current
-                    && expiry <= now_ms
+                    .and_then(|v| Tomb::decode(&v).ok());
+                if let Some(t) = current
+                    && t.expiry_ms <= now_ms
                 {
                     batch.delete_cf(cf, &hk);
                     removed += 1;
+                    unheld += u64::from(t.unheld && t.account == account);
                 }
                 // Either the record expired with it, or the index entry is stale.
                 batch.delete_cf(cf, &ik);
+            }
+            if unheld > 0 {
+                let n = unheld_count(i, &account)?.saturating_sub(unheld);
+                put_unheld_count(i, &mut batch, &account, n)?;
             }
             i.write(batch, "sweep tombstones")?;
         }
@@ -205,7 +353,120 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
+    use super::{CLOCK_MARGIN_MS, MAX_UNHELD_PER_ACCOUNT, UNHELD_LIFETIME_MS};
     use crate::message::{Message, NamespaceSel};
+    use crate::store::{StoreOutcome, hash_bucket};
+
+    /// Whether anti-entropy peers are told about `m`'s tombstone.
+    fn listed(s: &crate::store::Store, m: &Message, now: i64) -> bool {
+        let bucket = hash_bucket(&m.hash).expect("bucket");
+        s.tombstones_in_bucket(bucket, now)
+            .expect("list")
+            .contains(&m.hash)
+    }
+
+    #[test]
+    fn a_delete_before_its_message_arrives_stops_the_message() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(5);
+        // Accepted by the swarm before the deletion, delivered here after it.
+        let late = msg(&a, 0, b"late", NOW, NOW + HOUR);
+        let retried = msg(&a, 0, b"retried", NOW, NOW + HOUR);
+        let imported = msg(&a, 0, b"imported", NOW, NOW + HOUR);
+        let hashes = [&late, &retried, &imported].map(|m| m.hash.clone());
+        assert!(
+            s.delete_hashes(&a, &hashes, NOW + 5_000)
+                .expect("d")
+                .is_empty()
+        );
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), 3);
+        // Unheld: kept to ourselves until the message proves the hash is the account's.
+        assert!(!listed(&s, &late, NOW));
+        assert_eq!(s.store(&late, NOW).expect("store"), StoreOutcome::Deleted);
+        assert_eq!(
+            s.store(&retried, NOW - HOUR).expect("store"),
+            StoreOutcome::Deleted
+        );
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&imported), NOW)
+                .expect("bulk"),
+            0
+        );
+        assert_eq!(s.stats().messages, 0);
+        assert!(listed(&s, &late, NOW) && listed(&s, &imported, NOW));
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), 0);
+        // The deletion is dated: a store accepted well after it is the client's new store.
+        let fresh = msg(&a, 0, b"fresh", NOW + HOUR, NOW + 2 * HOUR);
+        s.delete_hashes(&a, std::slice::from_ref(&fresh.hash), NOW)
+            .expect("d");
+        assert_eq!(
+            s.store(&fresh, NOW + HOUR).expect("store"),
+            StoreOutcome::New
+        );
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), 0);
+    }
+
+    #[test]
+    fn an_unheld_tombstone_never_touches_another_accounts_message() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let (owner, other) = (account(6), account(7));
+        let m = msg(&owner, 0, b"the owner's", NOW, NOW + HOUR);
+        // `other` learnt the hash (it sent the message) and deletes it first.
+        s.delete_hashes(&other, std::slice::from_ref(&m.hash), NOW + 1_000)
+            .expect("d");
+        assert_eq!(s.store(&m, NOW).expect("store"), StoreOutcome::New);
+        assert!(!listed(&s, &m, NOW));
+        // Held by its owner now: `other`'s deletion of it is ignored, as before.
+        assert!(
+            s.delete_hashes(&other, std::slice::from_ref(&m.hash), NOW + 2_000)
+                .expect("d")
+                .is_empty()
+        );
+        assert!(s.get_by_hash(&m.hash, NOW).expect("get").is_some());
+        // The owner's own deletion replaces `other`'s unheld record.
+        s.delete_hashes(&owner, std::slice::from_ref(&m.hash), NOW + 3_000)
+            .expect("d");
+        assert!(listed(&s, &m, NOW));
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
+            0
+        );
+    }
+
+    #[test]
+    fn unheld_tombstones_are_capped_per_account_and_swept() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let (a, b) = (account(8), account(9));
+        let fake = |i: u64| format!("{:0>43}", i);
+        let many: Vec<String> = (0..MAX_UNHELD_PER_ACCOUNT + 50).map(fake).collect();
+        s.delete_hashes(&a, &many, NOW).expect("d");
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), MAX_UNHELD_PER_ACCOUNT);
+        let past_cap = many.last().expect("last").clone();
+        assert!(
+            s.tombstoned(std::slice::from_ref(&past_cap))
+                .expect("t")
+                .is_empty()
+        );
+        // Repeating one changes nothing; another account has its own budget.
+        s.delete_hashes(&a, &many[..10], NOW + 1).expect("d");
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), MAX_UNHELD_PER_ACCOUNT);
+        s.delete_hashes(&b, &[fake(u64::MAX)], NOW).expect("d");
+        assert_eq!(s.unheld_tombstones(&b).expect("n"), 1);
+        // They last as long as a message accepted with the deletion could, then go.
+        assert_eq!(
+            s.sweep_tombstones(NOW + UNHELD_LIFETIME_MS - 1)
+                .expect("sweep"),
+            0
+        );
+        s.sweep_tombstones(NOW + UNHELD_LIFETIME_MS + 1)
+            .expect("sweep");
+        assert_eq!(s.unheld_tombstones(&a).expect("n"), 0);
+        assert_eq!(s.unheld_tombstones(&b).expect("n"), 0);
+        assert!(s.tombstoned(&many).expect("t").is_empty());
+    }
 
     #[test]
     fn client_deletes_leave_tombstones_that_block_imports() {
@@ -218,7 +479,8 @@ mod tests {
         for m in &ms {
             s.store(m, NOW).expect("store");
         }
-        s.delete_hashes(&a, &[ms[0].hash.clone()]).expect("delete");
+        s.delete_hashes(&a, &[ms[0].hash.clone()], NOW)
+            .expect("delete");
         s.delete_before(&a, NamespaceSel::All, NOW + 1, NOW)
             .expect("delete_before");
         s.delete_all(&a, NamespaceSel::One(crate::message::Namespace(0)), NOW)
@@ -234,10 +496,18 @@ mod tests {
         for m in &ms[..3] {
             assert!(s.get_by_hash(&m.hash, NOW).expect("g").is_none());
         }
-        // A client may store the same content again.
+        // A store accepted at the deletion's time, or within the clock margin, is concurrent
+        // with it and loses; a client may store the same content again after that.
+        for at in [NOW, NOW + CLOCK_MARGIN_MS] {
+            assert_eq!(s.store(&ms[0], at).expect("store"), StoreOutcome::Deleted);
+        }
         assert_eq!(
-            s.store(&ms[0], NOW).expect("store"),
-            crate::store::StoreOutcome::New
+            s.store(&ms[0], NOW + CLOCK_MARGIN_MS + 1).expect("store"),
+            StoreOutcome::New
+        );
+        assert!(
+            s.tombstoned(&all).expect("t").len() == 2,
+            "its tombstone went"
         );
     }
 
@@ -278,14 +548,15 @@ mod tests {
         let a = account(3);
         let m = msg(&a, 0, b"again", NOW, NOW + HOUR);
         s.store(&m, NOW).expect("store");
-        s.delete_hashes(&a, std::slice::from_ref(&m.hash))
+        s.delete_hashes(&a, std::slice::from_ref(&m.hash), NOW)
             .expect("delete");
         let longer = Message {
             expiry_ms: NOW + 4 * HOUR,
             ..m.clone()
         };
-        s.store(&longer, NOW).expect("store again");
-        s.delete_hashes(&a, std::slice::from_ref(&m.hash))
+        let again = NOW + CLOCK_MARGIN_MS + 1;
+        s.store(&longer, again).expect("store again");
+        s.delete_hashes(&a, std::slice::from_ref(&m.hash), again)
             .expect("delete again");
         // The old index entry is stale: sweeping past the first expiry keeps the tombstone.
         assert_eq!(s.sweep_tombstones(NOW + 2 * HOUR).expect("sweep"), 0);
@@ -311,7 +582,7 @@ mod tests {
         {
             let s = open(&dir);
             s.store(&m, NOW).expect("store");
-            s.delete_hashes(&a, std::slice::from_ref(&m.hash))
+            s.delete_hashes(&a, std::slice::from_ref(&m.hash), NOW)
                 .expect("delete");
         }
         let s = open(&dir);

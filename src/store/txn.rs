@@ -9,6 +9,7 @@
 use super::StoreError;
 use super::db::{CF_ACCOUNTS, CF_EXPIRIES, CF_HASHES, CF_MESSAGES, Inner};
 use super::keys::{self, AccountCounts, Record};
+use super::tombstones::{self, Tomb};
 use crate::message::{AccountId, Message};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::HashMap;
@@ -32,6 +33,21 @@ pub(super) struct AccountTxn<'a> {
     /// Hashes this txn wrote or removed, so later steps of the same txn see them before the
     /// batch reaches RocksDB (bulk imports may carry the same hash twice).
     overlay: HashMap<String, Option<Found>>,
+    /// Tombstones this txn wrote or removed, for the same reason.
+    tombs: HashMap<String, Option<Tomb>>,
+    /// Change to the account's count of unheld tombstones, written with the batch.
+    delta_unheld: i64,
+}
+
+/// What a store met in the tombstones (see `tombstones.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Met {
+    /// No tombstone of this account's for the hash.
+    Nothing,
+    /// A deletion that wins: the message must not be stored.
+    Deleted,
+    /// A deletion the store is newer than: the tombstone is gone (in this txn).
+    Cleared,
 }
 
 impl Inner {
@@ -45,6 +61,8 @@ impl Inner {
             delta_messages: 0,
             delta_bytes: 0,
             overlay: HashMap::new(),
+            tombs: HashMap::new(),
+            delta_unheld: 0,
         }
     }
 
@@ -288,16 +306,102 @@ impl AccountTxn<'_> {
         Ok(())
     }
 
-    /// Records, in this txn's batch, that a client deleted `rec` (see `tombstones.rs`): the
-    /// deletion and its tombstone commit together.
-    pub(super) fn tombstone(&mut self, rec: &Record<'_>) -> Result<(), StoreError> {
-        super::tombstones::put(
-            self.inner,
-            &mut self.batch,
-            &self.account,
-            rec.hash,
-            rec.expiry_ms,
-        )
+    /// The tombstone of `hash`, seeing this txn's own pending writes first.
+    fn tomb(&self, hash: &str) -> Result<Option<Tomb>, StoreError> {
+        match self.tombs.get(hash) {
+            Some(t) => Ok(*t),
+            None => tombstones::read(self.inner, hash),
+        }
+    }
+
+    /// Writes `new` as the tombstone of `hash` in place of `old`, keeping the unheld count.
+    fn set_tomb(&mut self, hash: &str, old: Option<&Tomb>, new: Tomb) -> Result<(), StoreError> {
+        tombstones::write(self.inner, &mut self.batch, hash, old, &new)?;
+        let mine = |t: &Tomb| i64::from(t.unheld && t.account == self.account);
+        self.delta_unheld += mine(&new) - old.map_or(0, mine);
+        self.tombs.insert(hash.to_string(), Some(new));
+        Ok(())
+    }
+
+    /// Records, in this txn's batch, that a client deleted `rec` at `deleted_ms` (the swarm's
+    /// acceptance time, see `tombstones.rs`): the deletion and its tombstone commit together.
+    /// An existing tombstone is only ever lengthened.
+    pub(super) fn tombstone(
+        &mut self,
+        rec: &Record<'_>,
+        deleted_ms: i64,
+    ) -> Result<(), StoreError> {
+        let old = self.tomb(rec.hash)?;
+        let new = tombstones::merged(
+            old.as_ref(),
+            Tomb {
+                expiry_ms: rec.expiry_ms,
+                account: self.account,
+                deleted_ms,
+                unheld: false,
+            },
+        );
+        if old != Some(new) {
+            self.set_tomb(rec.hash, old.as_ref(), new)?;
+        }
+        Ok(())
+    }
+
+    /// Records that a client deleted `hash`, which this node does not hold, at `deleted_ms`
+    /// (an unheld tombstone, see `tombstones.rs`). Returns `false`, writing nothing, when the
+    /// account already has its maximum of unheld tombstones.
+    pub(super) fn tombstone_unheld(
+        &mut self,
+        hash: &str,
+        deleted_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let old = self.tomb(hash)?;
+        let fresh = Tomb {
+            expiry_ms: deleted_ms.saturating_add(tombstones::UNHELD_LIFETIME_MS),
+            account: self.account,
+            deleted_ms,
+            unheld: true,
+        };
+        let new = tombstones::merged(old.as_ref(), fresh);
+        if old == Some(new) {
+            return Ok(true);
+        }
+        if new.unheld && !old.is_some_and(|o| o.unheld && o.account == self.account) {
+            let count = tombstones::unheld_count(self.inner, &self.account)?;
+            if count.saturating_add_signed(self.delta_unheld) >= tombstones::MAX_UNHELD_PER_ACCOUNT
+            {
+                return Ok(false);
+            }
+        }
+        self.set_tomb(hash, old.as_ref(), new)?;
+        Ok(true)
+    }
+
+    /// Checks a store of `msg` (this account's) accepted at `accepted_ms` (`None`: an
+    /// import) against the hash's tombstone. A winning deletion stays (an unheld tombstone
+    /// becomes held: the message proves the hash is the account's); one the store is newer
+    /// than is removed in this txn.
+    pub(super) fn meet_tombstone(
+        &mut self,
+        msg: &Message,
+        accepted_ms: Option<i64>,
+    ) -> Result<Met, StoreError> {
+        let Some(t) = self.tomb(&msg.hash)? else {
+            return Ok(Met::Nothing);
+        };
+        if t.account != self.account {
+            return Ok(Met::Nothing);
+        }
+        if t.beats(accepted_ms) {
+            if t.unheld {
+                self.set_tomb(&msg.hash, Some(&t), Tomb { unheld: false, ..t })?;
+            }
+            return Ok(Met::Deleted);
+        }
+        tombstones::remove(self.inner, &mut self.batch, &msg.hash, &t)?;
+        self.delta_unheld -= i64::from(t.unheld);
+        self.tombs.insert(msg.hash.clone(), None);
+        Ok(Met::Cleared)
     }
 
     /// Deletes an expiry-index entry that no longer matches its message (sweep clean-up).
@@ -340,6 +444,11 @@ impl AccountTxn<'_> {
             }
             became = i64::from(new.messages > 0) - i64::from(old.messages > 0);
         }
+        if self.delta_unheld != 0 {
+            let n = tombstones::unheld_count(self.inner, &self.account)?
+                .saturating_add_signed(self.delta_unheld);
+            tombstones::put_unheld_count(self.inner, &mut self.batch, &self.account, n)?;
+        }
         let batch = std::mem::take(&mut self.batch);
         self.inner.write(batch, "write account batch")?;
         add_signed(&self.inner.messages, self.delta_messages);
@@ -347,7 +456,9 @@ impl AccountTxn<'_> {
         add_signed(&self.inner.accounts, became);
         self.delta_messages = 0;
         self.delta_bytes = 0;
+        self.delta_unheld = 0;
         self.overlay.clear();
+        self.tombs.clear();
         Ok(())
     }
 
