@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` only parses the command line and calls in here.
 //! See `ARCHITECTURE.md` for the code map and the invariants between these modules.
 
+pub mod allocator;
 pub mod api;
 pub mod bench;
 pub mod bencode;

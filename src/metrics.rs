@@ -47,6 +47,9 @@ pub struct Metrics {
     pub store_max_bytes: IntGauge,
     /// Memory the store holds, by part (`memtables`, `block_cache`, `table_readers`).
     pub store_memory_bytes: IntGaugeVec,
+    /// The allocator's counters by kind (`allocated`, `active`, `resident`, `retained`; see
+    /// `allocator`).
+    pub allocator_bytes: IntGaugeVec,
     /// Onion requests by outcome (`OnionOutcome`).
     pub onion_requests_total: IntCounterVec,
     /// Onion request latency (entry to reply).
@@ -59,6 +62,8 @@ pub struct Metrics {
     pub replication_enqueued_total: IntCounterVec,
     /// Entries in the durable retry queue (gauge).
     pub replication_queue_depth: IntGauge,
+    /// Tasks alive on the node's runtime: a count that only grows is a task leak.
+    pub runtime_tasks: IntGauge,
     /// Retry attempts and their fate, by result (`RetryResult`).
     pub replication_retries_total: IntCounterVec,
     /// Messages handed to their new owners and deleted here.
@@ -466,6 +471,21 @@ impl Metrics {
         for part in ["memtables", "block_cache", "table_readers"] {
             store_memory_bytes.with_label_values(&[part]).set(0);
         }
+        let allocator_bytes = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "snode_allocator_bytes",
+                    "The memory allocator's counters: allocated (live allocations), active, \
+                     resident (held from the OS), retained (kept for reuse, not resident)",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric opts (static)"),
+        );
+        for (kind, _) in crate::allocator::AllocatorStats::default().by_kind() {
+            allocator_bytes.with_label_values(&[kind]).set(0);
+        }
         let peer_tests_total = counter_of::<PeerTestResult>(
             &r,
             "snode_peer_tests_total",
@@ -530,6 +550,7 @@ impl Metrics {
                 "Size cap of the message store in bytes; stores are refused above it",
             ),
             store_memory_bytes,
+            allocator_bytes,
             onion_requests_total: counter_of::<OnionOutcome>(
                 &r,
                 "snode_onion_requests_total",
@@ -554,6 +575,11 @@ impl Metrics {
                 &r,
                 "snode_replication_queue_depth",
                 "Entries in the durable replication retry queue",
+            ),
+            runtime_tasks: gauge(
+                &r,
+                "snode_runtime_tasks",
+                "Tasks alive on the node's async runtime",
             ),
             replication_retries_total: counter_of::<RetryResult>(
                 &r,
@@ -716,12 +742,14 @@ mod tests {
             "snode_store_disk_bytes",
             "snode_store_max_bytes",
             "snode_store_memory_bytes",
+            "snode_allocator_bytes",
             "snode_onion_requests_total",
             "snode_onion_duration_seconds",
             "snode_swarm_forwards_total",
             "snode_forward_batch_size",
             "snode_replication_enqueued_total",
             "snode_replication_queue_depth",
+            "snode_runtime_tasks",
             "snode_replication_retries_total",
             "snode_handoff_messages_total",
             "snode_handoff_batches_failed_total",

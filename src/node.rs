@@ -743,9 +743,23 @@ async fn refresh_stats(store: Store, metrics: Metrics, cancel: CancellationToken
                 .with_label_values(&[part])
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        if let Some(a) = crate::allocator::stats() {
+            for (kind, bytes) in a.by_kind() {
+                metrics
+                    .allocator_bytes
+                    .with_label_values(&[kind])
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
         metrics
             .replication_queue_depth
             .set(store.pending_len() as i64);
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        metrics
+            .runtime_tasks
+            .set(i64::try_from(tasks).unwrap_or(i64::MAX));
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first: a module may name (`crate::x`) only modules listed before it.
 const LAYERS: &[&str] = &[
     "clock",
+    "allocator",
     "blocking",
     "bencode",
     "error",
