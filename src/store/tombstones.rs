@@ -436,6 +436,29 @@ mod tests {
     }
 
     #[test]
+    fn first_format_records_block_imports_but_not_stores() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(10);
+        let m = msg(&a, 0, b"v1", NOW, NOW + HOUR);
+        // A record as written before deletion times were kept: expiry ‖ account.
+        let mut v1 = (NOW + HOUR).to_be_bytes().to_vec();
+        v1.extend_from_slice(&a.to_bytes());
+        let mut batch = rocksdb::WriteBatch::default();
+        let cf = s.inner.cf(super::CF_TOMBSTONES).expect("cf");
+        batch.put_cf(cf, super::hash_key(&m.hash), v1);
+        s.inner.write(batch, "test").expect("write");
+        assert!(listed(&s, &m, NOW));
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
+            0
+        );
+        // It has no deletion time: a store replaces it, as every store did then.
+        assert_eq!(s.store(&m, NOW).expect("store"), StoreOutcome::New);
+        assert!(!listed(&s, &m, NOW));
+    }
+
+    #[test]
     fn unheld_tombstones_are_capped_per_account_and_swept() {
         let dir = tempdir();
         let s = open(&dir);
