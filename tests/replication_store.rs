@@ -565,8 +565,9 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
 }
 
 /// A listed node outside our swarm (that never owned the account either) cannot push
-/// messages into an account we own, nor forward requests to us: 403, nothing stored. A member
-/// of our swarm, and a node that owned the account before the last change (a hand-off), can.
+/// messages into an account we own, nor forward requests to us, nor hand off deletions: 403,
+/// nothing stored or deleted. A member of our swarm, and a node that owned the account before
+/// the last change (a hand-off), can.
 #[tokio::test]
 async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
     let mut r = Replica::new(44).await;
@@ -631,6 +632,39 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
         .expect("an authenticated answer");
     assert_eq!(handed.status, 200, "{:?}", handed.body);
     assert_eq!(r.store.stats().messages, 1);
+    // Tombstones: the stranger's deletion is refused whole, the former owner's applied.
+    let tombstones = json!({"tombstones": [{
+        "account": user.account.to_hex(),
+        "hash": msg(b"handed off").hash,
+        "expiry": now() + 600_000,
+        "deleted_at": now(),
+        "unheld": true,
+    }]})
+    .to_string()
+    .into_bytes();
+    for (from, status, left) in [(&stranger, 403, 1), (&former, 200, 0)] {
+        let answer = from
+            .state
+            .peers
+            .post(
+                &target,
+                snode::peer::PATH_TOMBSTONES,
+                tombstones.clone(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("an authenticated answer");
+        assert_eq!(answer.status, status, "{:?}", answer.body);
+        assert_eq!(r.store.stats().messages, left);
+    }
+    assert_eq!(r.store.stats().messages, 0);
+    assert_eq!(
+        r.store
+            .bulk_store(&[msg(b"handed off")], now())
+            .expect("bulk"),
+        0,
+        "the deletion stands"
+    );
 }
 
 /// A swarm peer that missed a client's `expire … shorten` pushes its copy with the old,

@@ -79,6 +79,21 @@ const DELETE_BEFORE_STORE: &[(u64, &str)] = &[
     (16, "all"),
 ];
 
+/// Found by the simulation (docs/simulation.md "Findings"): the only members that
+/// acknowledged a delete left the account's swarm (a split) before the delete reached the
+/// members that hold the message, and tombstones were not handed off, so the message stayed.
+/// Fixed by handing off tombstones with the messages (`replication::handoff`).
+#[test]
+fn regression_delete_then_churn() {
+    for &seed in DELETE_THEN_CHURN {
+        let o = run(&SimConfig::new(seed));
+        assert!(o.violations.is_empty(), "{}", report(&o));
+    }
+}
+
+/// Histories (every fault kind) in which the checker reports the finding above.
+const DELETE_THEN_CHURN: &[u64] = &[100136, 100466, 100766, 100788, 100921, 100940];
+
 #[test]
 fn same_seed_same_history() {
     // Both draw churn, crashes, a lost disk, partitions, flaky links and skewed clocks.

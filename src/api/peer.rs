@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use super::response::{JSON, Reply, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
 use crate::peer::auth::{HEADER_NONCE, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, Nonce};
-use crate::peer::{PATH_DATA, PATH_PING, PATH_STORAGE_CC, PATH_STORAGE_CC_BATCH, batch, wire};
+use crate::peer::{
+    PATH_DATA, PATH_PING, PATH_STORAGE_CC, PATH_STORAGE_CC_BATCH, PATH_TOMBSTONES, batch, wire,
+};
 use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, handle_method};
 
@@ -29,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route(PATH_STORAGE_CC, post(route))
         .route(PATH_STORAGE_CC_BATCH, post(route))
         .route(PATH_DATA, post(route))
+        .route(PATH_TOMBSTONES, post(route))
         .route(PATH_PING, post(route))
         .route(PATH_AE_DIGEST, post(route))
         .route(PATH_AE_BUCKET, post(route))
@@ -174,6 +177,7 @@ pub async fn handle(state: &AppState, call: PeerCall<'_>) -> Reply {
         PATH_STORAGE_CC => storage_cc(state, &call).await,
         PATH_STORAGE_CC_BATCH => storage_cc_batch(state, &call).await,
         PATH_DATA => data(state, &call).await,
+        PATH_TOMBSTONES => tombstones(state, &call).await,
         PATH_PING => ping(state),
         PATH_AE_DIGEST | PATH_AE_BUCKET | PATH_AE_FETCH | PATH_AE_DELETE => {
             anti_entropy(state, &call).await
@@ -352,24 +356,15 @@ async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
     };
     // Only keep what our swarm owns: a confused or stale sender must not fill our disk.
     let membership = state.rpc.membership.borrow().clone();
-    let previous = state.previous_membership.get();
-    let me = state.keys.pubkey_ed25519();
-    let ours = membership.swarm_of(&me);
-    // And only from whom may push it: a member of our swarm, or a node of the swarm that owned
-    // the account before the last change (a hand-off). A listed node elsewhere in the network
-    // could otherwise put messages into any account's signed namespaces here, with no client
-    // signature. A batch with any other message is refused whole, before anything is stored.
-    let without = crate::swarm::without_our_swarm(&membership, &me);
-    if msgs.iter().any(|m| {
-        !crate::swarm::may_push(
-            &membership,
-            &previous,
-            &without,
-            &me,
-            &call.sender,
-            &m.account,
-        )
-    }) {
+    let ours = membership.swarm_of(&state.keys.pubkey_ed25519());
+    // A batch with any message the sender may not push is refused whole, before anything is
+    // stored.
+    if !may_push_all(
+        state,
+        &membership,
+        &call.sender,
+        msgs.iter().map(|m| &m.account),
+    ) {
         return Reply::text(403, "peer may not push these accounts' messages");
     }
     // And admit each only as a client's store could have made it (`admitted_from_peer`:
@@ -398,6 +393,95 @@ async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
         Ok(Err(crate::store::StoreError::Full { .. })) => Reply::text(507, "store is full"),
         Ok(Err(e)) => {
             tracing::warn!(error = %crate::error::chain(&e), "bulk store from peer failed");
+            Reply::text(500, "Internal Server Error\n")
+        }
+        Err(_) => Reply::text(500, "Internal Server Error\n"),
+    }
+}
+
+/// Whether `sender` may push data of every one of `accounts` to us: a member of our swarm,
+/// or a node of the swarm that owned the account before the last change (a hand-off). A
+/// listed node elsewhere in the network could otherwise put messages into any account's
+/// signed namespaces here, or delete them, with no client signature.
+fn may_push_all<'a>(
+    state: &AppState,
+    membership: &crate::swarm::Membership,
+    sender: &[u8; 32],
+    mut accounts: impl Iterator<Item = &'a crate::message::AccountId>,
+) -> bool {
+    let previous = state.previous_membership.get();
+    let me = state.keys.pubkey_ed25519();
+    let without = crate::swarm::without_our_swarm(membership, &me);
+    accounts.all(|a| crate::swarm::may_push(membership, &previous, &without, &me, sender, a))
+}
+
+/// Tombstones a previous owner of their accounts handed off (`replication::handoff`):
+/// admitted as a data push is, the request refused whole otherwise; each checked (a valid
+/// hash, an expiry no later than a tombstone can last, a deletion time not in the future),
+/// applied as the account's deletions, durable before the answer (the sender then drops its
+/// copies).
+async fn tombstones(state: &AppState, call: &PeerCall<'_>) -> Reply {
+    use crate::replication::protocol::{
+        DataResponse, MAX_TOMBSTONES_PER_REQUEST, TombstonesRequest,
+    };
+    let bad = || Reply::text(400, "invalid tombstones");
+    let Ok(req) = serde_json::from_slice::<TombstonesRequest>(&call.body) else {
+        return bad();
+    };
+    if req.tombstones.len() > MAX_TOMBSTONES_PER_REQUEST {
+        return bad();
+    }
+    let now = (state.rpc.clock)();
+    let tolerance = crate::peer::auth::PEER_TOLERANCE_MS;
+    let latest_expiry = now
+        .saturating_add(crate::store::UNHELD_LIFETIME_MS)
+        .saturating_add(tolerance);
+    let mut records = Vec::with_capacity(req.tombstones.len());
+    for t in req.tombstones {
+        let Ok(account) = crate::message::AccountId::from_hex(&t.account) else {
+            return bad();
+        };
+        if !crate::message::is_valid_hash(&t.hash)
+            || t.expiry > latest_expiry
+            || t.deleted_at > now.saturating_add(tolerance)
+        {
+            return bad();
+        }
+        records.push(crate::store::TombstoneRecord {
+            account,
+            hash: t.hash,
+            expiry_ms: t.expiry,
+            deleted_ms: t.deleted_at,
+            unheld: t.unheld,
+        });
+    }
+    let membership = state.rpc.membership.borrow().clone();
+    if !may_push_all(
+        state,
+        &membership,
+        &call.sender,
+        records.iter().map(|t| &t.account),
+    ) {
+        return Reply::text(403, "peer may not push these accounts' tombstones");
+    }
+    let ours = membership.swarm_of(&state.keys.pubkey_ed25519());
+    records.retain(|t| ours.is_some() && membership.swarm_for(&t.account) == ours);
+    let accepted = records.len();
+    let store = state.rpc.store.clone();
+    let result = crate::blocking::run(move || {
+        let deleted = store.import_tombstones(&records, now)?;
+        store.sync_wal()?;
+        Ok::<_, crate::store::StoreError>(deleted)
+    })
+    .await;
+    match result {
+        Ok(Ok(new)) => Reply::new(
+            200,
+            JSON,
+            serde_json::to_vec(&DataResponse { accepted, new }).unwrap_or_default(),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::chain(&e), "tombstones from peer failed");
             Reply::text(500, "Internal Server Error\n")
         }
         Err(_) => Reply::text(500, "Internal Server Error\n"),

@@ -154,6 +154,7 @@ impl Nodes {
             cmd.current_dir(cwd);
         }
         let child = cmd
+            .envs(crate::testnet::node_env())
             .arg("run")
             .arg("--data-dir")
             .arg(&node.data_dir)

@@ -11,6 +11,11 @@
 //! when a newer membership says we own the account after all. A pass is resumable by
 //! construction: after a crash the next pass re-sends (imports are idempotent). Passes run on
 //! every membership change, then every `handoff_interval` until one leaves nothing behind.
+//!
+//! Tombstones of foreign accounts follow the same way (`/snode/v1/tombstones`), unheld ones
+//! included, and are dropped here once every member took them: the simulation found a delete
+//! that only this side of a partition had seen lost when the account moved to the other side's
+//! swarm (docs/simulation.md).
 
 use std::collections::BTreeMap;
 
@@ -18,14 +23,18 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{AccountId, Message};
+use crate::store::TombstoneRecord;
 use crate::swarm::{Membership, SwarmId};
 
+use super::protocol::{MAX_TOMBSTONES_PER_REQUEST, TombstoneEntry, TombstonesRequest};
 use super::{BATCH_BYTES, PER_MESSAGE_OVERHEAD, ReplicationError, Replicator};
 
 /// Accounts read per store call.
 const ACCOUNTS_PAGE: usize = 1_000;
 /// Messages read per store call.
 const MESSAGES_PAGE: usize = 500;
+/// Tombstones read per store call.
+const TOMBSTONES_PAGE: usize = 1_000;
 /// Bytes buffered across all owning swarms before the largest buffer is sent early.
 const MAX_BUFFERED: usize = 8 * BATCH_BYTES;
 
@@ -178,7 +187,88 @@ impl Replicator {
         for (owner, p) in std::mem::take(&mut buffers) {
             self.ship(&m, owner, p.msgs, &mut out).await?;
         }
+        self.handoff_tombstones(&m, ours, cancel, &mut out).await?;
         Ok(out)
+    }
+
+    /// Sends the tombstones of accounts our swarm no longer owns to their owners.
+    async fn handoff_tombstones(
+        &self,
+        m: &Membership,
+        ours: Option<SwarmId>,
+        cancel: &CancellationToken,
+        out: &mut PassOutcome,
+    ) -> Result<(), ReplicationError> {
+        let mut after: Option<String> = None;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let (a, now) = (after.take(), self.now());
+            let (page, next) = self
+                .blocking("list tombstones", move |s| {
+                    s.tombstones_page(a.as_deref(), TOMBSTONES_PAGE, now)
+                })
+                .await?;
+            let mut by_owner: BTreeMap<SwarmId, Vec<TombstoneRecord>> = BTreeMap::new();
+            for t in page {
+                let Some(owner) = m.swarm_for(&t.account) else {
+                    continue;
+                };
+                if Some(owner) != ours && !m.members(owner).is_empty() {
+                    by_owner.entry(owner).or_default().push(t);
+                }
+            }
+            for (owner, tombs) in by_owner {
+                self.ship_tombstones(m, owner, tombs, out).await?;
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends `tombs` to every member of `owner` and drops them here once all took them.
+    async fn ship_tombstones(
+        &self,
+        m: &Membership,
+        owner: SwarmId,
+        tombs: Vec<TombstoneRecord>,
+        out: &mut PassOutcome,
+    ) -> Result<(), ReplicationError> {
+        let members = m.members(owner);
+        for chunk in tombs.chunks(MAX_TOMBSTONES_PER_REQUEST) {
+            let req = TombstonesRequest {
+                tombstones: chunk
+                    .iter()
+                    .map(|t| TombstoneEntry {
+                        account: t.account.to_hex(),
+                        hash: t.hash.clone(),
+                        expiry: t.expiry_ms,
+                        deleted_at: t.deleted_ms,
+                        unheld: t.unheld,
+                    })
+                    .collect(),
+            };
+            // Plain structs of strings and integers: serialising cannot fail.
+            let body = serde_json::to_vec(&req).unwrap_or_default();
+            let sent = members
+                .iter()
+                .map(|peer| self.push_tombstones(peer, body.clone(), chunk.len()));
+            if !self.all_took(join_all(sent).await, out) {
+                continue;
+            }
+            let gone: Vec<(AccountId, String)> = self
+                .no_longer_ours(chunk, |t| &t.account)
+                .map(|t| (t.account, t.hash.clone()))
+                .collect();
+            self.blocking("drop handed-off tombstones", move |s| {
+                s.drop_tombstones(&gone)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Sends `msgs` to every member of `owner` and deletes them here once all acknowledged.
@@ -194,22 +284,12 @@ impl Replicator {
             return Ok(());
         }
         for batch in super::chunk_by_size(msgs) {
-            let sends = members.iter().map(|peer| self.push_batch(peer, &batch));
-            let acked = join_all(sends)
-                .await
-                .into_iter()
-                .all(|r| matches!(r, Ok(true)));
-            if !acked {
-                self.inner.metrics.handoff_batches_failed_total.inc();
-                out.left_behind = true;
+            let sent = members.iter().map(|peer| self.push_batch(peer, &batch));
+            if !self.all_took(join_all(sent).await, out) {
                 continue;
             }
-            // Re-check against the newest membership: data we own again stays.
-            let latest = self.snapshot();
-            let ours_now = latest.swarm_of(&self.inner.me);
-            let gone: Vec<String> = batch
-                .iter()
-                .filter(|msg| latest.swarm_for(&msg.account) != ours_now)
+            let gone: Vec<String> = self
+                .no_longer_ours(&batch, |msg| &msg.account)
                 .map(|msg| msg.hash.clone())
                 .collect();
             let dropped = self
@@ -219,5 +299,34 @@ impl Replicator {
             out.moved += dropped;
         }
         Ok(())
+    }
+
+    /// Whether every member took a batch (`answers`, one per member); a batch some member
+    /// did not take is counted and leaves the pass unfinished.
+    fn all_took(
+        &self,
+        answers: Vec<Result<bool, ReplicationError>>,
+        out: &mut PassOutcome,
+    ) -> bool {
+        let took = answers.into_iter().all(|r| matches!(r, Ok(true)));
+        if !took {
+            self.inner.metrics.handoff_batches_failed_total.inc();
+            out.left_behind = true;
+        }
+        took
+    }
+
+    /// Those of `items` whose account the newest membership gives to another swarm: what we
+    /// own again after all stays.
+    fn no_longer_ours<'i, T>(
+        &self,
+        items: &'i [T],
+        account: impl Fn(&T) -> &AccountId + 'i,
+    ) -> impl Iterator<Item = &'i T> {
+        let latest = self.snapshot();
+        let ours_now = latest.swarm_of(&self.inner.me);
+        items
+            .iter()
+            .filter(move |t| latest.swarm_for(account(t)) != ours_now)
     }
 }

@@ -261,6 +261,24 @@ impl Replicator {
     }
 }
 
+impl Replicator {
+    /// Sends handed-off tombstones (`body`, `n` of them) to `peer`; `Ok(true)` when it took
+    /// all of them (durably: the receiver syncs before answering).
+    async fn push_tombstones(
+        &self,
+        peer: &NodeInfo,
+        body: Vec<u8>,
+        n: usize,
+    ) -> Result<bool, ReplicationError> {
+        let r = self
+            .post(peer, crate::peer::PATH_TOMBSTONES, body, BULK_TIMEOUT)
+            .await?;
+        Ok(r.status == 200
+            && serde_json::from_slice::<protocol::DataResponse>(&r.body)
+                .is_ok_and(|ack| ack.accepted == n))
+    }
+}
+
 /// Splits `msgs` into groups of about [`BATCH_BYTES`] (a larger message goes alone).
 fn chunk_by_size(msgs: Vec<crate::message::Message>) -> Vec<Vec<crate::message::Message>> {
     let mut out = Vec::new();

@@ -9,6 +9,10 @@
 //! | `/snode/v1/ae/fetch` | `{"hashes": [h…]}` | `sn.data` blob (`peer::wire`) of those live and owned |
 //! | `/snode/v1/ae/delete` | `{"hashes": [h…]}` | `{"deleted": n}` |
 //!
+//! The hand-off sends an account's tombstones to its new owners alongside its messages:
+//! `/snode/v1/tombstones` takes `{"tombstones": [{"account", "hash", "expiry", "deleted_at",
+//! "unheld"}…]}` (at most [`MAX_TOMBSTONES_PER_REQUEST`]) and answers a [`DataResponse`].
+//!
 //! `at` is the initiator's clock rounded down to a multiple of [`DIGEST_EPOCH_MS`]: both sides
 //! scope their sets with it (`digest::in_scope`), and because every initiator rounds the same
 //! way, a node asked by all its peers within one epoch computes one digest
@@ -135,6 +139,33 @@ pub struct HashesRequest {
 pub struct DeleteResponse {
     /// Messages deleted.
     pub deleted: usize,
+}
+
+/// Tombstones in one hand-off request.
+pub const MAX_TOMBSTONES_PER_REQUEST: usize = 2_000;
+
+/// One handed-off tombstone (`store::TombstoneRecord` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TombstoneEntry {
+    /// The deleting account, hex (66 characters).
+    pub account: String,
+    /// The deleted hash.
+    pub hash: String,
+    /// Kept until then (ms).
+    pub expiry: i64,
+    /// When the swarm accepted the deletion (ms).
+    pub deleted_at: i64,
+    /// The sender never held the message.
+    pub unheld: bool,
+}
+
+/// Body of `/snode/v1/tombstones`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TombstonesRequest {
+    /// The tombstones.
+    pub tombstones: Vec<TombstoneEntry>,
 }
 
 /// Answer of the bulk data endpoint (`/snode/v1/data`): how many of the sent messages the

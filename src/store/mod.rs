@@ -29,6 +29,7 @@ mod txn;
 pub use db::{NewMessageObserver, Store};
 pub use pending::{PendingItem, PendingPayload};
 pub use replica::{MessageMeta, hash_bucket};
+pub use tombstones::{TombstoneRecord, UNHELD_LIFETIME_MS};
 
 use crate::message::Message;
 use std::collections::BTreeMap;

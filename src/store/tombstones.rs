@@ -58,7 +58,7 @@ pub(super) const MAX_UNHELD_PER_ACCOUNT: u64 = 10_000;
 
 /// How long an unheld tombstone lasts: the longest a message accepted up to
 /// [`CLOCK_MARGIN_MS`] after the deletion could live. The message's own expiry is unknown.
-pub(super) const UNHELD_LIFETIME_MS: i64 =
+pub const UNHELD_LIFETIME_MS: i64 =
     crate::message::TTL_MAXIMUM_PRIVATE_MS + crate::message::STORE_TOLERANCE_MS + CLOCK_MARGIN_MS;
 
 /// Length of a record written before deletion times were kept: expiry ‖ account.
@@ -230,7 +230,116 @@ pub(super) fn put_unheld_count(
     Ok(())
 }
 
+/// A tombstone as the hand-off carries it to an account's new owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TombstoneRecord {
+    /// The account that deleted the hash.
+    pub account: AccountId,
+    /// The deleted message's hash.
+    pub hash: String,
+    /// Kept until then.
+    pub expiry_ms: i64,
+    /// When the swarm accepted the deletion (`i64::MIN`: not recorded).
+    pub deleted_ms: i64,
+    /// The sender did not hold the message (see the module header).
+    pub unheld: bool,
+}
+
 impl Store {
+    /// Up to `limit` tombstones in force at `now_ms`, in hash order after `after`; with the
+    /// hash to resume from when more may follow.
+    pub fn tombstones_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<(Vec<TombstoneRecord>, Option<String>), StoreError> {
+        let mut lower = vec![BY_HASH];
+        if let Some(a) = after {
+            lower.extend_from_slice(a.as_bytes());
+            lower.push(0);
+        }
+        let upper = keys::prefix_end(&[BY_HASH]);
+        let (mut out, mut last, mut more) = (Vec::new(), None, false);
+        self.inner.scan(CF_TOMBSTONES, &lower, upper, |k, v| {
+            if last.is_some() && out.len() >= limit.max(1) {
+                more = true;
+                return Ok(false);
+            }
+            let hash = std::str::from_utf8(&k[1..])
+                .map_err(|_| StoreError::Corrupt { what: "tombstone" })?
+                .to_string();
+            let t = Tomb::decode(v)?;
+            if t.expiry_ms > now_ms {
+                out.push(TombstoneRecord {
+                    account: t.account,
+                    hash: hash.clone(),
+                    expiry_ms: t.expiry_ms,
+                    deleted_ms: t.deleted_ms,
+                    unheld: t.unheld,
+                });
+            }
+            last = Some(hash);
+            Ok(true)
+        })?;
+        Ok((out, if more { last } else { None }))
+    }
+
+    /// Applies tombstones a previous owner of their accounts handed off, as its client
+    /// deletions: a message held here under the same account is deleted; an unheld one
+    /// stays unheld (within the account's cap). Returns how many messages were deleted.
+    pub fn import_tombstones(
+        &self,
+        tombs: &[TombstoneRecord],
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut by_account: BTreeMap<AccountId, Vec<&TombstoneRecord>> = BTreeMap::new();
+        for t in tombs.iter().filter(|t| t.expiry_ms > now_ms) {
+            by_account.entry(t.account).or_default().push(t);
+        }
+        let mut deleted = 0;
+        for (account, group) in by_account {
+            let mut txn = self.inner.begin(&account);
+            for t in group {
+                match txn.lookup(&t.hash)? {
+                    Some((key, value)) if key.starts_with(&account.to_bytes()) => {
+                        let rec = super::keys::Record::decode(&value)?;
+                        txn.delete(&key, &rec)?;
+                        txn.tombstone(&rec, t.deleted_ms)?;
+                        deleted += 1;
+                    }
+                    // Another account's message: a hash covers its owner, so this tombstone
+                    // was a guess that cannot apply.
+                    Some(_) => {}
+                    None if t.unheld => {
+                        txn.tombstone_unheld(&t.hash, t.deleted_ms)?;
+                    }
+                    None => txn.tombstone_held(&t.hash, t.expiry_ms, t.deleted_ms)?,
+                }
+                txn.maybe_flush()?;
+            }
+            txn.commit()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Removes the tombstones `(account, hash)` once handed off to their accounts' owners.
+    pub fn drop_tombstones(&self, tombs: &[(AccountId, String)]) -> Result<(), StoreError> {
+        let mut by_account: BTreeMap<AccountId, Vec<&str>> = BTreeMap::new();
+        for (a, h) in tombs {
+            by_account.entry(*a).or_default().push(h);
+        }
+        for (account, hashes) in by_account {
+            let mut txn = self.inner.begin(&account);
+            for h in hashes {
+                txn.drop_tombstone(h)?;
+                txn.maybe_flush()?;
+            }
+            txn.commit()?;
+        }
+        Ok(())
+    }
+
     /// Those of `hashes` that a client deleted (and whose tombstone is not yet swept),
     /// unheld ones included.
     pub fn tombstoned(&self, hashes: &[String]) -> Result<HashSet<String>, StoreError> {
@@ -433,6 +542,59 @@ mod tests {
             s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
             0
         );
+    }
+
+    #[test]
+    fn tombstones_hand_off_page_by_page_and_apply_as_deletions() {
+        let (d1, d2) = (tempdir(), tempdir());
+        let (from, to) = (open(&d1), open(&d2));
+        let (a, b) = (account(11), account(12));
+        let held = msg(&a, 0, b"held here", NOW, NOW + HOUR);
+        let there = msg(&a, 0, b"held there only", NOW, NOW + HOUR);
+        let foreign = msg(&b, 0, b"b's own", NOW, NOW + HOUR);
+        from.store(&held, NOW).expect("store");
+        to.store(&there, NOW).expect("store");
+        to.store(&foreign, NOW).expect("store");
+        // `from` saw the deletions: one of a message it held, one of a message it never got,
+        // and `a` naming `b`'s hash.
+        let named = [held.hash.clone(), there.hash.clone(), foreign.hash.clone()];
+        from.delete_hashes(&a, &named, NOW).expect("delete");
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = from
+                .tombstones_page(after.as_deref(), 2, NOW)
+                .expect("page");
+            assert!(page.len() <= 2);
+            all.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(
+            from.tombstones_page(None, 10, NOW + 2 * UNHELD_LIFETIME_MS)
+                .expect("p")
+                .0
+                .is_empty()
+        );
+        // The new owner deletes what the account deleted, never another account's message.
+        assert_eq!(to.import_tombstones(&all, NOW).expect("import"), 1);
+        assert!(to.get_by_hash(&there.hash, NOW).expect("get").is_none());
+        assert!(to.get_by_hash(&foreign.hash, NOW).expect("get").is_some());
+        assert_eq!(
+            to.bulk_store(std::slice::from_ref(&held), NOW)
+                .expect("bulk"),
+            0
+        );
+        assert!(listed(&to, &held, NOW) && listed(&to, &there, NOW));
+        // Delivered: the sender drops its copies, and its unheld count with them.
+        let gone: Vec<_> = all.iter().map(|t| (t.account, t.hash.clone())).collect();
+        assert_eq!(from.unheld_tombstones(&a).expect("n"), 2);
+        from.drop_tombstones(&gone).expect("drop");
+        assert!(from.tombstoned(&named).expect("t").is_empty());
+        assert_eq!(from.unheld_tombstones(&a).expect("n"), 0);
     }
 
     #[test]

@@ -331,18 +331,40 @@ impl AccountTxn<'_> {
         rec: &Record<'_>,
         deleted_ms: i64,
     ) -> Result<(), StoreError> {
-        let old = self.tomb(rec.hash)?;
+        self.tombstone_held(rec.hash, rec.expiry_ms, deleted_ms)
+    }
+
+    /// [`AccountTxn::tombstone`] by hash: a held tombstone of `hash` until `expiry_ms`.
+    pub(super) fn tombstone_held(
+        &mut self,
+        hash: &str,
+        expiry_ms: i64,
+        deleted_ms: i64,
+    ) -> Result<(), StoreError> {
+        let old = self.tomb(hash)?;
         let new = tombstones::merged(
             old.as_ref(),
             Tomb {
-                expiry_ms: rec.expiry_ms,
+                expiry_ms,
                 account: self.account,
                 deleted_ms,
                 unheld: false,
             },
         );
         if old != Some(new) {
-            self.set_tomb(rec.hash, old.as_ref(), new)?;
+            self.set_tomb(hash, old.as_ref(), new)?;
+        }
+        Ok(())
+    }
+
+    /// Removes this account's tombstone of `hash`, if it has one (the hand-off delivered it).
+    pub(super) fn drop_tombstone(&mut self, hash: &str) -> Result<(), StoreError> {
+        if let Some(t) = self.tomb(hash)?
+            && t.account == self.account
+        {
+            tombstones::remove(self.inner, &mut self.batch, hash, &t)?;
+            self.delta_unheld -= i64::from(t.unheld);
+            self.tombs.insert(hash.to_string(), None);
         }
         Ok(())
     }

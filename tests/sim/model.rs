@@ -7,8 +7,8 @@
 //!   has not expired is returned by every live member of its account's swarm — unless every
 //!   node that acknowledged it lost its disk afterwards.
 //! - I2 no resurrection: a message whose delete a node acknowledged is never returned by that
-//!   node again (unless it lost its disk since), and at the final check by no node (unless
-//!   every node that acknowledged the delete lost its disk since).
+//!   node again (unless it lost its disk since the delete was sent), and at the final check by
+//!   no node (unless every node that acknowledged the delete lost its disk since).
 //! - I3 no expired message: no answer returns a message whose expiry is at or before the
 //!   answering node's clock when the request was sent.
 //! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
@@ -38,8 +38,10 @@ pub struct Acked {
 pub struct Model {
     /// hash → acknowledged store.
     pub acked: BTreeMap<String, Acked>,
-    /// hash → (node → simulated ms at which it acknowledged the delete).
-    pub deleted: BTreeMap<String, BTreeMap<usize, i64>>,
+    /// hash → (node → simulated ms of the delete's request and of its answer). The node
+    /// acknowledged somewhere in between: a disk lost after the request may have taken the
+    /// tombstone with it, and reads from the answer on must not return the message.
+    pub deleted: BTreeMap<String, BTreeMap<usize, (i64, i64)>>,
     /// Stores and deletes whose outcome is unknown (no answer): excluded from I1 and I2.
     pub ambiguous: BTreeSet<String>,
     /// Stores the harness dropped but recorded as acknowledged (the checker's own test);
@@ -72,9 +74,10 @@ impl Model {
     /// Whether every node that acknowledged the delete of `hash` lost its disk since (its
     /// tombstone with it): then nothing remembers the delete, and I2 exempts it.
     fn delete_forgotten(&self, hash: &str) -> bool {
-        self.deleted
-            .get(hash)
-            .is_some_and(|by| by.iter().all(|(n, at)| self.lost_disk_since(*n, *at)))
+        self.deleted.get(hash).is_some_and(|by| {
+            by.iter()
+                .all(|(n, (sent, _))| self.lost_disk_since(*n, *sent))
+        })
     }
 
     /// Checks one full paged read of `account` on `node`: I6 on the pages, I3 on each
@@ -103,9 +106,9 @@ impl Model {
                     format!("I3 expired: n{node} returned {short}… (expiry {expiry}, its clock {node_clock_ms})"),
                 );
             }
-            if let Some(at) = self.deleted.get(h).and_then(|d| d.get(&node))
-                && *at < sent_ms
-                && !self.lost_disk_since(node, *at)
+            if let Some((del_sent, del_answered)) = self.deleted.get(h).and_then(|d| d.get(&node))
+                && *del_answered < sent_ms
+                && !self.lost_disk_since(node, *del_sent)
             {
                 self.violate(
                     sent_ms,

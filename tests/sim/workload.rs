@@ -156,6 +156,7 @@ fn acked_nodes(w: &Shared, v: &serde_json::Value) -> Vec<usize> {
 
 async fn delete(w: &Shared, a: usize, entry: usize, hash: String) {
     let short = hash[..8].to_string();
+    let sent = w.elapsed_ms();
     let answer = rpc::delete(w.addrs[entry], &w.accounts[a], std::slice::from_ref(&hash)).await;
     let at = w.elapsed_ms();
     match answer {
@@ -167,7 +168,7 @@ async fn delete(w: &Shared, a: usize, entry: usize, hash: String) {
             let mut m = w.model.borrow_mut();
             let d = m.deleted.entry(hash).or_default();
             for n in by {
-                d.entry(n).or_insert(at);
+                d.entry(n).or_insert((sent, at));
             }
         }
         other => {
