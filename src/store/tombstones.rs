@@ -191,7 +191,7 @@ pub(super) fn remove(
 }
 
 /// The merge of a deletion into the existing record: the later expiry and deletion time; held
-/// once either was.
+/// once either was. Across accounts a held record wins over anything, else the newer.
 pub(super) fn merged(old: Option<&Tomb>, new: Tomb) -> Tomb {
     match old {
         Some(o) if o.account == new.account => Tomb {
@@ -200,8 +200,10 @@ pub(super) fn merged(old: Option<&Tomb>, new: Tomb) -> Tomb {
             deleted_ms: o.deleted_ms.max(new.deleted_ms),
             unheld: o.unheld && new.unheld,
         },
-        // Another account's unheld record for this hash (only ever a guess: a hash covers its
-        // owner) gives way.
+        // Another account's held record stays: a hash covers its owner, so that account's
+        // message was deleted, and a second account naming the hash must not lift that.
+        Some(o) if !o.unheld => *o,
+        // Another account's unheld record (only ever a guess) gives way.
         _ => new,
     }
 }
@@ -541,6 +543,18 @@ mod tests {
         assert_eq!(
             s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
             0
+        );
+        // And `other` naming the hash again cannot lift the owner's deletion.
+        s.delete_hashes(&other, std::slice::from_ref(&m.hash), NOW + 4_000)
+            .expect("d");
+        assert!(listed(&s, &m, NOW));
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW).expect("bulk"),
+            0
+        );
+        assert_eq!(
+            s.store(&m, NOW + 1_000).expect("store"),
+            StoreOutcome::Deleted
         );
     }
 
