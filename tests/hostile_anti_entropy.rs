@@ -29,7 +29,7 @@ use snode::replication::protocol::{
 use snode::replication::serve::{PeerBudget, Responder};
 use snode::replication::{Replicator, ReplicatorParts};
 use snode::rpc::RpcContext;
-use snode::store::{Store, StoreOptions};
+use snode::store::Store;
 use snode::swarm::{Membership, NodeInfo, SwarmId, swarm_space};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,18 +67,12 @@ impl Member {
     }
 
     async fn start_with(seed: u8, budget: PeerBudget) -> Member {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keys = Arc::new(NodeKeys::from_seed([seed; 32]));
-        let (cert, key) = snode::tls::ensure_certificate(dir.path(), &keys, false).expect("cert");
-        let tls = snode::tls::server_config(&cert, &key).expect("tls");
-        let store = Store::open(
-            &dir.path().join("db"),
-            StoreOptions {
-                max_bytes: 1 << 40,
-                ..Default::default()
-            },
-        )
-        .expect("store");
+        let common::ReplicaParts {
+            dir,
+            keys,
+            tls,
+            store,
+        } = common::replica_parts(seed);
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind");

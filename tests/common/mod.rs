@@ -236,3 +236,35 @@ pub fn wait_for_blocking<T>(what: &str, timeout: Duration, f: impl FnMut() -> Op
 
 pub mod net;
 pub mod quic;
+
+/// What an in-process replica (tests driving `Replicator` directly) starts from: a temporary
+/// data directory, the node keys of `seed`, its TLS config and an open store with a cap no
+/// test reaches.
+pub struct ReplicaParts {
+    pub dir: tempfile::TempDir,
+    pub keys: std::sync::Arc<NodeKeys>,
+    pub tls: std::sync::Arc<rustls::ServerConfig>,
+    pub store: snode::store::Store,
+}
+
+/// [`ReplicaParts`] for the keys of `seed`.
+pub fn replica_parts(seed: u8) -> ReplicaParts {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = std::sync::Arc::new(NodeKeys::from_seed([seed; 32]));
+    let (cert, key) = snode::tls::ensure_certificate(dir.path(), &keys, false).expect("cert");
+    let tls = snode::tls::server_config(&cert, &key).expect("tls");
+    let store = snode::store::Store::open(
+        &dir.path().join("db"),
+        snode::store::StoreOptions {
+            max_bytes: 1 << 40,
+            ..Default::default()
+        },
+    )
+    .expect("store");
+    ReplicaParts {
+        dir,
+        keys,
+        tls,
+        store,
+    }
+}
