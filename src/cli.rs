@@ -466,6 +466,9 @@ fn run_directory(args: DirectoryArgs) -> anyhow::Result<()> {
             allow_private_addresses: args.allow_private_addresses,
             max_nodes: args.max_nodes,
             limits,
+            clock: crate::clock::wall(),
+            transport: None,
+            rng_seed: None,
         })
         .await?;
         tracing::info!(url = %handle.url(), "directory serving");

@@ -20,6 +20,7 @@ use crate::message::b64;
 use crate::peer::PATH_PING;
 use crate::peer::client::PeerClient;
 use crate::swarm::{Membership, NodeInfo};
+use crate::transport::Transport;
 
 /// Timing of the network loops.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +129,20 @@ async fn test_quic(endpoint: &quinn::Endpoint, keys: &Arc<NodeKeys>, peer: &Node
     ok
 }
 
+/// `POST /ping_test/v1` over a node's transport (a simulated network: plain HTTP, no QUIC).
+async fn ping_test_over(transport: &dyn Transport, peer: &NodeInfo) -> Option<http::HeaderMap> {
+    let addr = std::net::SocketAddr::new(peer.ip.into(), peer.https_port);
+    let req = http::Request::post("/ping_test/v1")
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let exchange = crate::transport::http1_exchange(transport, addr, req, 64 * 1024);
+    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Ok(Ok(r)) if r.status() == http::StatusCode::OK => Some(r.headers().clone()),
+        _ => None,
+    }
+}
+
 async fn test_peer(
     http: &reqwest::Client,
     quic: Option<(&quinn::Endpoint, &Arc<NodeKeys>)>,
@@ -138,18 +153,20 @@ async fn test_peer(
     if peers.refuses(peer).is_some() {
         return false;
     }
-    let url = format!("https://{}:{}/ping_test/v1", peer.ip, peer.https_port);
-    let expected = b64(&peer.pubkey_ed25519);
-    let https_ok = match http.post(url).send().await {
-        Ok(r) => {
-            r.status().as_u16() == 200
-                && r.headers()
-                    .get("x-oxen-snode-pubkey")
-                    .and_then(|v| v.to_str().ok())
-                    == Some(expected.as_str())
+    let headers = match peers.transport() {
+        Some(t) => ping_test_over(t.as_ref(), peer).await,
+        None => {
+            let url = format!("https://{}:{}/ping_test/v1", peer.ip, peer.https_port);
+            match http.post(url).send().await {
+                Ok(r) if r.status().as_u16() == 200 => Some(r.headers().clone()),
+                _ => None,
+            }
         }
-        Err(_) => false,
     };
+    let expected = b64(&peer.pubkey_ed25519);
+    let https_ok = headers.is_some_and(|h| {
+        h.get("x-oxen-snode-pubkey").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+    });
     if !https_ok {
         return false;
     }
@@ -192,12 +209,17 @@ pub async fn test_reachability(
             return;
         }
     };
-    // Without a client endpoint (no UDP socket to be had) peers are tested over HTTPS only.
-    let quic = match crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into()) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            tracing::warn!(error = %crate::error::chain(&e), "no QUIC reachability tests");
-            None
+    // Without a client endpoint (no UDP socket to be had) peers are tested over HTTPS only;
+    // on a transport (a simulated network) there is no QUIC at all.
+    let quic = if peers.transport().is_some() {
+        None
+    } else {
+        match crate::quic::endpoint::client(std::net::Ipv4Addr::UNSPECIFIED.into()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chain(&e), "no QUIC reachability tests");
+                None
+            }
         }
     };
     let me = keys.pubkey_ed25519();

@@ -378,14 +378,16 @@ impl Node {
             None => peer_client,
         };
         let directory = if membership_tx.is_some() && networked {
-            Some(
-                DirectoryClient::new(&cfg.network.directory).map_err(|source| {
-                    NodeError::Directory {
-                        url: cfg.network.directory.clone(),
-                        source,
-                    }
-                })?,
-            )
+            let client = DirectoryClient::new(&cfg.network.directory).map_err(|source| {
+                NodeError::Directory {
+                    url: cfg.network.directory.clone(),
+                    source,
+                }
+            })?;
+            Some(match &opts.transport {
+                Some(t) => client.with_transport(t.clone()),
+                None => client,
+            })
         } else {
             None
         };

@@ -63,7 +63,7 @@ fn fixed_seeds_hold_every_invariant() {
 #[test]
 fn regression_delete_before_store() {
     for &(seed, faults) in DELETE_BEFORE_STORE {
-        let mut cfg = SimConfig::new(seed);
+        let mut cfg = SimConfig::harness(seed);
         cfg.faults = FaultMix::parse(faults).expect("mix");
         let o = run(&cfg);
         assert!(o.violations.is_empty(), "{}", report(&o));
@@ -86,13 +86,59 @@ const DELETE_BEFORE_STORE: &[(u64, &str)] = &[
 #[test]
 fn regression_delete_then_churn() {
     for &seed in DELETE_THEN_CHURN {
-        let o = run(&SimConfig::new(seed));
+        let o = run(&SimConfig::harness(seed));
         assert!(o.violations.is_empty(), "{}", report(&o));
     }
 }
 
 /// Histories (every fault kind) in which the checker reports the finding above.
 const DELETE_THEN_CHURN: &[u64] = &[100136, 100466, 100766, 100788, 100921, 100940];
+
+/// The live directory decides membership (docs/simulation.md): a spare that starts is
+/// admitted, and the swarm it joins splits past 10 members; a retired node is decommissioned
+/// once its peers' reports say it is unreachable. Seed 5 with churn alone draws two joins and
+/// one retirement.
+#[test]
+fn live_directory_admits_splits_and_decommissions() {
+    let mut cfg = SimConfig::new(5);
+    cfg.faults = FaultMix::parse("churn").expect("mix");
+    let o = run(&cfg);
+    assert!(o.violations.is_empty(), "{}", report(&o));
+    let listings: Vec<(usize, &String)> = o
+        .trace
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("directory at height"))
+        .collect();
+    let listed = |l: &str, node: &str| l.split([' ', '[', ']']).any(|t| t == node);
+    let (mut joins, mut retirements) = (0, 0);
+    for (i, line) in o.trace.iter().enumerate() {
+        let node = line.split_whitespace().nth(1).unwrap_or_default();
+        let later = || listings.iter().filter(move |(j, _)| *j > i);
+        if line.ends_with("starts and registers") {
+            joins += 1;
+            assert!(
+                later().any(|(_, l)| listed(l, node)),
+                "{node} was never listed after it started:\n{}",
+                report(&o)
+            );
+        }
+        if line.contains("retires") {
+            retirements += 1;
+            assert!(
+                later().any(|(_, l)| !listed(l, node)),
+                "{node} stayed listed after it retired:\n{}",
+                report(&o)
+            );
+        }
+    }
+    assert!(joins > 0 && retirements > 0, "{}", report(&o));
+    assert!(
+        listings.iter().any(|(_, l)| l.contains("] [")),
+        "no split:\n{}",
+        report(&o)
+    );
+}
 
 #[test]
 fn same_seed_same_history() {

@@ -13,12 +13,18 @@ use super::rpc::NODE_FIELDS;
 use crate::clock::wall_clock_ms;
 use crate::keys::NodeKeys;
 use crate::swarm::{Membership, NodeInfo, SwarmId};
+use crate::transport::{ExchangeError, Transport};
+use bytes::Bytes;
 use serde_json::{Value, json};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timeout of one call to the directory.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from a directory: a full listing of `DEFAULT_MAX_NODES` nodes is
+/// under 4 MiB; a directory cannot make a node buffer more.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// Longest error body quoted in an error.
 const MAX_QUOTED: usize = 200;
 
@@ -36,6 +42,23 @@ pub enum DirectoryClientError {
         /// The underlying error.
         #[source]
         source: reqwest::Error,
+    },
+    /// The request failed on the node's transport (a simulated network).
+    #[error("request to {url} failed")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: ExchangeError,
+    },
+    /// The answer was larger than `MAX_ANSWER_BYTES`.
+    #[error("answer of {url} over {limit} bytes")]
+    TooLarge {
+        /// The URL called.
+        url: String,
+        /// The cap.
+        limit: usize,
     },
     /// The directory answered with an error status (403: not admitted / not active).
     #[error("{url} answered {status}: {message}")]
@@ -76,6 +99,50 @@ pub enum DirectoryClientError {
     },
 }
 
+/// One POST of `body` to `path` over `transport`, to the address of `url`
+/// (`http://IP:port/path`).
+async fn post_transport(
+    transport: &dyn Transport,
+    url: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(http::StatusCode, Bytes), DirectoryClientError> {
+    let authority = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix(path))
+        .unwrap_or_default();
+    let addr: SocketAddr = authority
+        .parse()
+        .map_err(|_| DirectoryClientError::Response {
+            url: url.to_string(),
+            why: "a transport reaches http://IP:port only".into(),
+        })?;
+    let req = http::Request::post(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .map_err(|e| DirectoryClientError::Response {
+            url: url.to_string(),
+            why: e.to_string(),
+        })?;
+    let exchange = crate::transport::http1_exchange(transport, addr, req, MAX_ANSWER_BYTES);
+    match tokio::time::timeout(TIMEOUT, exchange).await {
+        Ok(Ok(resp)) => Ok((resp.status(), resp.into_body())),
+        Ok(Err(ExchangeError::Body { limit })) => Err(DirectoryClientError::TooLarge {
+            url: url.to_string(),
+            limit,
+        }),
+        Ok(Err(source)) => Err(DirectoryClientError::Transport {
+            url: url.to_string(),
+            source,
+        }),
+        Err(_) => Err(DirectoryClientError::Response {
+            url: url.to_string(),
+            why: "no answer in time".into(),
+        }),
+    }
+}
+
 /// What the directory said to a registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -88,10 +155,22 @@ pub struct Registration {
 }
 
 /// A client of one directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DirectoryClient {
     base: String,
     http: reqwest::Client,
+    /// When set, every call is plain HTTP/1.1 over this transport (`crate::transport`) to
+    /// the `host:port` of `base`, which must be an IP address.
+    transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for DirectoryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryClient")
+            .field("base", &self.base)
+            .field("transport", &self.transport.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectoryClient {
@@ -109,7 +188,14 @@ impl DirectoryClient {
         Self {
             base: url.trim_end_matches('/').to_string(),
             http,
+            transport: None,
         }
+    }
+
+    /// Calls the directory over `transport` (plain HTTP/1.1) instead of the host's sockets.
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
     }
 
     /// The directory's base URL.
@@ -120,20 +206,14 @@ impl DirectoryClient {
     /// POSTs `body` to `path` and returns the JSON answer of a 2xx, or the error.
     async fn post(&self, path: &str, body: &Value) -> Result<Value, DirectoryClientError> {
         let url = format!("{}{path}", self.base);
-        // The variant names the URL; reqwest's message need not repeat it.
-        let request_error = |source: reqwest::Error| DirectoryClientError::Request {
+        let encoded = serde_json::to_vec(body).map_err(|source| DirectoryClientError::Encode {
             url: url.clone(),
-            source: source.without_url(),
+            source,
+        })?;
+        let (status, bytes) = match &self.transport {
+            None => self.post_http(&url, encoded).await?,
+            Some(t) => post_transport(t.as_ref(), &url, path, encoded).await?,
         };
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(request_error)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(request_error)?;
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {
             let message = parsed
@@ -152,6 +232,39 @@ impl DirectoryClient {
             url,
             why: "body is not JSON".into(),
         })
+    }
+
+    /// One POST with reqwest; the answer is read while it is under `MAX_ANSWER_BYTES`.
+    async fn post_http(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<(http::StatusCode, Bytes), DirectoryClientError> {
+        // The variant names the URL; reqwest's message need not repeat it.
+        let request_error = |source: reqwest::Error| DirectoryClientError::Request {
+            url: url.to_string(),
+            source: source.without_url(),
+        };
+        let mut resp = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = resp.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(DirectoryClientError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_ANSWER_BYTES,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((status, bytes.into()))
     }
 
     /// Registers (or re-announces) the node with `keys` at the address, ports and version of
@@ -333,6 +446,39 @@ fn parse_node(e: &Value) -> Option<NodeInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile (or broken) directory answering an endless body: the node stops reading at
+    /// `MAX_ANSWER_BYTES` instead of buffering it all.
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_while_streaming() {
+        use axum::body::Body;
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        let app = axum::Router::new().route(
+            "/json_rpc",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    // 64 KiB chunks without end (bounded by the test: 4 × the cap).
+                    let chunks = (0..4 * MAX_ANSWER_BYTES / 65_536).map(move |_| {
+                        counter.fetch_add(65_536, std::sync::atomic::Ordering::Relaxed);
+                        Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65_536]))
+                    });
+                    Body::from_stream(futures_util::stream::iter(chunks))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = DirectoryClient::new(&format!("http://{addr}")).unwrap();
+        let err = client.get_service_nodes(None).await.unwrap_err();
+        assert!(
+            matches!(err, DirectoryClientError::TooLarge { limit, .. } if limit == MAX_ANSWER_BYTES),
+            "{err:?}"
+        );
+        assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 2 * MAX_ANSWER_BYTES);
+    }
 
     #[test]
     fn listing_is_parsed_as_the_storage_server_does() {

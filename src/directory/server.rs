@@ -7,9 +7,9 @@
 //! told. Must not hold business rules (they are in `state`, `announce` and `rpc`), and never
 //! logs a source address.
 //!
-//! Concurrency: the registry sits behind a std `Mutex`, taken only inside `spawn_blocking`
-//! (mutations save to disk while holding it, which serialises them in one order on disk and in
-//! memory). Reads never wait for the disk: they clone an `Arc<Membership>` from a separate
+//! Concurrency: the registry sits behind a std `Mutex`, taken only in blocking work
+//! (`crate::blocking`: the blocking pool, or in place on a simulated host; mutations save to
+//! disk while holding it, which serialises them in one order on disk and in memory). Reads never wait for the disk: they clone an `Arc<Membership>` from a separate
 //! lock, replaced after each saved change.
 
 use super::limit::{Buckets, DirectoryLimits, IpKey, MAX_TRACKED};
@@ -18,14 +18,20 @@ use super::state::{
     Admission, DEFAULT_MAX_NODES, Effect, Policy, RegisterError, Registry, ReportError,
 };
 use super::{announce, rpc};
-use crate::clock::wall_clock_ms as now_ms;
+use crate::blocking;
+use crate::clock::Clock;
 use crate::swarm::Membership;
+use crate::transport::{Transport, TransportListener};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::IncomingStream;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,7 +58,7 @@ const MIN_TICK: Duration = Duration::from_millis(100);
 const MAX_TICK: Duration = Duration::from_secs(30);
 
 /// How to run a directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DirectoryConfig {
     /// Where `directory.json` lives (created if missing).
     pub data_dir: PathBuf,
@@ -69,6 +75,31 @@ pub struct DirectoryConfig {
     pub max_nodes: usize,
     /// Rate limits of `/register` and `/report`.
     pub limits: DirectoryLimits,
+    /// The clock announcements, reports and decommissioning are judged by (the wall clock
+    /// but in a simulation).
+    pub clock: Clock,
+    /// The network to listen on; `None` = the host's TCP. A simulated network serves the
+    /// directory on its own transport (`crate::transport`), as it does nodes.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Seed of the randomness `/json_rpc` answers draw from (sampled node lists); `None` =
+    /// from the OS. A simulation fixes it to replay a history.
+    pub rng_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for DirectoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("admission", &self.admission)
+            .field("decommission_after", &self.decommission_after)
+            .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("max_nodes", &self.max_nodes)
+            .field("limits", &self.limits)
+            .field("transport", &self.transport.is_some())
+            .field("rng_seed", &self.rng_seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectoryConfig {
@@ -83,6 +114,9 @@ impl DirectoryConfig {
             allow_private_addresses: false,
             max_nodes: DEFAULT_MAX_NODES,
             limits: DirectoryLimits::default(),
+            clock: crate::clock::wall(),
+            transport: None,
+            rng_seed: None,
         }
     }
 }
@@ -146,7 +180,7 @@ impl DirectoryHandle {
     pub async fn set_admission(&self, admission: Admission) {
         let shared = Arc::clone(&self.shared);
         // The registry lock is held while saving (an fsync): wait for it off the runtime.
-        let _ = tokio::task::spawn_blocking(move || {
+        let _ = blocking::run(move || {
             let mut reg = match shared.registry.lock() {
                 Ok(r) => r,
                 Err(poisoned) => poisoned.into_inner(),
@@ -189,6 +223,10 @@ struct Shared {
     /// The write routes' buckets. std Mutex: held for a few arithmetic operations, never
     /// across an await.
     limiters: Mutex<Limiters>,
+    /// What "now" is (`DirectoryConfig::clock`).
+    clock: Clock,
+    /// What `/json_rpc` samples with. std Mutex: held for one answer, never across an await.
+    rng: Mutex<StdRng>,
 }
 
 /// The buckets of `DirectoryLimits`.
@@ -251,6 +289,11 @@ impl Shared {
         Ok(out)
     }
 
+    /// Milliseconds since the epoch by the directory's clock.
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
     /// The current listing.
     fn snapshot(&self) -> Option<Arc<Membership>> {
         self.snapshot.read().ok().map(|s| Arc::clone(&s))
@@ -273,14 +316,27 @@ impl Shared {
     }
 }
 
-/// The handlers' shared state around `registry`, saving to `path`, limited by `limits`.
-fn shared_state(registry: Registry, path: PathBuf, limits: &DirectoryLimits) -> Arc<Shared> {
+/// The handlers' shared state around `registry`, saving to `path`, limited by `limits`,
+/// telling the time by `clock` and sampling from `rng_seed` (`DirectoryConfig`).
+fn shared_state(
+    registry: Registry,
+    path: PathBuf,
+    limits: &DirectoryLimits,
+    clock: Clock,
+    rng_seed: Option<u64>,
+) -> Arc<Shared> {
+    let rng = match rng_seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_entropy(),
+    };
     Arc::new(Shared {
         snapshot: RwLock::new(Arc::new(registry.membership())),
         registry: Mutex::new(registry),
         path,
         writes: AtomicU64::new(0),
         limiters: Mutex::new(Limiters::new(limits)),
+        clock,
+        rng: Mutex::new(rng),
     })
 }
 
@@ -317,33 +373,34 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
     if cfg.allow_private_addresses {
         tracing::info!("non-public node addresses allowed (local network)");
     }
-    let shared = shared_state(registry, path, &cfg.limits);
+    let shared = shared_state(
+        registry,
+        path,
+        &cfg.limits,
+        Arc::clone(&cfg.clock),
+        cfg.rng_seed,
+    );
 
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| DirectoryError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| DirectoryError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+    let bind_error = |source| DirectoryError::Bind {
+        addr: cfg.listen,
+        source,
+    };
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-
-    let app = router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = cancel.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "directory server failed");
+    let addr = match &cfg.transport {
+        None => {
+            let listener = TcpListener::bind(cfg.listen).await.map_err(bind_error)?;
+            let addr = listener.local_addr().map_err(bind_error)?;
+            spawn_server(&tasks, listener, &shared, &cancel);
+            addr
         }
-    });
+        Some(t) => {
+            let acceptor = t.listen(cfg.listen).await.map_err(bind_error)?;
+            let addr = acceptor.local_addr().map_err(bind_error)?;
+            spawn_server(&tasks, TransportListener(acceptor), &shared, &cancel);
+            addr
+        }
+    };
     let tick = (cfg.decommission_after / 4).clamp(MIN_TICK, MAX_TICK);
     tasks.spawn(decommission_timer(
         Arc::clone(&shared),
@@ -359,6 +416,44 @@ pub async fn serve(cfg: DirectoryConfig) -> Result<DirectoryHandle, DirectoryErr
     })
 }
 
+/// Serves the routes on `listener` until `cancel`.
+fn spawn_server<L>(
+    tasks: &TaskTracker,
+    listener: L,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    PeerAddr: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    let app = router(Arc::clone(shared)).into_make_service_with_connect_info::<PeerAddr>();
+    let stop = cancel.clone();
+    tasks.spawn(async move {
+        // axum's serve returns only when stopped; an accept error is logged by the listener.
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .unwrap_or_else(|e| tracing::error!(error = %e, "directory server failed"));
+    });
+}
+
+/// The address a request came from, on TCP or on a transport (axum knows it for its own
+/// TCP listener only).
+#[derive(Clone, Copy, Debug)]
+struct PeerAddr(SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TransportListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TransportListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// Every `period`, decommissions the nodes whose failing period is over.
 async fn decommission_timer(shared: Arc<Shared>, period: Duration, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(period);
@@ -370,9 +465,10 @@ async fn decommission_timer(shared: Arc<Shared>, period: Duration, cancel: Cance
             _ = interval.tick() => {}
         }
         let s = Arc::clone(&shared);
-        let done = tokio::task::spawn_blocking(move || {
+        let done = blocking::run(move || {
+            let now = s.now_ms();
             s.mutate(|r| {
-                let n = r.tick(now_ms());
+                let n = r.tick(now);
                 let effect = Effect {
                     new_block: n > 0,
                     dirty: n > 0,
@@ -439,10 +535,12 @@ async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Some(snapshot) = shared.snapshot() else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    reply(
-        StatusCode::OK,
-        rpc::handle(&body, &snapshot, &mut rand::thread_rng()),
-    )
+    let mut rng = match shared.rng.lock() {
+        Ok(r) => r,
+        // Only a generator's state: a panic elsewhere cannot leave it inconsistent.
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    reply(StatusCode::OK, rpc::handle(&body, &snapshot, &mut *rng))
 }
 
 /// 429 for a request over `limit`. The text names the limit, never the address or key.
@@ -459,7 +557,7 @@ fn too_many(what: &str) -> Response {
 /// the registry is full.
 async fn register(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     body: Bytes,
 ) -> Response {
     if !shared.allow(Limit::RegisterIp(IpKey::of(peer.ip()))) {
@@ -474,7 +572,7 @@ async fn register(
             );
         }
     };
-    let a = match announce::verify_announcement(&signed, now_ms()) {
+    let a = match announce::verify_announcement(&signed, shared.now_ms()) {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
@@ -483,9 +581,10 @@ async fn register(
     if !shared.allow(Limit::RegisterKey(key)) {
         return too_many("registrations of this node");
     }
-    let done = tokio::task::spawn_blocking(move || {
+    let done = blocking::run(move || {
+        let now = shared.now_ms();
         shared.mutate(|r| {
-            let effect = r.register(&a, now_ms())?;
+            let effect = r.register(&a, now)?;
             let swarm = r.node(&key).map(|n| n.swarm_id.0);
             Ok::<_, RegisterError>((effect, (r.height(), r.block_hash_hex(), swarm, effect)))
         })
@@ -517,7 +616,7 @@ async fn register(
 /// target; 403 when the reporter is not an active listed node; 429 over a rate limit.
 async fn report(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     body: Bytes,
 ) -> Response {
     if !shared.allow(Limit::ReportIp(IpKey::of(peer.ip()))) {
@@ -527,16 +626,17 @@ async fn report(
         Ok(s) => s,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid report: {e}")),
     };
-    let r = match announce::verify_report(&signed, now_ms()) {
+    let r = match announce::verify_report(&signed, shared.now_ms()) {
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     if !shared.allow(Limit::ReportKey(r.reporter)) {
         return too_many("reports by this node");
     }
-    let done = tokio::task::spawn_blocking(move || {
+    let done = blocking::run(move || {
+        let now = shared.now_ms();
         shared.mutate(|reg| {
-            let effect = reg.report(&r, now_ms())?;
+            let effect = reg.report(&r, now)?;
             Ok::<_, ReportError>((effect, (reg.height(), reg.block_hash_hex())))
         })
     })

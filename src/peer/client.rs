@@ -112,6 +112,11 @@ impl PeerClient {
         self
     }
 
+    /// The transport every exchange goes over, when the node runs on one (`with_transport`).
+    pub fn transport(&self) -> Option<&Arc<dyn crate::transport::Transport>> {
+        self.transport.as_ref()
+    }
+
     /// Whether peers that list a QUIC port are reached over QUIC (the default) or always over
     /// HTTPS (`network.peer_transport = "https"`).
     pub fn with_quic(mut self, enabled: bool) -> PeerClient {

@@ -13,6 +13,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod directory;
+pub mod live_directory;
 pub mod model;
 pub mod net;
 pub mod plan;
@@ -26,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::{Rng as _, SeedableRng as _};
@@ -51,6 +52,9 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const PORT: u16 = 22021;
 /// Faults start after this much simulated time (nodes up, membership known).
 pub const WARMUP_MS: u64 = 2_000;
+/// The same with the real directory: every node has registered (at start), the last
+/// registration's listing has reached every node (one poll, 5 s) and the client.
+pub const LIVE_WARMUP_MS: u64 = 7_000;
 /// After the last fault heals, every swarm must have converged within this bound (I4): a
 /// member that missed a message may have to wait until its anti-entropy round robin reaches a
 /// peer that holds it — at most 9 peers × `anti_entropy_interval` (30 s) = 270 s — plus the
@@ -58,6 +62,35 @@ pub const WARMUP_MS: u64 = 2_000;
 /// seed 1071 of the no-churn mix still had two members without an acknowledged message; they
 /// had it by 180 s.)
 pub const CONVERGE_MS: u64 = 300_000;
+
+/// Where membership comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectoryMode {
+    /// The harness lists nodes with the directory's assignment function and hands each node
+    /// its membership (`directory`): churn happens exactly when the plan says.
+    Harness,
+    /// The production directory on its own host (`live_directory`): nodes register, follow
+    /// it and report each other's reachability; the plan's churn starts or retires nodes,
+    /// and the directory decommissions and recommissions by reports.
+    Live,
+}
+
+impl DirectoryMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            DirectoryMode::Harness => "harness",
+            DirectoryMode::Live => "live",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<DirectoryMode, String> {
+        match s {
+            "harness" => Ok(DirectoryMode::Harness),
+            "live" => Ok(DirectoryMode::Live),
+            other => Err(format!("unknown directory mode {other:?} (harness, live)")),
+        }
+    }
+}
 
 /// One history's parameters.
 #[derive(Clone, Debug)]
@@ -75,6 +108,7 @@ pub struct SimConfig {
     pub sabotage: bool,
     /// How long after the heal the final check runs (I4's bound).
     pub converge_ms: u64,
+    pub directory: DirectoryMode,
 }
 
 impl SimConfig {
@@ -89,6 +123,24 @@ impl SimConfig {
             faults: FaultMix::ALL,
             sabotage: false,
             converge_ms: CONVERGE_MS,
+            directory: DirectoryMode::Live,
+        }
+    }
+
+    /// `new` with the harness's directory: the mode the seeds found before the live
+    /// directory existed were found in (their histories replay only in it).
+    pub fn harness(seed: u64) -> SimConfig {
+        SimConfig {
+            directory: DirectoryMode::Harness,
+            ..SimConfig::new(seed)
+        }
+    }
+
+    /// Simulated time before the first fault and the first request.
+    pub fn warmup_ms(&self) -> u64 {
+        match self.directory {
+            DirectoryMode::Harness => WARMUP_MS,
+            DirectoryMode::Live => LIVE_WARMUP_MS,
         }
     }
 }
@@ -112,6 +164,9 @@ impl SimConfig {
         }
         if self.faults.name() != d.faults.name() {
             c += &format!(" --faults {}", self.faults.name());
+        }
+        if self.directory != d.directory {
+            c += &format!(" --directory {}", self.directory.name());
         }
         if self.sabotage {
             c += " (with the harness's sabotage: not replayable from the script)";
@@ -210,10 +265,15 @@ impl Shared {
 }
 
 /// The configuration of a simulated node at `ip`: plain HTTP on the transport, HTTPS-style
-/// peer exchanges (no QUIC), no directory (the harness hands membership in), private peers
-/// allowed (turmoil's addresses are 192.168/16), no client rate limit (one client host).
-fn node_config(ip: IpAddr) -> Config {
+/// peer exchanges (no QUIC), the directory at `directory` (`None`: the harness hands
+/// membership in), private peers allowed (turmoil's addresses are 192.168/16), no client rate
+/// limit (one client host).
+fn node_config(ip: IpAddr, directory: Option<&str>) -> Config {
     let mut c = Config::default();
+    if let Some(url) = directory {
+        c.network.directory = url.to_string();
+        c.network.ping_interval = live_directory::PING_INTERVAL;
+    }
     c.network.bind_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
     c.network.https_port = PORT;
     c.network.public_ip = ip.to_string();
@@ -248,14 +308,16 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let accounts: Vec<Account> = (0..cfg.accounts)
         .map(|_| Account::new(rng.r#gen()))
         .collect();
+    let warmup_ms = cfg.warmup_ms();
     let plan = plan::draw(
         &mut plan_rng,
         hosts,
         cfg.nodes,
         cfg.faults,
-        WARMUP_MS,
-        WARMUP_MS + cfg.work_ms,
+        warmup_ms,
+        warmup_ms + cfg.work_ms,
     );
+    let live = cfg.directory == DirectoryMode::Live;
 
     let mut sim = turmoil::Builder::new()
         .rng_seed(rng.r#gen())
@@ -291,37 +353,74 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     // The directory's view: the first `nodes` registered and placed by oxend's rules.
     let directory_rng = ChaCha8Rng::seed_from_u64(rng.r#gen());
     let mut directory = Directory::new(infos, cfg.nodes, rng.r#gen(), directory_rng);
+    // The live directory's host comes after the nodes, so nodes have the same addresses in
+    // both modes (and a harness-mode history is the same as before the live mode existed).
+    let directory_ip = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 0, hosts as u8 + 1));
+    let directory_url = live.then(|| live_directory::url(directory_ip));
+    // With the live directory, a spare's software runs only once the plan lets it join, and a
+    // retired node's never again (unless it joins again).
+    let running: Vec<Arc<AtomicBool>> = (0..hosts)
+        .map(|i| Arc::new(AtomicBool::new(!live || i < cfg.nodes)))
+        .collect();
     for (i, name) in names.iter().enumerate() {
         let dir: PathBuf = dirs[i].clone();
-        let rx = directory.subscribe(i);
+        let rx = (!live).then(|| directory.subscribe(i));
         let (now, skew) = (now.clone(), skews[i].clone());
         let starts = Arc::new(AtomicU64::new(0));
         let node_seed = cfg.seed ^ ((i as u64 + 1) << 32);
         let host = name.clone();
+        let url = directory_url.clone();
+        let runs = running[i].clone();
         sim.host(name.as_str(), move || {
-            let (dir, rx, now, skew, host) = (
+            let (dir, rx, now, skew, host, url, runs) = (
                 dir.clone(),
                 rx.clone(),
                 now.clone(),
                 skew.clone(),
                 host.clone(),
+                url.clone(),
+                runs.clone(),
             );
             let start = starts.fetch_add(1, Ordering::Relaxed);
             async move {
+                if !runs.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
                 let ip = turmoil::lookup(host.as_str());
-                let mut opts = NodeOptions::new(dir, node_config(ip));
+                let mut opts = NodeOptions::new(dir, node_config(ip, url.as_deref()));
                 opts.clock = Some(Arc::new(move || {
                     now.load(Ordering::Relaxed) + skew.load(Ordering::Relaxed)
                 }));
                 opts.rng_seed = Some(node_seed ^ start);
                 opts.transport = Some(Arc::new(net::SimTransport));
-                opts.membership = Some(rx);
+                opts.membership = rx;
                 let node = Node::spawn(opts).await?;
                 std::future::pending::<()>().await;
                 drop(node);
                 Ok(())
             }
         });
+    }
+    if live {
+        let dir = tmp.path().join("directory");
+        let admitted: Vec<[u8; 32]> = keys.iter().map(NodeKeys::pubkey_ed25519).collect();
+        let now = now.clone();
+        let clock: snode::clock::Clock = Arc::new(move || now.load(Ordering::Relaxed));
+        let seed = cfg.seed ^ 0xd1_2ec7;
+        sim.host("directory", move || {
+            let c = live_directory::config(dir.clone(), &admitted, clock.clone(), seed);
+            async move {
+                let handle = snode::directory::serve(c).await?;
+                std::future::pending::<()>().await;
+                drop(handle);
+                Ok(())
+            }
+        });
+        assert_eq!(
+            sim.lookup("directory"),
+            directory_ip,
+            "the directory's address"
+        );
     }
 
     for (name, ip) in names.iter().zip(&ips) {
@@ -331,7 +430,12 @@ pub fn run(cfg: &SimConfig) -> Outcome {
             "turmoil's address of {name}"
         );
     }
-    let membership = directory.latest();
+    // The client's view: the harness's listing, or, live, none until its first poll.
+    let membership = if live {
+        Arc::new(Membership::default())
+    } else {
+        directory.latest()
+    };
 
     let shared = Rc::new(Shared {
         accounts,
@@ -349,27 +453,46 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         model: RefCell::new(Model::default()),
         lines: RefCell::new(Vec::new()),
     });
-    let swarms = swarm_list(&membership, &shared);
-    shared.trace(format!(
-        "seed {} nodes {} (+{} spare) swarms {swarms}",
-        cfg.seed, cfg.nodes, cfg.spares
-    ));
+    if live {
+        shared.trace(format!(
+            "seed {} nodes {} (+{} spare), live directory",
+            cfg.seed, cfg.nodes, cfg.spares
+        ));
+    } else {
+        let swarms = swarm_list(&membership, &shared);
+        shared.trace(format!(
+            "seed {} nodes {} (+{} spare) swarms {swarms}",
+            cfg.seed, cfg.nodes, cfg.spares
+        ));
+    }
 
-    let work_until = (WARMUP_MS + cfg.work_ms) as i64;
+    let work_until = (warmup_ms + cfg.work_ms) as i64;
     let check_at = (plan.heal_ms + cfg.converge_ms) as i64;
     let client_rng = ChaCha8Rng::seed_from_u64(rng.r#gen());
     let w = shared.clone();
     let sabotage = cfg.sabotage;
     sim.client("client", async move {
-        tokio::time::sleep(Duration::from_millis(WARMUP_MS)).await;
-        workload::run(w, client_rng, work_until, check_at, sabotage).await;
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(warmup_ms)).await;
+            workload::run(w.clone(), client_rng, work_until, check_at, sabotage).await;
+        };
+        match directory_url {
+            None => work.await,
+            // The follower stops with the workload (it only ever ends at its deadline).
+            Some(url) => tokio::select! {
+                biased;
+                () = work => {}
+                () = live_directory::follow(w.clone(), url, i64::MAX) => {}
+            },
+        }
         Ok(())
     });
 
     let mut faults: BTreeMap<&'static str, u64> = plan::KINDS.iter().map(|k| (*k, 0)).collect();
     let mut world = World {
         sim: &mut sim,
-        directory: &mut directory,
+        directory: (!live).then_some(&mut directory),
+        running: &running,
         w: &shared,
         names: &names,
         dirs: &dirs,
@@ -404,7 +527,10 @@ pub fn run(cfg: &SimConfig) -> Outcome {
 /// What the driver acts on.
 struct World<'a, 's> {
     sim: &'a mut turmoil::Sim<'s>,
-    directory: &'a mut Directory,
+    /// The harness's directory; `None` with the live one.
+    directory: Option<&'a mut Directory>,
+    /// Whether each host's node software runs when the host (re)starts (live directory).
+    running: &'a [Arc<AtomicBool>],
     w: &'a Shared,
     names: &'a [String],
     dirs: &'a [PathBuf],
@@ -432,7 +558,9 @@ impl World<'_, '_> {
                 self.apply(&plan.events[next].action, ms);
                 next += 1;
             }
-            self.directory.deliver(ms);
+            if let Some(d) = self.directory.as_deref_mut() {
+                d.deliver(ms);
+            }
             match self.sim.step() {
                 Ok(true) => return,
                 Ok(false) => {}
@@ -471,7 +599,13 @@ impl World<'_, '_> {
                 self.sim.crash(self.names[*node].as_str());
                 w.up.borrow_mut()[*node] = false;
                 if *wipe {
-                    std::fs::remove_dir_all(self.dirs[*node].join(STORE_DIR)).expect("wipe store");
+                    // A spare that never ran (live directory) has no store yet.
+                    match std::fs::remove_dir_all(self.dirs[*node].join(STORE_DIR)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            panic!("wipe store: {e}")
+                        }
+                        _ => {}
+                    }
                     let at = w.elapsed_ms();
                     w.model
                         .borrow_mut()
@@ -529,14 +663,20 @@ impl World<'_, '_> {
                 self.count("skew");
                 w.trace(format!("clock of n{node} off by {offset_ms} ms"));
             }
-            Action::Join { node, seed } => {
-                self.directory.join(*node, *seed, now_ms);
-                self.churned(format!("n{node} joins"));
-            }
-            Action::Leave { node, seed } => {
-                self.directory.leave(*node, *seed, now_ms);
-                self.churned(format!("n{node} decommissioned"));
-            }
+            Action::Join { node, seed } => match self.directory.as_deref_mut() {
+                Some(d) => {
+                    d.join(*node, *seed, now_ms);
+                    self.churned(format!("n{node} joins"));
+                }
+                None => self.start_software(*node),
+            },
+            Action::Leave { node, seed } => match self.directory.as_deref_mut() {
+                Some(d) => {
+                    d.leave(*node, *seed, now_ms);
+                    self.churned(format!("n{node} decommissioned"));
+                }
+                None => self.retire(*node),
+            },
             Action::Heal => {
                 let all: Vec<&str> = self
                     .names
@@ -560,24 +700,71 @@ impl World<'_, '_> {
                 for n in 0..self.names.len() {
                     self.restart(n);
                 }
-                // Every node follows the directory's latest listing from now on.
-                self.directory.deliver(u64::MAX);
-                w.trace("heal: links repaired, every node up and on the latest membership".into());
+                match self.directory.as_deref_mut() {
+                    Some(d) => {
+                        // Every node follows the directory's latest listing from now on.
+                        d.deliver(u64::MAX);
+                        w.trace(
+                            "heal: links repaired, every node up and on the latest membership"
+                                .into(),
+                        );
+                    }
+                    None => w.trace("heal: links repaired, every node up".into()),
+                }
             }
         }
     }
 
     /// Records a membership change: the client's view moves at once, nodes' on their polls.
     fn churned(&mut self, what: String) {
-        let m = self.directory.latest();
+        let Some(d) = self.directory.as_deref() else {
+            return;
+        };
+        let m = d.latest();
         let swarms = swarm_list(&m, self.w);
         *self.w.membership.borrow_mut() = m;
         self.count("churn");
         self.w.trace(format!("{what}: swarms {swarms}"));
     }
 
-    fn restart(&mut self, node: usize) {
+    /// Live directory: the node's software starts (again) and registers; the directory
+    /// admits and assigns it.
+    fn start_software(&mut self, node: usize) {
+        self.running[node].store(true, Ordering::Relaxed);
+        self.count("churn");
         if self.w.up.borrow()[node] {
+            // An idle host (a spare never started): no sockets to cut.
+            self.sim.bounce(self.names[node].as_str());
+        } else {
+            self.restart(node);
+        }
+        self.w.trace(format!("n{node} starts and registers"));
+    }
+
+    /// Live directory: an operator retires the node. It stops for good (for the checker, its
+    /// data is lost), and the directory decommissions it once peers report it unreachable.
+    fn retire(&mut self, node: usize) {
+        self.running[node].store(false, Ordering::Relaxed);
+        self.count("churn");
+        if self.w.up.borrow()[node] {
+            self.isolate(node);
+            self.sim.crash(self.names[node].as_str());
+            self.w.up.borrow_mut()[node] = false;
+        }
+        let at = self.w.elapsed_ms();
+        self.w
+            .model
+            .borrow_mut()
+            .disk_lost
+            .entry(node)
+            .or_default()
+            .push(at);
+        self.w.trace(format!("n{node} retires (stopped for good)"));
+    }
+
+    fn restart(&mut self, node: usize) {
+        // A retired node stays down (live directory: only a join starts it again).
+        if self.w.up.borrow()[node] || !self.running[node].load(Ordering::Relaxed) {
             return;
         }
         self.reconnect(node);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::plan::{FaultMix, KINDS};
-use super::{Outcome, SimConfig, run};
+use super::{DirectoryMode, Outcome, SimConfig, run};
 
 /// One history's figures for the table.
 struct Summary {
@@ -60,6 +60,10 @@ fn config(seed: u64) -> SimConfig {
     c.converge_ms = env("SNODE_SIM_CONVERGE_MS", c.converge_ms);
     if let Ok(f) = std::env::var("SNODE_SIM_FAULTS") {
         c.faults = FaultMix::parse(&f).unwrap_or_else(|e| panic!("SNODE_SIM_FAULTS: {e}"));
+    }
+    if let Ok(d) = std::env::var("SNODE_SIM_DIRECTORY") {
+        c.directory =
+            DirectoryMode::parse(&d).unwrap_or_else(|e| panic!("SNODE_SIM_DIRECTORY: {e}"));
     }
     c
 }

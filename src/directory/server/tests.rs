@@ -1,6 +1,7 @@
 //! Router tests of the directory (no sockets): status codes, limits, save-before-install.
 
 use super::*;
+use crate::clock::wall_clock_ms as now_ms;
 use crate::directory::announce::{sign_announcement, sign_report};
 use crate::keys::NodeKeys;
 use crate::swarm::{NodeInfo, SwarmId};
@@ -16,7 +17,13 @@ fn shared(dir: &std::path::Path, admission: Admission) -> Arc<Shared> {
         allow_private_addresses: true,
         ..Policy::new(admission, 60_000)
     });
-    shared_state(reg, state_path(dir), &DirectoryLimits::testnet())
+    shared_state(
+        reg,
+        state_path(dir),
+        &DirectoryLimits::testnet(),
+        crate::clock::wall(),
+        None,
+    )
 }
 
 fn info() -> NodeInfo {
@@ -42,7 +49,10 @@ async fn post(s: &Arc<Shared>, path: &str, body: impl Into<Body>) -> (StatusCode
         .unwrap();
     // What `into_make_service_with_connect_info` adds for a real connection.
     req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))));
+        .insert(ConnectInfo(PeerAddr(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            1,
+        )))));
     let resp = router(Arc::clone(s)).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -203,7 +213,13 @@ async fn refusals_have_their_status_and_a_clear_text() {
         max_nodes: 2,
         ..Policy::new(Admission::Open, 60_000)
     });
-    let s = shared_state(reg, state_path(dir.path()), &DirectoryLimits::testnet());
+    let s = shared_state(
+        reg,
+        state_path(dir.path()),
+        &DirectoryLimits::testnet(),
+        crate::clock::wall(),
+        None,
+    );
     let at = |ip: [u8; 4], port: u16| NodeInfo {
         ip: Ipv4Addr::from(ip),
         ..info_at(port)

@@ -1,0 +1,73 @@
+//! The simulation's real directory: `snode::directory::serve` on its own turmoil host, the
+//! nodes' own registration, membership follower and reachability reports against it, and the
+//! client's view of the listing, polled from it as a Session client polls a node.
+//!
+//! Owns the directory's configuration in a history (allow-list of every simulated key, private
+//! addresses allowed, a decommission period of seconds) and the client's follower loop, which
+//! traces every listing change. Must not decide anything the directory decides: who is
+//! listed, assigned, decommissioned or recommissioned comes from the production code, driven
+//! only by what nodes announce and report over the simulated network.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snode::clock::Clock;
+use snode::directory::{Admission, DirectoryClient, DirectoryConfig, DirectoryLimits};
+
+use super::{Shared, net};
+
+/// The directory's port on its host.
+pub const PORT: u16 = 22000;
+/// A node failing every reachability test for this long is decommissioned: short, so that
+/// crashes and partitions of a history's 40 s of faults decommission nodes (and the heal
+/// recommissions them), as an hour-long outage does on a real network.
+pub const DECOMMISSION_AFTER: Duration = Duration::from_secs(20);
+/// How often each node tests one peer (the real default is 10 s; a history lasts minutes).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the client re-reads the listing.
+const CLIENT_POLL: Duration = Duration::from_secs(1);
+
+/// The directory's URL as nodes and the client reach it.
+pub fn url(ip: IpAddr) -> String {
+    format!("http://{}", SocketAddr::new(ip, PORT))
+}
+
+/// The directory of a history: state in `data_dir`, every simulated node admitted, time from
+/// `clock`, randomness from `seed`, served on the simulated network.
+pub fn config(data_dir: PathBuf, keys: &[[u8; 32]], clock: Clock, seed: u64) -> DirectoryConfig {
+    let listen = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), PORT);
+    let admitted: BTreeSet<[u8; 32]> = keys.iter().copied().collect();
+    DirectoryConfig {
+        decommission_after: DECOMMISSION_AFTER,
+        // turmoil's addresses are 192.168/16.
+        allow_private_addresses: true,
+        limits: DirectoryLimits::testnet(),
+        clock,
+        transport: Some(Arc::new(net::SimTransport)),
+        rng_seed: Some(seed),
+        ..DirectoryConfig::new(data_dir, listen, Admission::AllowList(admitted))
+    }
+}
+
+/// Keeps the client's view of the listing (`Shared::membership`) current until `until_ms`
+/// of simulated time, tracing each new listing with its swarms.
+pub async fn follow(w: Rc<Shared>, url: String, until_ms: i64) {
+    let client = DirectoryClient::new(&url)
+        .expect("directory client")
+        .with_transport(Arc::new(net::SimTransport));
+    let mut last_hash: Option<String> = None;
+    while w.elapsed_ms() < until_ms {
+        if let Ok(Some(m)) = client.get_service_nodes(last_hash.as_deref()).await {
+            last_hash = Some(m.block_hash.clone());
+            let m = Arc::new(m);
+            let swarms = super::swarm_list(&m, &w);
+            *w.membership.borrow_mut() = m.clone();
+            w.trace(format!("directory at height {}: swarms {swarms}", m.height));
+        }
+        tokio::time::sleep(CLIENT_POLL).await;
+    }
+}
