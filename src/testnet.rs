@@ -10,22 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Environment of every node process the test network (or the load tool's restarts) starts,
-/// and what `deploy/` sets for a service: glibc's malloc, which RocksDB's C++ code allocates
-/// with (the node's own allocations go to jemalloc), keeps one arena per thread and grew a
-/// node's resident memory by 30-95 % over the last half of the 10-minute soak; two arenas
-/// held it to 4-37 % (BENCHMARKS.md "Soak", runs F and G). A variable already set in our own
-/// environment is left as it is.
-const NODE_ENV: &[(&str, &str)] = &[("MALLOC_ARENA_MAX", "2")];
-
-/// The [`NODE_ENV`] entries our environment does not already set.
-pub fn node_env() -> impl Iterator<Item = (&'static str, &'static str)> {
-    NODE_ENV
-        .iter()
-        .copied()
-        .filter(|(k, _)| std::env::var_os(k).is_none())
-}
-
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
@@ -172,7 +156,6 @@ impl Testnet {
             let log = std::fs::File::create(dir.join("snode.log"))
                 .with_context(|| format!("cannot create {}", dir.join("snode.log").display()))?;
             let child = Command::new(&opts.bin)
-                .envs(node_env())
                 .arg("run")
                 .arg("--data-dir")
                 .arg(&dir)

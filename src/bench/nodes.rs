@@ -154,7 +154,6 @@ impl Nodes {
             cmd.current_dir(cwd);
         }
         let child = cmd
-            .envs(crate::testnet::node_env())
             .arg("run")
             .arg("--data-dir")
             .arg(&node.data_dir)

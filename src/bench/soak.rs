@@ -235,6 +235,37 @@ impl SoakReport {
             .collect()
     }
 
+    /// Growth of each node's RSS over the last half read from the least-squares line through
+    /// every sample of it: the line's value at the last sample against its value at the first
+    /// (`None` without two samples). RSS swings by several MiB as memtables fill and flush, so
+    /// two single samples (`rss_growth_last_half`) say as much about where in that cycle they
+    /// fell as about a trend; the line uses them all.
+    pub fn rss_trend_last_half(&self) -> Vec<Option<f64>> {
+        let half = self.duration / 2;
+        (0..self.nodes)
+            .map(|n| {
+                let points: Vec<(f64, f64)> = self
+                    .rss
+                    .iter()
+                    .filter(|s| s.at >= half)
+                    .filter_map(|s| s.kib[n].map(|v| (s.at.as_secs_f64(), v as f64)))
+                    .collect();
+                let (t0, t1) = (points.first()?.0, points.last()?.0);
+                if points.len() < 2 || t1 <= t0 {
+                    return None;
+                }
+                let count = points.len() as f64;
+                let mean_t = points.iter().map(|p| p.0).sum::<f64>() / count;
+                let mean_v = points.iter().map(|p| p.1).sum::<f64>() / count;
+                let cov: f64 = points.iter().map(|p| (p.0 - mean_t) * (p.1 - mean_v)).sum();
+                let var: f64 = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum();
+                let slope = cov / var;
+                let start = mean_v + slope * (t0 - mean_t);
+                (start > 0.0).then(|| slope * (t1 - t0) / start * 100.0)
+            })
+            .collect()
+    }
+
     /// The human report.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -332,6 +363,21 @@ impl SoakReport {
             match g {
                 Some(g) => {
                     let _ = write!(s, " node-{n} {g:+.1} %{r};");
+                }
+                None => {
+                    let _ = write!(s, " node-{n} n/a;");
+                }
+            }
+        }
+        s.push('\n');
+        let _ = write!(
+            s,
+            "RSS trend over the last half (least-squares line, end vs start):"
+        );
+        for (n, g) in self.rss_trend_last_half().iter().enumerate() {
+            match g {
+                Some(g) => {
+                    let _ = write!(s, " node-{n} {g:+.1} %;");
                 }
                 None => {
                     let _ = write!(s, " node-{n} n/a;");
@@ -989,6 +1035,12 @@ mod tests {
         let first = g[0].0.expect("growth");
         assert!((first - 40.0 / 1060.0 * 100.0).abs() < 1e-9, "{first}");
         assert_eq!(g[1], (Some(0.0), true));
+        // Node 0 grows by 1 KiB/s: the line from 60 s (1060) to 100 s (1100) is +40 KiB.
+        let trend = r.rss_trend_last_half();
+        let t0 = trend[0].expect("trend");
+        assert!((t0 - 40.0 / 1060.0 * 100.0).abs() < 1e-9, "{t0}");
+        assert_eq!(trend[1], Some(0.0));
         assert!(r.render().contains("acknowledged 0, lost 0"));
+        assert!(r.render().contains("RSS trend over the last half"));
     }
 }
