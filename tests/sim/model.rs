@@ -10,7 +10,9 @@
 //!   node again (unless it lost its disk since the delete was sent), and at the final check by
 //!   no node (unless every node that acknowledged the delete lost its disk since).
 //! - I3 no expired message: no answer returns a message whose expiry is at or before the
-//!   answering node's clock when the request was sent.
+//!   answering node's clock when the request was sent; and at the final check every member
+//!   reports each message with an expiry the acknowledged `expire` requests allow: not past
+//!   an acknowledged shortening, not short of an acknowledged extension.
 //! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
 //!   live member of a swarm returns the same set of unexpired messages of each account.
 //! - I6 paging: a full `last_hash` paging of one node never returns a message twice.
@@ -25,8 +27,12 @@ pub const EXPIRY_MARGIN_MS: i64 = 30_000;
 pub struct Acked {
     /// Index of the account.
     pub account: usize,
-    /// Expiry the client asked for.
+    /// The earliest expiry the message may have: the store's, then moved by each `expire`
+    /// in order (an acknowledged shortening lowers it, an acknowledged extension raises it, an
+    /// unanswered shortening may have lowered it).
     pub expiry_ms: i64,
+    /// The latest expiry it may have (an unanswered extension may have raised it).
+    pub expiry_hi_ms: i64,
     /// Simulated ms of the acknowledgement.
     pub at_ms: i64,
     /// Nodes (indexes) whose entry in the answer acknowledged it.
@@ -49,6 +55,9 @@ pub struct Model {
     pub forged: BTreeSet<String>,
     /// Per node, the simulated times its disk was lost.
     pub disk_lost: BTreeMap<usize, Vec<i64>>,
+    /// Messages an unanswered `expire` may have changed on some members only (the entry
+    /// may have crashed before queuing its forwards): left out of I4's comparison.
+    pub expiry_ambiguous: BTreeSet<String>,
     /// What went wrong, one line each.
     pub violations: Vec<String>,
 }
@@ -57,6 +66,29 @@ impl Model {
     /// Records a violation.
     pub fn violate(&mut self, at_ms: i64, what: String) {
         self.violations.push(format!("t={}ms {what}", at_ms));
+    }
+
+    /// Records an `expire` of `hash` to `expiry_ms` (`shorten`, or else extend) with its
+    /// outcome: `acked` when the entry answered 200, false when nothing answered.
+    pub fn expire(&mut self, hash: &str, expiry_ms: i64, shorten: bool, acked: bool) {
+        let Some(a) = self.acked.get_mut(hash) else {
+            return;
+        };
+        match (shorten, acked) {
+            (true, true) => {
+                a.expiry_ms = a.expiry_ms.min(expiry_ms);
+                a.expiry_hi_ms = a.expiry_hi_ms.min(expiry_ms);
+            }
+            (true, false) => a.expiry_ms = a.expiry_ms.min(expiry_ms),
+            (false, true) => {
+                a.expiry_ms = a.expiry_ms.max(expiry_ms);
+                a.expiry_hi_ms = a.expiry_hi_ms.max(expiry_ms);
+            }
+            (false, false) => a.expiry_hi_ms = a.expiry_hi_ms.max(expiry_ms),
+        }
+        if !acked {
+            self.expiry_ambiguous.insert(hash.to_string());
+        }
     }
 
     /// Whether node `n` lost its disk at or after `since_ms`.
@@ -142,6 +174,27 @@ impl Model {
             })
             .collect();
         let mut found = Vec::new();
+        for (n, r) in reads {
+            for (h, e) in r {
+                let Some(a) = self.acked.get(h) else { continue };
+                if self.lost_with_disks(a) || self.deleted.contains_key(h) {
+                    continue;
+                }
+                if *e > a.expiry_hi_ms {
+                    found.push(format!(
+                        "I3 expiry: n{n} reports {}… of a{account} expiring at {e}, after its acknowledged shortening to {}",
+                        &h[..8],
+                        a.expiry_hi_ms
+                    ));
+                } else if *e < a.expiry_ms {
+                    found.push(format!(
+                        "I1 extension lost: n{n} reports {}… of a{account} expiring at {e}, before its acknowledged extension to {}",
+                        &h[..8],
+                        a.expiry_ms
+                    ));
+                }
+            }
+        }
         for (h, a) in &self.acked {
             if a.account != account || !live(a.expiry_ms) || self.deleted.contains_key(h) {
                 continue;
@@ -171,7 +224,19 @@ impl Model {
                 }
             }
         }
-        let mut all = sets.values();
+        // I4 leaves out what an unanswered `expire` may have changed on some members only.
+        let compared: BTreeMap<usize, BTreeSet<&str>> = sets
+            .iter()
+            .map(|(n, s)| {
+                let s = s
+                    .iter()
+                    .copied()
+                    .filter(|h| !self.expiry_ambiguous.contains(*h))
+                    .collect();
+                (*n, s)
+            })
+            .collect();
+        let mut all = compared.values();
         if let Some(first) = all.next()
             && all.any(|s| s != first)
         {

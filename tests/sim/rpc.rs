@@ -1,5 +1,5 @@
 //! The workload's side of the client RPC: Session-style accounts and the signed JSON requests
-//! a Session client sends (`store`, `retrieve` with `last_hash` paging, `delete`), carried to a
+//! a Session client sends (`store`, `retrieve` with `last_hash` paging, `delete`, `expire`), carried to a
 //! node over the simulated network as plain HTTP/1.1 (`snode::transport::http1_exchange`).
 //!
 //! Owns request building and answer parsing only; what to send and what an answer means for
@@ -122,6 +122,27 @@ pub async fn delete(addr: SocketAddr, a: &Account, hashes: &[String]) -> Answer 
     call(addr, "delete", p).await
 }
 
+/// A signed `expire` of one message to `expiry_ms`, shortening only (`shorten`) or extending
+/// only.
+pub async fn expire(
+    addr: SocketAddr,
+    a: &Account,
+    hash: &str,
+    expiry_ms: i64,
+    shorten: bool,
+) -> Answer {
+    let mode = if shorten { "shorten" } else { "extend" };
+    let mut p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "messages": [hash],
+        "expiry": expiry_ms,
+        "signature": a.sign(format!("expire{mode}{expiry_ms}{hash}").as_bytes()),
+    });
+    p[mode] = json!(true);
+    call(addr, "expire", p).await
+}
+
 /// The members (hex Ed25519) whose entry in a recursive answer's `swarm` map did not fail.
 pub fn acknowledged_by(v: &Value) -> Vec<String> {
     v["swarm"]
@@ -133,6 +154,19 @@ pub fn acknowledged_by(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether any member's entry of an `expire` answer says it holds `hash` (in `updated`, or
+/// in `unchanged` when its expiry already satisfied the request).
+pub fn expire_applied(v: &Value, hash: &str) -> bool {
+    v["swarm"].as_object().is_some_and(|m| {
+        m.values().any(|e| {
+            let updated = e["updated"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|h| h.as_str() == Some(hash)));
+            updated || e["unchanged"].get(hash).is_some()
+        })
+    })
 }
 
 /// One message of a retrieve page: hash and expiry.

@@ -65,6 +65,7 @@ fn config(seed: u64) -> SimConfig {
         c.directory =
             DirectoryMode::parse(&d).unwrap_or_else(|e| panic!("SNODE_SIM_DIRECTORY: {e}"));
     }
+    c.expiries = env("SNODE_SIM_EXPIRIES", 0u8) == 1;
     c
 }
 

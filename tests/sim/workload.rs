@@ -23,6 +23,7 @@ pub async fn run(
     work_until_ms: i64,
     check_at_ms: i64,
     sabotage: bool,
+    expiries: bool,
 ) {
     let mut stores = 0u64;
     while w.elapsed_ms() < work_until_ms {
@@ -37,6 +38,10 @@ pub async fn run(
             store(&w, &mut rng, a, entry, forge).await;
         } else if r < 0.8 {
             read(&w, a, entry).await;
+        } else if expiries && r >= 0.9 {
+            let hashes = w.live_hashes(a);
+            let h = hashes[rng.gen_range(0..hashes.len())].clone();
+            expire(&w, &mut rng, a, entry, h).await;
         } else {
             let hashes = w.live_hashes(a);
             let h = hashes[rng.gen_range(0..hashes.len())].clone();
@@ -80,6 +85,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
             Acked {
                 account: a,
                 expiry_ms: now + ttl_ms,
+                expiry_hi_ms: now + ttl_ms,
                 at_ms: at,
                 holders,
             },
@@ -98,6 +104,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                 Acked {
                     account: a,
                     expiry_ms: now + ttl_ms,
+                    expiry_hi_ms: now + ttl_ms,
                     at_ms: at,
                     holders,
                 },
@@ -175,6 +182,57 @@ async fn delete(w: &Shared, a: usize, entry: usize, hash: String) {
             let status = other.map_or("no answer".to_string(), |(s, _)| s.to_string());
             w.trace(format!("delete a{a} {short} -> n{entry}: {status}"));
             w.model.borrow_mut().ambiguous.insert(hash);
+        }
+    }
+}
+
+/// Shortens a message to 20 s – its expiry (when it has that long left) or extends it by
+/// 10–60 min (well past the 1 % a node may skip as trivial).
+async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: String) {
+    let now = w.now_ms();
+    let (lo, hi) = {
+        let m = w.model.borrow();
+        let x = &m.acked[&hash];
+        (x.expiry_ms, x.expiry_hi_ms)
+    };
+    let shorten = lo > now + 40_000 && rng.gen_bool(0.5);
+    let expiry = if shorten {
+        rng.gen_range(now + 20_000..lo)
+    } else {
+        hi + rng.gen_range(600_000..3_600_000)
+    };
+    let mode = if shorten { "shorten" } else { "extend" };
+    let short = hash[..8].to_string();
+    let answer = rpc::expire(w.addrs[entry], &w.accounts[a], &hash, expiry, shorten).await;
+    let rel = expiry - now;
+    match answer {
+        Some((200, v)) => {
+            let by = acked_nodes(w, &v);
+            // A member without the message answers too, with nothing updated: only a member
+            // that holds it makes the change the client's to rely on. Otherwise the members
+            // that did not answer may still apply it from a retry: an unknown outcome.
+            let applied = rpc::expire_applied(&v, &hash);
+            let what = if applied {
+                "applied"
+            } else {
+                "applied by none"
+            };
+            w.trace(format!(
+                "expire a{a} {short} {mode} to now+{rel} ms -> n{entry}: 200 acked by {by:?}, {what}"
+            ));
+            w.model.borrow_mut().expire(&hash, expiry, shorten, applied);
+        }
+        Some((status, _)) => {
+            // Refused (e.g. 421 during churn): nothing changed anywhere.
+            w.trace(format!(
+                "expire a{a} {short} {mode} to now+{rel} ms -> n{entry}: {status}"
+            ));
+        }
+        None => {
+            w.trace(format!(
+                "expire a{a} {short} {mode} to now+{rel} ms -> n{entry}: no answer"
+            ));
+            w.model.borrow_mut().expire(&hash, expiry, shorten, false);
         }
     }
 }
