@@ -45,6 +45,13 @@ pub fn genesis_hash() -> [u8; 32] {
 pub const DEFAULT_MAX_NODES: usize = 10_000;
 /// Distinct active reporters whose successes end a failing period or recommission a node.
 pub const REQUIRED_VOUCHERS: usize = 2;
+/// Fewest active nodes the directory keeps: decommissioning stops there. Only active nodes
+/// may report, so decommissioning the last of them — which a partition does, each side
+/// reporting the other unreachable — would leave nobody whose report counts, and the network
+/// could never recover. With one left, its successes bring the others back (vouchers from as
+/// many reporters as there are other active nodes, see the module header). Found by the
+/// simulation (docs/simulation.md, finding 5).
+pub const MIN_ACTIVE: usize = 1;
 /// Vouchers remembered per node (the newest); more than `REQUIRED_VOUCHERS` so that vouchers
 /// of reporters decommissioned since do not crowd out live ones, few so memory stays bounded.
 const MAX_VOUCHERS: usize = 8;
@@ -538,20 +545,25 @@ impl Registry {
     }
 
     /// Decommissions every active node whose failing period reached `decommission_after_ms`
-    /// (one block each, in pubkey order). Returns how many. The server calls this
+    /// (one block each, the longest failing first, then in pubkey order), while more than
+    /// [`MIN_ACTIVE`] nodes stay active. Returns how many. The server calls this
     /// periodically, because a node nobody reports on any more must still go.
     pub fn tick(&mut self, now_ms: i64) -> usize {
         let after = self.policy.decommission_after_ms;
-        let due: Vec<[u8; 32]> = self
+        let mut due: Vec<(i64, [u8; 32])> = self
             .nodes
             .values()
             .filter(|n| !n.decommissioned)
-            .filter(|n| {
+            .filter_map(|n| {
                 n.failing_since_ms
-                    .is_some_and(|t| now_ms.saturating_sub(t) >= after)
+                    .filter(|t| now_ms.saturating_sub(*t) >= after)
+                    .map(|t| (t, n.pubkey_ed25519))
             })
-            .map(|n| n.pubkey_ed25519)
             .collect();
+        due.sort_unstable();
+        let active = self.nodes.values().filter(|n| !n.decommissioned).count();
+        let room = active.saturating_sub(MIN_ACTIVE);
+        let due: Vec<[u8; 32]> = due.into_iter().take(room).map(|(_, k)| k).collect();
         for key in &due {
             if let Some(rec) = self.nodes.get_mut(key) {
                 rec.decommissioned = true;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use snode::clock::Clock;
 use snode::directory::{Admission, DirectoryClient, DirectoryConfig, DirectoryLimits};
+use snode::swarm::{Membership, SwarmId};
 
 use super::{Shared, net};
 
@@ -30,6 +31,9 @@ pub const DECOMMISSION_AFTER: Duration = Duration::from_secs(20);
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the client re-reads the listing.
 const CLIENT_POLL: Duration = Duration::from_secs(1);
+/// What the directory did between two of the client's polls, per node: listed for the first
+/// time, dropped from its swarm (decommissioned), given a swarm again (recommissioned).
+pub const EVENTS: [&str; 3] = ["admitted", "decommissioned", "recommissioned"];
 
 /// The directory's URL as nodes and the client reach it.
 pub fn url(ip: IpAddr) -> String {
@@ -64,10 +68,35 @@ pub async fn follow(w: Rc<Shared>, url: String, until_ms: i64) {
         if let Ok(Some(m)) = client.get_service_nodes(last_hash.as_deref()).await {
             last_hash = Some(m.block_hash.clone());
             let m = Arc::new(m);
+            count_events(&w, &w.membership.borrow().clone(), &m);
             let swarms = super::swarm_list(&m, &w);
             *w.membership.borrow_mut() = m.clone();
             w.trace(format!("directory at height {}: swarms {swarms}", m.height));
         }
         tokio::time::sleep(CLIENT_POLL).await;
+    }
+}
+
+/// Counts, into `w.directory_events`, what changed for each node from `old` to `new` (from
+/// the first listing the client saw on, so the nodes listed from the start are not counted).
+fn count_events(w: &Shared, old: &Membership, new: &Membership) {
+    if old.nodes.is_empty() {
+        return;
+    }
+    let state = |m: &Membership, key: &[u8; 32]| {
+        m.nodes
+            .iter()
+            .find(|n| n.pubkey_ed25519 == *key)
+            .map(|n| n.swarm_id != SwarmId::UNASSIGNED)
+    };
+    let mut events = w.directory_events.borrow_mut();
+    for n in &new.nodes {
+        let kind = match (state(old, &n.pubkey_ed25519), state(new, &n.pubkey_ed25519)) {
+            (None, Some(_)) => EVENTS[0],
+            (Some(true), Some(false)) => EVENTS[1],
+            (Some(false), Some(true)) => EVENTS[2],
+            _ => continue,
+        };
+        *events.entry(kind).or_default() += 1;
     }
 }

@@ -198,6 +198,8 @@ pub struct Outcome {
     pub acked: u64,
     pub deletes: u64,
     pub sim_ms: u64,
+    /// The live directory's decisions by kind (empty with the harness's directory).
+    pub directory_events: BTreeMap<&'static str, u64>,
 }
 
 /// What the driver and the client host share (both run on the test's thread).
@@ -215,6 +217,8 @@ pub struct Shared {
     pub up: RefCell<Vec<bool>>,
     pub model: RefCell<Model>,
     pub lines: RefCell<Vec<String>>,
+    /// What the live directory did, as the client's polls saw it (`live_directory::EVENTS`).
+    pub directory_events: RefCell<BTreeMap<&'static str, u64>>,
 }
 
 impl Shared {
@@ -237,12 +241,13 @@ impl Shared {
             .push(format!("{:>7}.{:03} {line}", t / 1000, t % 1000));
     }
 
-    /// Indexes of the members of account `a`'s swarm.
+    /// Indexes of the members of account `a`'s swarm; none while the listing has no swarm
+    /// (the live directory can decommission all but one node).
     pub fn members_of(&self, a: usize) -> Vec<usize> {
         let m = self.membership.borrow();
-        let swarm = m
-            .swarm_for(&self.accounts[a].id())
-            .expect("a swarm owns every account");
+        let Some(swarm) = m.swarm_for(&self.accounts[a].id()) else {
+            return Vec::new();
+        };
         m.members(swarm)
             .iter()
             .map(|n| {
@@ -460,6 +465,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         up: RefCell::new(vec![true; hosts]),
         model: RefCell::new(Model::default()),
         lines: RefCell::new(Vec::new()),
+        directory_events: RefCell::new(BTreeMap::new()),
     });
     if live {
         shared.trace(format!(
@@ -538,6 +544,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         acked: model.acked.len() as u64,
         deletes: model.deleted.len() as u64,
         sim_ms: shared.elapsed_ms().max(0) as u64,
+        directory_events: shared.directory_events.borrow().clone(),
     }
 }
 

@@ -22,6 +22,7 @@ struct Summary {
     acked: u64,
     deletes: u64,
     sim_ms: u64,
+    directory: BTreeMap<&'static str, u64>,
 }
 
 /// Counts violation lines by the invariant they name.
@@ -151,6 +152,7 @@ pub fn main() {
                         acked: o.acked,
                         deletes: o.deletes,
                         sim_ms: o.sim_ms,
+                        directory: o.directory_events.clone(),
                     });
                     if bad > 0 {
                         eprintln!("\nseed {seed}: {bad} violations; reproduce: {}", o.repro);
@@ -171,7 +173,11 @@ pub fn main() {
     let (mut acked, mut deletes, mut sim_ms, mut violations) = (0, 0, 0, 0);
     let mut violating = 0;
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut directory: BTreeMap<&'static str, u64> = BTreeMap::new();
     for r in &results {
+        for (k, n) in &r.directory {
+            *directory.entry(k).or_default() += n;
+        }
         for (k, n) in &r.faults {
             *faults.entry(k).or_default() += n;
         }
@@ -193,6 +199,9 @@ pub fn main() {
     ));
     for (k, n) in &faults {
         out(format!("| faults: {k} | {n} |"));
+    }
+    for (k, n) in &directory {
+        out(format!("| live directory: {k} | {n} |"));
     }
     out(format!("| acknowledged stores | {acked} |"));
     out(format!("| acknowledged deletes | {deletes} |"));

@@ -30,6 +30,10 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
         let a = rng.gen_range(0..w.accounts.len());
         let members = w.members_of(a);
+        if members.is_empty() {
+            w.trace(format!("a{a}: no swarm listed"));
+            continue;
+        }
         let entry = members[rng.gen_range(0..members.len())];
         let r: f64 = rng.r#gen();
         if r < 0.55 || w.live_hashes(a).is_empty() {
@@ -240,7 +244,15 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
 async fn final_check(w: &Shared) {
     for a in 0..w.accounts.len() {
         let mut reads = BTreeMap::new();
-        for n in w.members_of(a) {
+        let members = w.members_of(a);
+        if members.is_empty() {
+            let at = w.elapsed_ms();
+            w.model.borrow_mut().violate(
+                at,
+                format!("I4 no swarm listed for a{a} at the final check"),
+            );
+        }
+        for n in members {
             if !w.up.borrow()[n] {
                 continue;
             }

@@ -500,6 +500,54 @@ fn a_withdrawn_voucher_does_not_count() {
     assert_eq!(r.node(&t).unwrap().failing_since_ms, None);
 }
 
+/// Found by the simulation (seed 200123 of the live directory): two partitions and a few
+/// crashes made every side report every other unreachable, and the directory decommissioned
+/// all nodes; only active nodes may report, so nothing could bring any back. The last active
+/// node now stays, and its reports recommission the others.
+#[test]
+fn the_last_active_node_is_never_decommissioned_and_brings_the_others_back() {
+    let mut r = with_nodes(4);
+    let all: Vec<NodeKeys> = (1..=4).map(keys).collect();
+    // Every node reports every other unreachable (a partition into singletons).
+    for a in &all {
+        for b in &all {
+            if a.pubkey_ed25519() != b.pubkey_ed25519() {
+                let _ = r.report(&rep(a, b, false), NOW);
+            }
+        }
+    }
+    assert_eq!(r.tick(NOW + AFTER), 3);
+    let active: Vec<&NodeKeys> = all
+        .iter()
+        .filter(|k| !r.node(&k.pubkey_ed25519()).unwrap().decommissioned)
+        .collect();
+    assert_eq!(active.len(), 1, "the last active node stays");
+    assert_eq!(r.tick(NOW + 10 * AFTER), 0);
+    // The partition heals: the survivor's successes recommission the others one by one (one
+    // voucher while it is the only other active node; two once more are back).
+    let survivor = active[0];
+    let mut t = NOW + 10 * AFTER;
+    for _ in 0..3 {
+        for other in &all {
+            if other.pubkey_ed25519() != survivor.pubkey_ed25519() {
+                t += 1;
+                let _ = r.report(&rep(survivor, other, true), t);
+                for voucher in &all {
+                    if !r.node(&voucher.pubkey_ed25519()).unwrap().decommissioned
+                        && voucher.pubkey_ed25519() != other.pubkey_ed25519()
+                    {
+                        let _ = r.report(&rep(voucher, other, true), t);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        all.iter()
+            .all(|k| !r.node(&k.pubkey_ed25519()).unwrap().decommissioned)
+    );
+}
+
 #[test]
 fn a_two_node_network_heals_with_its_only_peer() {
     let mut r = with_nodes(2);
