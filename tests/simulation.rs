@@ -140,6 +140,27 @@ fn live_directory_admits_splits_and_decommissions() {
     );
 }
 
+/// Found by the simulation (docs/simulation.md "Findings", finding 5): partitions and
+/// crashes had every side report the others unreachable until the live directory had
+/// decommissioned every node, and with only active nodes allowed to report, none could come
+/// back. Fixed by never decommissioning the last active node (`directory::state::MIN_ACTIVE`).
+#[test]
+fn regression_partition_decommissions_every_node() {
+    let o = run(&SimConfig::new(200123));
+    assert!(o.violations.is_empty(), "{}", report(&o));
+    let recommissioned = o
+        .directory_events
+        .get("recommissioned")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        recommissioned >= 5,
+        "{:?}\n{}",
+        o.directory_events,
+        report(&o)
+    );
+}
+
 #[test]
 fn same_seed_same_history() {
     // Both draw churn, crashes, a lost disk, partitions, flaky links and skewed clocks.
