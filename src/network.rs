@@ -132,15 +132,19 @@ async fn test_quic(endpoint: &quinn::Endpoint, keys: &Arc<NodeKeys>, peer: &Node
 /// `POST /ping_test/v1` over a node's transport (a simulated network: plain HTTP, no QUIC).
 async fn ping_test_over(transport: &dyn Transport, peer: &NodeInfo) -> Option<http::HeaderMap> {
     let addr = std::net::SocketAddr::new(peer.ip.into(), peer.https_port);
-    let req = http::Request::post("/ping_test/v1")
-        .header(http::header::HOST, addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let exchange = crate::transport::http1_exchange(transport, addr, req, 64 * 1024);
-    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
-        Ok(Ok(r)) if r.status() == http::StatusCode::OK => Some(r.headers().clone()),
-        _ => None,
-    }
+    let timeout = Duration::from_secs(5);
+    let r = crate::transport::post(
+        transport,
+        addr,
+        "/ping_test/v1",
+        &[],
+        Vec::new(),
+        64 * 1024,
+        timeout,
+    )
+    .await
+    .ok()?;
+    (r.status() == http::StatusCode::OK).then(|| r.headers().clone())
 }
 
 async fn test_peer(

@@ -90,12 +90,42 @@ pub enum ExchangeError {
     /// The HTTP exchange failed (reset, closed, malformed answer).
     #[error("HTTP exchange failed")]
     Http(#[source] hyper::Error),
+    /// The request could not be built (a header value or path HTTP does not allow).
+    #[error("invalid request")]
+    Request(#[source] http::Error),
+    /// No answer within the caller's time.
+    #[error("no answer in time")]
+    Timeout,
     /// The answer's body was larger than the caller's cap, or broke off.
     #[error("answer body over {limit} bytes or broken")]
     Body {
         /// The cap, in bytes.
         limit: usize,
     },
+}
+
+/// One HTTP/1.1 `POST` of `body` to `path` on `addr` (with `Host: addr` and `headers`), its
+/// answer read whole up to `limit` bytes, all within `timeout`: what every caller on a
+/// transport sends (peer exchanges, the directory client, reachability tests).
+pub async fn post(
+    transport: &dyn Transport,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<http::Response<Bytes>, ExchangeError> {
+    let mut req = http::Request::post(path).header(http::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(ExchangeError::Request)?;
+    tokio::time::timeout(timeout, http1_exchange(transport, addr, req, limit))
+        .await
+        .unwrap_or(Err(ExchangeError::Timeout))
 }
 
 /// One HTTP/1.1 request to `addr` on a fresh connection of `transport`, with the answer's body

@@ -353,40 +353,35 @@ impl SoakReport {
             s.push('\n');
             prev = sample.at;
         }
-        let _ = write!(
-            s,
+        let (growth, restarted): (Vec<Option<f64>>, Vec<bool>) =
+            self.rss_growth_last_half().into_iter().unzip();
+        let title = format!(
             "RSS growth over the last half (from {} s):",
             (self.duration / 2).as_secs()
         );
-        for (n, (g, restarted)) in self.rss_growth_last_half().iter().enumerate() {
-            let r = if *restarted { " (restarted)" } else { "" };
-            match g {
-                Some(g) => {
-                    let _ = write!(s, " node-{n} {g:+.1} %{r};");
-                }
-                None => {
-                    let _ = write!(s, " node-{n} n/a;");
-                }
-            }
-        }
-        s.push('\n');
-        let _ = write!(
-            s,
-            "RSS trend over the last half (least-squares line, end vs start):"
-        );
-        for (n, g) in self.rss_trend_last_half().iter().enumerate() {
-            match g {
-                Some(g) => {
-                    let _ = write!(s, " node-{n} {g:+.1} %;");
-                }
-                None => {
-                    let _ = write!(s, " node-{n} n/a;");
-                }
-            }
-        }
-        s.push('\n');
+        percent_line(&mut s, &title, &growth, &restarted);
+        let title = "RSS trend over the last half (least-squares line, end vs start):";
+        percent_line(&mut s, title, &self.rss_trend_last_half(), &[]);
         s
     }
+}
+
+/// Appends `title` and one `node-N ±x.x %` per node (`n/a` without a figure, `(restarted)`
+/// where `restarted` says so), then a newline.
+fn percent_line(s: &mut String, title: &str, figures: &[Option<f64>], restarted: &[bool]) {
+    s.push_str(title);
+    for (n, g) in figures.iter().enumerate() {
+        let r = if restarted.get(n).copied().unwrap_or(false) {
+            " (restarted)"
+        } else {
+            ""
+        };
+        let _ = match g {
+            Some(g) => write!(s, " node-{n} {g:+.1} %{r};"),
+            None => write!(s, " node-{n} n/a;"),
+        };
+    }
+    s.push('\n');
 }
 
 /// One acknowledged message.

@@ -99,47 +99,36 @@ pub enum DirectoryClientError {
     },
 }
 
-/// One POST of `body` to `path` over `transport`, to the address of `url`
-/// (`http://IP:port/path`).
+/// One POST of `body` to `path` over `transport`, to the directory at `base`
+/// (`http://IP:port`).
 async fn post_transport(
     transport: &dyn Transport,
-    url: &str,
+    base: &str,
     path: &str,
     body: Vec<u8>,
 ) -> Result<(http::StatusCode, Bytes), DirectoryClientError> {
-    let authority = url
+    let url = format!("{base}{path}");
+    let addr: SocketAddr = base
         .strip_prefix("http://")
-        .and_then(|rest| rest.strip_suffix(path))
-        .unwrap_or_default();
-    let addr: SocketAddr = authority
-        .parse()
-        .map_err(|_| DirectoryClientError::Response {
-            url: url.to_string(),
+        .and_then(|authority| authority.parse().ok())
+        .ok_or_else(|| DirectoryClientError::Response {
+            url: url.clone(),
             why: "a transport reaches http://IP:port only".into(),
         })?;
-    let req = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(Bytes::from(body)))
-        .map_err(|e| DirectoryClientError::Response {
-            url: url.to_string(),
-            why: e.to_string(),
-        })?;
-    let exchange = crate::transport::http1_exchange(transport, addr, req, MAX_ANSWER_BYTES);
-    match tokio::time::timeout(TIMEOUT, exchange).await {
-        Ok(Ok(resp)) => Ok((resp.status(), resp.into_body())),
-        Ok(Err(ExchangeError::Body { limit })) => Err(DirectoryClientError::TooLarge {
-            url: url.to_string(),
-            limit,
-        }),
-        Ok(Err(source)) => Err(DirectoryClientError::Transport {
-            url: url.to_string(),
-            source,
-        }),
-        Err(_) => Err(DirectoryClientError::Response {
-            url: url.to_string(),
-            why: "no answer in time".into(),
-        }),
+    let json = [(http::header::CONTENT_TYPE.as_str(), "application/json")];
+    let answer = crate::transport::post(
+        transport,
+        addr,
+        path,
+        &json,
+        body,
+        MAX_ANSWER_BYTES,
+        TIMEOUT,
+    );
+    match answer.await {
+        Ok(resp) => Ok((resp.status(), resp.into_body())),
+        Err(ExchangeError::Body { limit }) => Err(DirectoryClientError::TooLarge { url, limit }),
+        Err(source) => Err(DirectoryClientError::Transport { url, source }),
     }
 }
 
@@ -212,7 +201,7 @@ impl DirectoryClient {
         })?;
         let (status, bytes) = match &self.transport {
             None => self.post_http(&url, encoded).await?,
-            Some(t) => post_transport(t.as_ref(), &url, path, encoded).await?,
+            Some(t) => post_transport(t.as_ref(), &self.base, path, encoded).await?,
         };
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {

@@ -9,8 +9,9 @@
 //!
 //! Concurrency: the registry sits behind a std `Mutex`, taken only in blocking work
 //! (`crate::blocking`: the blocking pool, or in place on a simulated host; mutations save to
-//! disk while holding it, which serialises them in one order on disk and in memory). Reads never wait for the disk: they clone an `Arc<Membership>` from a separate
-//! lock, replaced after each saved change.
+//! disk while holding it, which serialises them in one order on disk and in memory). Reads
+//! never wait for the disk: they clone an `Arc<Membership>` from a separate lock, replaced
+//! after each saved change.
 
 use super::limit::{Buckets, DirectoryLimits, IpKey, MAX_TRACKED};
 use super::persist::{PersistError, load, save, state_path};

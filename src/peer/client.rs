@@ -235,21 +235,24 @@ async fn over_transport(
     timeout: Duration,
 ) -> Result<(u16, reqwest::header::HeaderMap, Bytes), PeerError> {
     let addr = std::net::SocketAddr::new(peer.ip.into(), peer.https_port);
-    let mut req = http::Request::post(path).header(http::header::HOST, addr.to_string());
-    for (name, value) in headers {
-        req = req.header(*name, value.as_str());
-    }
-    let req = req
-        .body(http_body_util::Full::new(Bytes::from(body)))
-        .map_err(|_| PeerError::NotAuthentic)?;
-    let exchange = crate::transport::http1_exchange(transport, addr, req, MAX_PEER_RESPONSE);
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Err(PeerError::Timeout(timeout)),
-        Ok(Err(crate::transport::ExchangeError::Body { limit })) => {
-            Err(PeerError::TooLarge { limit })
-        }
-        Ok(Err(e)) => Err(PeerError::Transport(e)),
-        Ok(Ok(resp)) => {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    use crate::transport::ExchangeError;
+    let answer = crate::transport::post(
+        transport,
+        addr,
+        path,
+        &headers,
+        body,
+        MAX_PEER_RESPONSE,
+        timeout,
+    )
+    .await;
+    match answer {
+        Err(ExchangeError::Timeout) => Err(PeerError::Timeout(timeout)),
+        Err(ExchangeError::Request(_)) => Err(PeerError::NotAuthentic),
+        Err(ExchangeError::Body { limit }) => Err(PeerError::TooLarge { limit }),
+        Err(e) => Err(PeerError::Transport(e)),
+        Ok(resp) => {
             let (parts, body) = resp.into_parts();
             Ok((parts.status.as_u16(), parts.headers, body))
         }
