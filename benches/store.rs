@@ -71,6 +71,7 @@ fn message(acc: &AccountId, n: u64) -> Message {
         timestamp_ms: NOW,
         expiry_ms: NOW + DAY,
         data,
+        expiry_log: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod expiry_log;
 pub mod keys;
 pub mod message;
 pub mod metrics;

@@ -189,13 +189,29 @@ pub struct Message {
     pub expiry_ms: i64,
     /// The opaque body (ciphertext to us).
     pub data: Vec<u8>,
+    /// The client `expire` requests that moved `expiry_ms`, with their acceptance times
+    /// (`expiry_log`): carried between members so that one that missed a request takes it
+    /// from a copy that has it. `None` for a message no request moved (`expiry_ms` is then
+    /// the stored one); when `Some`, `expiry_ms` is its fold.
+    pub expiry_log: Option<crate::expiry_log::ExpiryLog>,
 }
 
 impl Message {
+    /// Whether this is a history without a body: what a member sends of a husk (the sweep's
+    /// remains of a message a client shortened, `store::keys::Record::husk`), so that a copy
+    /// that missed the shortening learns it. Its body is empty and its hash is not that of
+    /// an empty body; it only ever merges into a copy the receiver holds.
+    pub fn is_history_only(&self) -> bool {
+        self.data.is_empty()
+            && self.expiry_log.is_some()
+            && message_hash(&self.account, self.namespace, &self.data) != self.hash
+    }
+
     /// This message as received from a peer (hand-off, anti-entropy), admitted as strictly as
     /// a client's `store` would be: `None` when no client request could have produced it — a
     /// hash that is not its own (a forged copy would shadow the real message, since dedupe is
-    /// by hash), a body over [`MAX_DATA_BYTES`], the reserved testing namespace, a timestamp
+    /// by hash; a history without a body, [`Message::is_history_only`], only needs a valid
+    /// hash, since it only ever merges into a copy the receiver holds), a body over [`MAX_DATA_BYTES`], the reserved testing namespace, a timestamp
     /// further ahead of `now_ms` than [`STORE_TOLERANCE_MS`] — else the message with its expiry
     /// clamped to
     /// the latest any client request could have set by now: `now_ms` plus the longest TTL
@@ -203,7 +219,8 @@ impl Message {
     /// TTL`, because a client may have extended a message since it was stored.
     pub fn admitted_from_peer(mut self, now_ms: i64) -> Option<Message> {
         if self.data.len() > MAX_DATA_BYTES
-            || message_hash(&self.account, self.namespace, &self.data) != self.hash
+            || (message_hash(&self.account, self.namespace, &self.data) != self.hash
+                && !(self.is_history_only() && is_valid_hash(&self.hash)))
             || self.namespace == Namespace::TESTING
             || self.timestamp_ms > now_ms.saturating_add(STORE_TOLERANCE_MS)
         {
@@ -213,9 +230,23 @@ impl Message {
             .saturating_add(TTL_MAXIMUM_PRIVATE_MS)
             .saturating_add(STORE_TOLERANCE_MS);
         self.expiry_ms = self.expiry_ms.min(latest);
+        // The history too: no request accepted later than another node's clock may be ahead
+        // of ours, none naming an expiry no client could have asked for; the expiry is then
+        // its fold, so a peer cannot send an expiry its history does not explain.
+        if let Some(log) = self.expiry_log.take() {
+            let accepted_by = now_ms.saturating_add(PEER_CLOCK_TOLERANCE_MS);
+            let longest = TTL_MAXIMUM_PRIVATE_MS.saturating_add(STORE_TOLERANCE_MS);
+            let log = log.bounded(accepted_by, latest, longest);
+            self.expiry_ms = log.expiry();
+            self.expiry_log = Some(log);
+        }
         Some(self)
     }
 }
+
+/// How far ahead of our clock another node's acceptance time may be (`peer::auth` refuses
+/// peer requests stamped further away).
+pub const PEER_CLOCK_TOLERANCE_MS: i64 = 60_000;
 
 /// Debug omits the body and shortens the account (privacy).
 impl fmt::Debug for Message {
@@ -370,6 +401,7 @@ mod tests {
             timestamp_ms: ts,
             expiry_ms: expiry,
             data: vec![0; len],
+            expiry_log: None,
         };
         let fine = m(0, MAX_DATA_BYTES, now, now + 3_600_000);
         assert_eq!(fine.clone().admitted_from_peer(now), Some(fine.clone()));
@@ -395,5 +427,50 @@ mod tests {
         // A shortened expiry (below timestamp + the minimum TTL) is a client's right: kept.
         let short = m(0, 1, now - 60_000, now - 59_000 + 5_000);
         assert_eq!(short.clone().admitted_from_peer(now), Some(short));
+
+        // A history without a body (a husk's): only a valid hash is asked of it, and its
+        // history is bounded like any other; without a history an empty body must hash.
+        use crate::expiry_log::{ExpiryLog, ExpiryOp, OpKind};
+        let real = m(0, 10, now - 60_000, now + 3_600_000);
+        let mut log = ExpiryLog::new(real.expiry_ms);
+        log.insert(ExpiryOp {
+            at_ms: now - 1_000,
+            kind: OpKind::Shorten,
+            value_ms: now - 500,
+        });
+        let husk = Message {
+            data: Vec::new(),
+            expiry_ms: log.expiry(),
+            expiry_log: Some(log.clone()),
+            ..real.clone()
+        };
+        assert!(husk.is_history_only());
+        assert_eq!(husk.clone().admitted_from_peer(now), Some(husk.clone()));
+        let bad_hash = Message {
+            hash: "not a hash".into(),
+            ..husk.clone()
+        };
+        assert_eq!(bad_hash.admitted_from_peer(now), None);
+        let bare = Message {
+            expiry_log: None,
+            ..husk.clone()
+        };
+        assert!(!bare.is_history_only());
+        assert_eq!(bare.admitted_from_peer(now), None);
+        // A request from beyond the peers' clock tolerance is dropped from the history.
+        let mut ahead = log;
+        ahead.insert(ExpiryOp {
+            at_ms: now + 2 * PEER_CLOCK_TOLERANCE_MS,
+            kind: OpKind::Extend,
+            value_ms: now + 7_200_000,
+        });
+        let from_ahead = Message {
+            expiry_ms: ahead.expiry(),
+            expiry_log: Some(ahead),
+            ..real
+        };
+        let got = from_ahead.admitted_from_peer(now).expect("admitted");
+        assert_eq!(got.expiry_log.map(|l| l.ops().len()), Some(1));
+        assert_eq!(got.expiry_ms, now - 500);
     }
 }

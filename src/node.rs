@@ -554,6 +554,7 @@ impl Node {
         tracker.spawn(track_previous_membership(
             previous_feed,
             previous_membership,
+            clock.clone(),
             cancel.clone(),
         ));
         tracker.spawn(sweep_expired(
@@ -671,11 +672,12 @@ fn relay_membership<const N: usize>(
     }
 }
 
-/// Keeps the membership before the current one in `previous` (for the peer routes' checks of
-/// who may push what during a hand-off).
+/// Keeps the memberships before the current one in `previous` (for the peer routes' checks of
+/// who may push what during a hand-off), each with the time, on `clock`, it was replaced.
 async fn track_previous_membership(
     mut membership: watch::Receiver<Arc<Membership>>,
     previous: Arc<crate::swarm::PreviousMembership>,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
     let mut current = membership.borrow_and_update().clone();
@@ -689,7 +691,7 @@ async fn track_previous_membership(
             }
         }
         let new = membership.borrow_and_update().clone();
-        previous.set(std::mem::replace(&mut current, new));
+        previous.set(std::mem::replace(&mut current, new), clock());
     }
 }
 

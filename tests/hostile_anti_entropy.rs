@@ -228,6 +228,7 @@ fn message(account: &AccountId, data: &[u8], age_ms: i64) -> Message {
         timestamp_ms: now() - age_ms,
         expiry_ms: now() + 3_600_000,
         data: data.to_vec(),
+        expiry_log: None,
     }
 }
 

@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "blocking",
     "bencode",
     "error",
+    "expiry_log",
     "message",
     "keys",
     "metrics",

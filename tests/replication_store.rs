@@ -223,7 +223,7 @@ fn place(replicas: &[&Replica], swarms: &[u64]) {
     for r in replicas {
         // As `node` keeps it: the snapshot replaced is the previous membership.
         let old = r.membership.send_replace(m.clone());
-        r.state.previous_membership.set(old);
+        r.state.previous_membership.set(old, now());
     }
 }
 
@@ -256,6 +256,7 @@ impl User {
             timestamp_ms: now() - age_ms,
             expiry_ms: now() + 3_600_000,
             data: data.to_vec(),
+            expiry_log: None,
         }
     }
 
@@ -583,6 +584,7 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
         timestamp_ms: now(),
         expiry_ms: now() + 600_000,
         data: data.to_vec(),
+        expiry_log: None,
     };
     let batch = |m: Message| snode::peer::wire::encode_batches(&[m], usize::MAX).remove(0);
     let pushed = stranger
@@ -677,6 +679,7 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
         timestamp_ms: now(),
         expiry_ms: now() + 3_600_000,
         data: b"short-lived".to_vec(),
+        expiry_log: None,
     };
     r.store.store(&m, now()).expect("store");
     let short = now() + 60_000;
@@ -879,6 +882,7 @@ async fn a_replayed_peer_request_is_refused() {
         timestamp_ms: now(),
         expiry_ms: now() + 600_000,
         data: b"once".to_vec(),
+        expiry_log: None,
     };
     let msg = Message {
         hash: snode::message::message_hash(&msg.account, msg.namespace, &msg.data),
@@ -956,6 +960,7 @@ async fn pushed_messages_are_admitted_as_strictly_as_a_client_store() {
             timestamp_ms: ts,
             expiry_ms: expiry,
             data,
+            expiry_log: None,
         }
     };
     let huge = mk(vec![7; 100_000], now, now + 3_600_000);

@@ -400,19 +400,21 @@ async fn data(state: &AppState, call: &PeerCall<'_>) -> Reply {
 }
 
 /// Whether `sender` may push data of every one of `accounts` to us: a member of our swarm,
-/// or a node of the swarm that owned the account before the last change (a hand-off). A
-/// listed node elsewhere in the network could otherwise put messages into any account's
-/// signed namespaces here, or delete them, with no client signature.
+/// or a node of the swarm that owned the account in a remembered membership (a hand-off,
+/// possibly from a node back long after the account moved: `swarm::may_push`). A listed node
+/// elsewhere in the network could otherwise put messages into any account's signed
+/// namespaces here, or delete them, with no client signature.
 fn may_push_all<'a>(
     state: &AppState,
     membership: &crate::swarm::Membership,
     sender: &[u8; 32],
     mut accounts: impl Iterator<Item = &'a crate::message::AccountId>,
 ) -> bool {
-    let previous = state.previous_membership.get();
     let me = state.keys.pubkey_ed25519();
     let without = crate::swarm::without_our_swarm(membership, &me);
-    accounts.all(|a| crate::swarm::may_push(membership, &previous, &without, &me, sender, a))
+    let now = (state.rpc.clock)();
+    let remembered = state.previous_membership.read();
+    accounts.all(|a| crate::swarm::may_push(membership, &remembered, now, &without, &me, sender, a))
 }
 
 /// Tombstones a previous owner of their accounts handed off (`replication::handoff`):

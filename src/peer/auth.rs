@@ -44,7 +44,7 @@ pub type Nonce = [u8; 16];
 /// beyond it requests are refused until old ones are forgotten.
 const MAX_REMEMBERED_NONCES: usize = 1_000_000;
 /// How far a peer request's timestamp may be from our clock.
-pub const PEER_TOLERANCE_MS: i64 = 60_000;
+pub const PEER_TOLERANCE_MS: i64 = crate::message::PEER_CLOCK_TOLERANCE_MS;
 /// Pair keys cached at most (a network's size; beyond it the cache starts over).
 const MAX_CACHED_PEERS: usize = 10_000;
 

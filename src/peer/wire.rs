@@ -4,10 +4,14 @@
 //!
 //! snode writes the namespace as a sixth element (the original 2.8 omitted it, so bootstrapped
 //! messages landed in namespace 0 — fixed upstream in 2.11.3) and reads items of 5 or 6
-//! elements. Owns the shape of a batch; the bencode rules are `bencode`'s (canonical, so a
+//! elements, or 7: a message whose expiry a client's `expire` moved carries its history
+//! ([`ExpiryLog`](crate::expiry_log::ExpiryLog), encoded) as a seventh, so that a member that
+//! missed a request takes it from the copy (snode only: the original has no such element, and
+//! reads none). Owns the shape of a batch; the bencode rules are `bencode`'s (canonical, so a
 //! blob has one spelling). Pure: no I/O. Decoding is bounded by the input and never panics.
 
 use crate::bencode::{self, Decoder, Limits};
+use crate::expiry_log::ExpiryLog;
 use crate::message::{AccountId, Message, Namespace};
 
 /// The only version byte understood.
@@ -46,6 +50,9 @@ fn encode_item(m: &Message, with_namespace: bool, out: &mut Vec<u8>) {
     bencode::put_bytes(out, &m.data);
     if with_namespace {
         bencode::put_int(out, i64::from(m.namespace.0));
+        if let Some(log) = &m.expiry_log {
+            bencode::put_bytes(out, &log.encode());
+        }
     }
     bencode::put_end(out);
 }
@@ -98,7 +105,7 @@ fn field(d: &mut Decoder<'_>) -> Result<(), bencode::Error> {
     }
 }
 
-/// Reads one item: a list of 5 elements, or 6 with the namespace.
+/// Reads one item: a list of 5 elements, 6 with the namespace, 7 with an expiry history.
 fn decode_item(d: &mut Decoder<'_>) -> Result<Message, bencode::Error> {
     d.list()?;
     field(d)?;
@@ -115,11 +122,18 @@ fn decode_item(d: &mut Decoder<'_>) -> Result<Message, bencode::Error> {
     let expiry_ms = d.int()?;
     field(d)?;
     let data = d.bytes()?.to_vec();
+    let mut expiry_log = None;
     let namespace = if d.next_item()? {
         let at = d.position();
         let ns = Namespace(i16::try_from(d.int()?).map_err(|_| bencode::Error::Malformed(at))?);
         if d.next_item()? {
-            return Err(bencode::Error::Malformed(d.position()));
+            let at = d.position();
+            let log = ExpiryLog::decode(d.bytes()?).ok_or(bencode::Error::Malformed(at))?;
+            // The expiry is the history's fold: an item whose two disagree is not ours.
+            if log.expiry() != expiry_ms || d.next_item()? {
+                return Err(bencode::Error::Malformed(d.position()));
+            }
+            expiry_log = Some(log);
         }
         ns
     } else {
@@ -132,6 +146,7 @@ fn decode_item(d: &mut Decoder<'_>) -> Result<Message, bencode::Error> {
         timestamp_ms,
         expiry_ms,
         data,
+        expiry_log,
     })
 }
 
@@ -150,6 +165,7 @@ mod tests {
             timestamp_ms: 12_345_678,
             expiry_ms: 12_345_678 + 3_456_000,
             data: b"da\0ta".to_vec(),
+            expiry_log: None,
         }
     }
 
@@ -253,5 +269,38 @@ mod tests {
             .expect("timestamp");
         let zero_int = [&item[..=at], &b"0"[..], &item[at + 1..]].concat();
         assert!(decode_batch(&blob(zero_int)).is_err());
+    }
+
+    #[test]
+    fn an_expiry_history_travels_as_a_seventh_element_and_must_match_the_expiry() {
+        use crate::expiry_log::{ExpiryOp, OpKind};
+        let mut m = vector_message();
+        let mut log = ExpiryLog::new(m.expiry_ms);
+        log.insert(ExpiryOp {
+            at_ms: m.timestamp_ms + 1,
+            kind: OpKind::Shorten,
+            value_ms: m.timestamp_ms + 60_000,
+        });
+        m.expiry_ms = log.expiry();
+        m.expiry_log = Some(log);
+        let blob = &encode_batches(std::slice::from_ref(&m), MAX_BATCH_BYTES)[0];
+        assert_eq!(decode_batch(blob).expect("decodes"), vec![m.clone()]);
+        // The same item claiming the old expiry: its history does not explain it.
+        let mut lying = m.clone();
+        lying.expiry_ms += 1;
+        let blob = &encode_batches(std::slice::from_ref(&lying), MAX_BATCH_BYTES)[0];
+        assert!(decode_batch(blob).is_err());
+        // A broken history, or an eighth element.
+        let good = encode_batches(std::slice::from_ref(&m), MAX_BATCH_BYTES)[0].clone();
+        let mut eighth = good[..good.len() - 2].to_vec();
+        eighth.extend_from_slice(b"i0eee");
+        assert!(decode_batch(&eighth).is_err());
+        let mut broken = good.clone();
+        let n = broken.len();
+        broken[n - 3] ^= 0xff;
+        assert!(
+            decode_batch(&broken).is_err(),
+            "a changed request changes the fold"
+        );
     }
 }

@@ -319,6 +319,13 @@ impl Replicator {
             .into_iter()
             .filter(|e| buckets.contains(&e.bucket))
         {
+            // Expiries only when listed for every hash (else the entry is malformed or
+            // from a member that lists hashes only): compared by hash then.
+            if e.expiries.len() == e.live.len() {
+                theirs
+                    .expiries
+                    .extend(e.live.iter().cloned().zip(e.expiries.iter().copied()));
+            }
             theirs.live.extend(e.live);
             theirs.tombstones.extend(e.tombstones);
         }
@@ -329,6 +336,7 @@ impl Replicator {
                 for b in bs {
                     let one = local_view(s, &mm, ours, at, b)?;
                     v.live.extend(one.live);
+                    v.expiries.extend(one.expiries);
                     v.tombstones.extend(one.tombstones);
                 }
                 Ok(v)

@@ -2,9 +2,12 @@
 //! digest of a message set, and the repair plan for buckets that differ.
 //!
 //! Digest: bucket = first byte of the base64-decoded hash (`store::hash_bucket`); each bucket
-//! is the XOR of the first 8 bytes of BLAKE2b-256(hash) over its hashes. XOR makes it
-//! independent of order and cheap to build in one pass; two members with the same set have
-//! the same digest, and a difference shows which 1/256 of the hashes to compare.
+//! is the XOR of the first 8 bytes of BLAKE2b-256(hash ‖ expiry) over its messages. XOR makes
+//! it independent of order and cheap to build in one pass; two members with the same
+//! messages and expiries have the same digest, and a difference shows which 1/256 of the
+//! hashes to compare. The expiry is in it so that a member that missed a client's `expire`
+//! is found (a hash-only digest cannot tell), and the plan then exchanges both copies, whose
+//! expiry histories merge (`expiry_log`).
 //!
 //! Scope: both sides compute over the same reference time `at` (the initiator's clock rounded
 //! down to an epoch start, `protocol::epoch_start`, sent along) and leave out messages that
@@ -18,7 +21,7 @@
 
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest as _};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::{MessageMeta, hash_bucket};
 
@@ -47,9 +50,15 @@ const _: () = {
     assert!(EXPIRY_MARGIN_MS >= DIGEST_EPOCH_MS + super::BULK_TIMEOUT.as_millis() as i64);
 };
 
-/// Whether a message takes part in a reconciliation at reference time `at_ms`.
+/// Whether a message takes part in a reconciliation at reference time `at_ms`. Its horizon,
+/// not its expiry, decides: a message a client shortened stays in scope as long as a copy
+/// that missed the shortening could live, so that copy learns it.
+///
+/// A husk whose merged history is live again (a peer's history said so, but no body came
+/// with it) is left out, so that a peer that has the body offers it.
 pub fn in_scope(m: &MessageMeta<'_>, at_ms: i64) -> bool {
-    m.expiry_ms > at_ms.saturating_add(EXPIRY_MARGIN_MS)
+    !(m.husk && m.expiry_ms > at_ms)
+        && m.horizon_ms > at_ms.saturating_add(EXPIRY_MARGIN_MS)
         && m.timestamp_ms <= at_ms.saturating_sub(RECENT_MARGIN_MS)
 }
 
@@ -61,7 +70,19 @@ pub fn fingerprint(hash: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// A 256-bucket digest of a set of hashes.
+/// The first 8 bytes (big-endian) of BLAKE2b-256 of the hash text and the expiry
+/// (8 bytes, big-endian): one message's contribution to its bucket.
+pub fn entry_fingerprint(hash: &str, expiry_ms: i64) -> u64 {
+    let d = Blake2b::<U32>::new()
+        .chain_update(hash.as_bytes())
+        .chain_update(expiry_ms.to_be_bytes())
+        .finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// A 256-bucket digest of a set of messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest(pub [u64; BUCKETS]);
 
@@ -72,11 +93,11 @@ impl Default for Digest {
 }
 
 impl Digest {
-    /// Adds (or, XOR being its own inverse, removes) one hash. Hashes that are not base64
-    /// have no bucket and are left out (no valid message has one).
-    pub fn toggle(&mut self, hash: &str) {
+    /// Adds (or, XOR being its own inverse, removes) one message. Hashes that are not
+    /// base64 have no bucket and are left out (no valid message has one).
+    pub fn toggle(&mut self, hash: &str, expiry_ms: i64) {
         if let Some(b) = hash_bucket(hash) {
-            self.0[usize::from(b)] ^= fingerprint(hash);
+            self.0[usize::from(b)] ^= entry_fingerprint(hash, expiry_ms);
         }
     }
 
@@ -123,6 +144,8 @@ pub fn rotate(buckets: &[u8], from: u8) -> Vec<u8> {
 pub struct View {
     /// Live, in-scope messages.
     pub live: BTreeSet<String>,
+    /// Their expiries, where known (a peer that lists none sends hashes only).
+    pub expiries: BTreeMap<String, i64>,
     /// Tombstones in force.
     pub tombstones: BTreeSet<String>,
 }
@@ -143,7 +166,9 @@ pub struct Plan {
 impl Plan {
     /// The repairs for `ours` against `theirs`. A hash live on both sides is left alone even
     /// if one side also holds a tombstone for it: a client stored the same content again
-    /// after deleting it, and the newer store wins.
+    /// after deleting it, and the newer store wins. A hash live on both sides with different
+    /// expiries is both pushed and pulled: each side merges the other's expiry history into
+    /// its own, and both end on the same expiry.
     pub fn between(ours: &View, theirs: &View) -> Plan {
         let only = |a: &BTreeSet<String>, b: &View, keep: fn(bool, bool) -> bool| -> Vec<String> {
             a.iter()
@@ -151,9 +176,20 @@ impl Plan {
                 .cloned()
                 .collect()
         };
+        let differ: Vec<String> = ours
+            .expiries
+            .iter()
+            .filter(|(h, e)| theirs.expiries.get(*h).is_some_and(|t| t != *e))
+            .map(|(h, _)| h.clone())
+            .collect();
+        let with_differing = |mut v: Vec<String>| {
+            v.extend(differ.iter().cloned());
+            v.sort();
+            v
+        };
         Plan {
-            push: only(&ours.live, theirs, |live, dead| !live && !dead),
-            pull: only(&theirs.live, ours, |live, dead| !live && !dead),
+            push: with_differing(only(&ours.live, theirs, |live, dead| !live && !dead)),
+            pull: with_differing(only(&theirs.live, ours, |live, dead| !live && !dead)),
             delete_local: only(&ours.live, theirs, |live, dead| !live && dead),
             delete_remote: only(&theirs.live, ours, |live, dead| !live && dead),
         }
@@ -214,17 +250,17 @@ mod tests {
         let hs = hashes(500);
         let mut a = Digest::default();
         let mut b = Digest::default();
-        hs.iter().for_each(|h| a.toggle(h));
-        hs.iter().rev().for_each(|h| b.toggle(h));
+        hs.iter().for_each(|h| a.toggle(h, 1));
+        hs.iter().rev().for_each(|h| b.toggle(h, 1));
         assert_eq!(a, b);
         assert!(a.differing(&b).is_empty());
         // One hash missing on one side: exactly its bucket differs.
-        b.toggle(&hs[7]);
+        b.toggle(&hs[7], 1);
         assert_eq!(a.differing(&b), vec![hash_bucket(&hs[7]).expect("bucket")]);
-        b.toggle(&hs[7]);
+        b.toggle(&hs[7], 1);
         assert_eq!(a, b);
         // Not-base64 hashes are ignored.
-        b.toggle("**not a hash**");
+        b.toggle("**not a hash**", 1);
         assert_eq!(a, b);
         let bytes = a.to_bytes();
         assert_eq!(bytes.len(), 2048);
@@ -236,7 +272,7 @@ mod tests {
     fn empty_set_digest_differs_everywhere_it_has_data() {
         let hs = hashes(5000);
         let mut full = Digest::default();
-        hs.iter().for_each(|h| full.toggle(h));
+        hs.iter().for_each(|h| full.toggle(h, 1));
         let buckets: BTreeSet<u8> = hs.iter().filter_map(|h| hash_bucket(h)).collect();
         assert_eq!(
             full.differing(&Digest::default()),
@@ -267,6 +303,8 @@ mod tests {
             hash: "h",
             timestamp_ms: ts,
             expiry_ms: exp,
+            horizon_ms: exp,
+            husk: false,
         };
         assert!(in_scope(
             &meta(at - RECENT_MARGIN_MS, at + EXPIRY_MARGIN_MS + 1),
@@ -279,16 +317,51 @@ mod tests {
         assert!(!in_scope(&meta(at - 3_600_000, at + EXPIRY_MARGIN_MS), at));
         assert!(!in_scope(&meta(i64::MIN, i64::MIN), i64::MIN));
         assert!(!in_scope(&meta(i64::MIN, i64::MAX), i64::MAX - 1));
+        // Shortened to expire within the margin, but a copy that missed it could live on.
+        let shortened = MessageMeta {
+            expiry_ms: at + 1,
+            horizon_ms: at + 3_600_000,
+            ..meta(at - 3_600_000, at + 1)
+        };
+        assert!(in_scope(&shortened, at));
+    }
+
+    #[test]
+    fn a_different_expiry_changes_the_bucket_and_is_exchanged_both_ways() {
+        let hs = hashes(3);
+        let (mut a, mut b) = (Digest::default(), Digest::default());
+        a.toggle(&hs[0], 10);
+        b.toggle(&hs[0], 11);
+        assert_eq!(a.differing(&b), vec![hash_bucket(&hs[0]).expect("bucket")]);
+        let view = |e: i64| View {
+            live: set(&["h", "same"]),
+            expiries: [("h".to_string(), e), ("same".to_string(), 5)].into(),
+            ..View::default()
+        };
+        let p = Plan::between(&view(10), &view(11));
+        assert_eq!(
+            (p.push.clone(), p.pull.clone()),
+            (vec!["h".to_string()], vec!["h".to_string()])
+        );
+        assert!(Plan::between(&view(10), &view(10)).is_empty());
+        // A peer that lists no expiries (hashes only) is compared by hash.
+        let bare = View {
+            live: set(&["h", "same"]),
+            ..View::default()
+        };
+        assert!(Plan::between(&view(10), &bare).is_empty());
     }
 
     #[test]
     fn plan_pushes_pulls_and_propagates_deletions() {
         let ours = View {
             live: set(&["both", "mine", "dead_there", "revived"]),
+            expiries: BTreeMap::new(),
             tombstones: set(&["gone_here", "revived"]),
         };
         let theirs = View {
             live: set(&["both", "theirs", "gone_here", "revived"]),
+            expiries: BTreeMap::new(),
             tombstones: set(&["dead_there", "old"]),
         };
         let p = Plan::between(&ours, &theirs);

@@ -333,6 +333,7 @@ mod tests {
             timestamp_ms: 0,
             expiry_ms: 1,
             data: vec![0; n],
+            expiry_log: None,
         };
         let msgs: Vec<_> = (0..30).map(|_| m(100_000)).collect();
         let chunks = chunk_by_size(msgs);

@@ -115,6 +115,10 @@ pub struct BucketEntry {
     pub bucket: u8,
     /// Live, in-scope hashes owned by the swarm.
     pub live: Vec<String>,
+    /// The expiry of each of `live`, in the same order (left out by a member that lists
+    /// hashes only: its view is then compared by hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expiries: Vec<i64>,
     /// Hashes with a tombstone in force.
     pub tombstones: Vec<String>,
 }
@@ -201,6 +205,7 @@ mod tests {
         let e = BucketEntry {
             bucket: 7,
             live: vec!["a".into()],
+            expiries: vec![],
             tombstones: vec![],
         };
         let v = serde_json::to_value(BucketResponse { buckets: vec![e] }).expect("json");

@@ -165,7 +165,7 @@ pub(crate) fn local_digest(
             }
         };
         if mine && in_scope(meta, at_ms) {
-            d.toggle(meta.hash);
+            d.toggle(meta.hash, meta.expiry_ms);
         }
     })?;
     Ok(d)
@@ -184,6 +184,7 @@ pub(crate) fn local_view(
     store.bucket_meta(bucket, |meta| {
         if owned(&meta.account) && in_scope(meta, at_ms) {
             v.live.insert(meta.hash.to_string());
+            v.expiries.insert(meta.hash.to_string(), meta.expiry_ms);
         }
     })?;
     v.tombstones = store
@@ -321,8 +322,14 @@ fn buckets(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) 
         if listed > MAX_LISTED_HASHES && !out.is_empty() {
             break;
         }
+        let expiries = v
+            .live
+            .iter()
+            .filter_map(|h| v.expiries.get(h).copied())
+            .collect();
         out.push(BucketEntry {
             bucket: b,
+            expiries,
             live: v.live.into_iter().collect(),
             tombstones: v.tombstones.into_iter().collect(),
         });
@@ -330,14 +337,18 @@ fn buckets(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) 
     Ok(json(&BucketResponse { buckets: out }))
 }
 
-fn fetch(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], now: i64) -> Served {
+fn fetch(store: &Store, m: &Membership, ours: SwarmId, body: &[u8], _now: i64) -> Served {
     let hashes = match hash_list(body) {
         Ok(h) => h,
         Err(e) => return Ok(e),
     };
     let owned = owned_by(m, ours);
+    // Held, not only live: a copy whose history ended it (a shortening), swept to a husk or
+    // not yet, is what a member that missed the shortening needs, and our views list it
+    // while its horizon is in scope. The receiver never stores an expired copy or a husk, it
+    // only merges their histories.
     let msgs: Vec<_> = store
-        .get_live(&hashes, now)?
+        .get_held(&hashes)?
         .into_iter()
         .filter(|msg| owned(&msg.account))
         .collect();
@@ -427,6 +438,7 @@ mod tests {
             timestamp_ms: ts,
             expiry_ms: exp,
             data: data.to_vec(),
+            expiry_log: None,
         }
     }
 
@@ -470,7 +482,7 @@ mod tests {
             .unwrap();
         let d = local_digest(&s, &m, ours, NOW).unwrap();
         let mut want = Digest::default();
-        want.toggle(&mine.hash);
+        want.toggle(&mine.hash, mine.expiry_ms);
         assert_eq!(d, want);
         let b = crate::store::hash_bucket(&mine.hash).unwrap();
         let v = local_view(&s, &m, ours, NOW, b).unwrap();
@@ -619,7 +631,7 @@ mod tests {
         s.bulk_store(std::slice::from_ref(&mine), NOW).unwrap();
         let body = serde_json::to_vec(&DigestRequest { at: NOW }).unwrap();
         let mut want = Digest::default();
-        want.toggle(&mine.hash);
+        want.toggle(&mine.hash, mine.expiry_ms);
         for i in 0..50 {
             let r = serve(
                 PATH_AE_DIGEST,

@@ -125,7 +125,6 @@ fn entry(
 
 /// `expire`.
 pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> RpcResponse {
-    let now = ctx.now();
     let req = match parse(&Params::new(params), ctx.testnet) {
         Ok(r) => r,
         Err(e) => return e,
@@ -133,6 +132,23 @@ pub(crate) async fn expire(ctx: &RpcContext, params: &Value, origin: Origin) -> 
     if let Err(r) = check_owner(ctx, &req.account) {
         return r;
     }
+    // The entry orders the request after those the messages already have
+    // (`Store::expiry_acceptance_time`); a forward's clock reads the entry's choice.
+    let now = if origin.is_peer() {
+        ctx.now()
+    } else {
+        let hashes: Vec<String> = req.hashes.iter().map(|h| (*h).to_string()).collect();
+        match ctx
+            .store
+            .expiry_acceptance_time(&req.account, &hashes, ctx.now())
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "expire failed");
+                return text(500, "request failed");
+            }
+        }
+    };
     let earliest = now.saturating_sub(SIGNATURE_TOLERANCE_MS);
     // For a forward, `now` is the entry node's acceptance time (see `Origin::PeerRetry`).
     if req.expiries.iter().any(|&e| e < earliest) {

@@ -229,6 +229,7 @@ pub(crate) async fn handle(ctx: &RpcContext, params: &Value, origin: Origin) -> 
         timestamp_ms: req.timestamp,
         expiry_ms: req.expiry,
         data: req.data,
+        expiry_log: None,
     };
     let d = distribute(ctx, "store", params, origin, now, || {
         store_local(ctx, &m, now)

@@ -1,8 +1,16 @@
 //! Expiry: client updates (`expire_all`, `update_expiry`), reads (`get_expiries`) and the
 //! periodic sweep that deletes what has expired.
 //!
+//! Every client request that moves an expiry is recorded in the message's history
+//! (`expiry_log`) with its acceptance time, and the expiry is the history's fold, so requests
+//! apply in acceptance order whatever order they arrive in and a copy that missed one learns
+//! it from another copy (`bulk_store` merges histories).
+//!
 //! The sweep walks only the head of the expiry index (keys ordered by expiry), so its cost is
-//! the number of expired messages, never the live data. Reads elsewhere already hide expired
+//! the number of expired messages, never the live data. A swept message whose expiry a
+//! client shortened leaves a husk (`Record::husk`: its history, not its body) until no copy
+//! can outlive it, so that a copy that missed the shortening learns it and cannot bring the
+//! message back, while one that saw a later extension revives it. Reads elsewhere already hide expired
 //! messages, so the sweep only reclaims space. Must not lengthen a message's life except
 //! where the caller's mode says so.
 
@@ -10,6 +18,7 @@ use super::db::{CF_EXPIRIES, CF_MESSAGES, Store};
 use super::delete::selection_prefix;
 use super::keys::{self, Record};
 use super::{ExpireMode, ExpiryUpdate, StoreError};
+use crate::expiry_log::{ExpiryLog, ExpiryOp, OpKind};
 use crate::message::{AccountId, Namespace, NamespaceSel};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,20 +28,46 @@ type IndexEntry = (Vec<u8>, Vec<u8>);
 /// Expiry-index entries read per sweep round (each round locks one account at a time).
 const SWEEP_CHUNK: usize = 1_024;
 
-/// Whether a plain `expire` (set) accepted after `at_ms` already set `rec`'s expiry.
-///
-/// Ordering (storage-server.md has none: the original applies forwards as they arrive, so two
-/// sets of one message can end differently on different members): a set is last-writer-wins
-/// on its acceptance time, the instant the entry node accepted it, which every member sees
-/// (`accepted_at` under the peer MAC). Anything accepted before the last applied set (a
-/// set, shorten, extend or `expire_all`) is dropped when it arrives, since in acceptance order
-/// the set overwrote it. Chosen over per-peer FIFO because it holds across retries, hand-offs
-/// and entry nodes racing each other, with no sequencing between nodes. Left inexact: an
-/// older set that arrives after a newer shorten or extend still applies (it needs two expiry
-/// requests for one message within one forwarding delay, and the result is still one of the
-/// client's requested values); shortens and extends alone commute (min and max).
-fn set_later(rec: &Record<'_>, at_ms: i64) -> bool {
-    rec.expiry_set_ms.is_some_and(|set| set > at_ms)
+/// How far ahead of its clock an entry node may stamp an `expire` to order it after the
+/// requests a message already has (`Store::expiry_acceptance_time`): half the peers' clock
+/// tolerance, so a forward is still admitted by a peer whose clock is as far behind.
+pub(crate) const ORDER_LEAD_MS: i64 = crate::message::PEER_CLOCK_TOLERANCE_MS / 2;
+
+/// `rec`'s expiry history, or a fresh one if no request moved it yet.
+pub(super) fn history(rec: &Record<'_>) -> Result<ExpiryLog, StoreError> {
+    Ok(rec
+        .expiry_log()?
+        .unwrap_or_else(|| ExpiryLog::new(rec.expiry_ms)))
+}
+
+/// The request `mode` makes of a message whose expiry is `current_ms` (born at
+/// `timestamp_ms`), accepted at `at_ms`: `None` when the mode refuses it outright (a trivial
+/// extension is judged against the expiry at arrival, as the storage-server does).
+fn request(
+    mode: ExpireMode,
+    new_expiry_ms: i64,
+    at_ms: i64,
+    timestamp_ms: i64,
+    current_ms: i64,
+) -> Option<ExpiryOp> {
+    let kind = match mode {
+        ExpireMode::Set => OpKind::Set,
+        ExpireMode::ShortenOnly => OpKind::Shorten,
+        ExpireMode::ExtendOnly => OpKind::Extend,
+        ExpireMode::ExtendNonTrivial => {
+            if current_ms >= new_expiry_ms
+                || super::is_trivial_extension(timestamp_ms, current_ms, new_expiry_ms)
+            {
+                return None;
+            }
+            OpKind::Extend
+        }
+    };
+    Some(ExpiryOp {
+        at_ms,
+        kind,
+        value_ms: new_expiry_ms,
+    })
 }
 
 impl Store {
@@ -51,13 +86,22 @@ impl Store {
         self.inner
             .iterate(CF_MESSAGES, &prefix, keys::prefix_end(&prefix), |k, v| {
                 let rec = Record::decode(v)?;
-                if !rec.is_expired(now_ms)
-                    && rec.expiry_ms > new_expiry_ms
-                    && !set_later(&rec, now_ms)
-                {
-                    txn.set_expiry(k, &rec, new_expiry_ms, None)?;
-                    updated.push((keys::parse_message_key(k)?.namespace, rec.hash.to_string()));
-                    txn.maybe_flush()?;
+                if !rec.is_expired(now_ms) && rec.expiry_ms > new_expiry_ms {
+                    let mut log = history(&rec)?;
+                    // Recorded even where a set accepted later keeps the expiry (applied in
+                    // acceptance order, this shortening came before it), so that a member
+                    // that missed either request learns both from this copy.
+                    if log.insert(ExpiryOp {
+                        at_ms: now_ms,
+                        kind: OpKind::Shorten,
+                        value_ms: new_expiry_ms,
+                    }) {
+                        txn.set_expiry_log(k, &rec, &log)?;
+                        txn.maybe_flush()?;
+                    }
+                    if log.expiry() < rec.expiry_ms {
+                        updated.push((keys::parse_message_key(k)?.namespace, rec.hash.to_string()));
+                    }
                 }
                 Ok(true)
             })?;
@@ -72,7 +116,8 @@ impl Store {
     /// caller caps `new_expiry_ms` (the protocol's now + 30 d).
     ///
     /// `now_ms` is the time the swarm accepted the request (the entry node's clock, carried by
-    /// forwards and retries), which orders plain sets: see [`set_later`].
+    /// forwards and retries): requests apply in that order (`expiry_log`), whatever order
+    /// they arrive in, and the message keeps the request in its history.
     pub fn update_expiry(
         &self,
         account: &AccountId,
@@ -92,43 +137,64 @@ impl Store {
             if rec.is_expired(now_ms) {
                 continue;
             }
-            // A set accepted after this request already decided the expiry: applying this one
-            // now would undo it on this member only (it arrived late: a retry, or a forward
-            // overtaken by a later one), so it is dropped as it would have been overwritten.
-            if set_later(&rec, now_ms) {
+            let Some(op) = request(mode, new_expiry_ms, now_ms, rec.timestamp_ms, rec.expiry_ms)
+            else {
                 out.unchanged.insert(h.to_string(), rec.expiry_ms);
                 continue;
-            }
-            let allowed = match mode {
-                // Two sets accepted in the same millisecond (concurrent requests) apply in
-                // arrival order, as two sets at one node always have.
-                ExpireMode::Set => true,
-                ExpireMode::ShortenOnly => rec.expiry_ms > new_expiry_ms,
-                ExpireMode::ExtendOnly => rec.expiry_ms < new_expiry_ms,
-                ExpireMode::ExtendNonTrivial => {
-                    rec.expiry_ms < new_expiry_ms
-                        && !super::is_trivial_extension(
-                            rec.timestamp_ms,
-                            rec.expiry_ms,
-                            new_expiry_ms,
-                        )
-                }
             };
-            if !allowed {
-                out.unchanged.insert(h.to_string(), rec.expiry_ms);
-                continue;
-            }
-            // `Set` to the current value still counts as updated (SS's UPDATE matches it), and
-            // still records its time, so an older set arriving later cannot undo it.
-            let stamp = (mode == ExpireMode::Set).then_some(now_ms);
-            if rec.expiry_ms != new_expiry_ms || (stamp.is_some() && rec.expiry_set_ms != stamp) {
-                txn.set_expiry(&key, &rec, new_expiry_ms, stamp)?;
+            // Recorded whether or not it moves the expiry now: a request that changes nothing
+            // here (a shortening past a lower expiry) still counts, in acceptance order, for a
+            // member that missed an earlier one.
+            let mut log = history(&rec)?;
+            if log.insert(op) {
+                txn.set_expiry_log(&key, &rec, &log)?;
                 txn.maybe_flush()?;
             }
-            out.updated.insert(h.to_string(), new_expiry_ms);
+            let now = log.expiry();
+            // A set answers "updated" when it decides the expiry (SS's UPDATE matches a set to
+            // the current value); it does not when a set accepted later does (it arrived late:
+            // a retry, or a forward overtaken by a later one). The others answer "updated"
+            // when they moved it.
+            let took = match op.kind {
+                OpKind::Set => now == new_expiry_ms,
+                OpKind::Shorten | OpKind::Extend => now != rec.expiry_ms,
+            };
+            if took {
+                out.updated.insert(h.to_string(), now);
+            } else {
+                out.unchanged.insert(h.to_string(), now);
+            }
         }
         txn.commit()?;
         Ok(out)
+    }
+
+    /// The acceptance time an entry node gives an `expire` of `hashes` arriving at `now_ms`:
+    /// its clock, or just after the latest request in those messages' histories if that is
+    /// later — a request it accepted through another node whose clock runs ahead. Requests
+    /// apply in acceptance order, so without this a client that shortens a message through
+    /// one node and then extends it through another whose clock is behind would see the
+    /// shortening win on every member (the simulation's seed 9 with `--expiries`, nodes up
+    /// to 30 s apart). It never runs more than [`ORDER_LEAD_MS`] ahead of the clock, so that
+    /// forwards stay within the peers' clock tolerance.
+    pub fn expiry_acceptance_time(
+        &self,
+        account: &AccountId,
+        hashes: &[String],
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let owner = account.to_bytes();
+        let mut at = now_ms;
+        for h in hashes {
+            if let Some((key, value)) = self.inner.find_hash(h)?
+                && key.starts_with(&owner)
+                && let Some(log) = Record::decode(&value)?.expiry_log()?
+            {
+                let latest = log.ops().last().map_or(log.base_at_ms, |op| op.at_ms);
+                at = at.max(latest.saturating_add(1));
+            }
+        }
+        Ok(at.min(now_ms.saturating_add(ORDER_LEAD_MS)))
     }
 
     /// The current expiry of each of `hashes` that is a live message of `account`.
@@ -200,11 +266,28 @@ impl Store {
                     Some(value) => {
                         let rec = Record::decode(&value)?;
                         let seq = keys::parse_message_key(&mk)?.seq;
-                        if rec.is_expired(now_ms) {
-                            txn.delete(&mk, &rec)?;
+                        if rec.husk {
+                            if rec.horizon() <= now_ms {
+                                txn.delete(&mk, &rec)?;
+                            }
+                        } else if rec.is_expired(now_ms) {
+                            match rec.expiry_log().ok().flatten() {
+                                // A client's request shortened it: a copy elsewhere that
+                                // missed the request would bring it back (anti-entropy offers
+                                // it, with the old expiry), and one that saw a later
+                                // extension must still revive it. The husk keeps the history
+                                // (not the body) until no copy can live any more.
+                                Some(log) if log.horizon() > now_ms => {
+                                    let encoded = log.encode();
+                                    txn.rewrite(&mk, &rec, &rec.husked(&encoded))?;
+                                }
+                                // Nothing moved it (every copy expires by now), or no copy
+                                // can outlive it.
+                                _ => txn.delete(&mk, &rec)?,
+                            }
                             removed += 1;
                         }
-                        if keys::expiry_key(rec.expiry_ms, seq).as_slice() != ek.as_slice() {
+                        if keys::expiry_key(rec.index_ms(), seq).as_slice() != ek.as_slice() {
                             txn.delete_expiry_entry(&ek)?;
                         }
                     }
@@ -222,6 +305,18 @@ mod tests {
     use super::super::test_util::*;
     use super::super::{ExpireMode, Store};
     use crate::message::{Message, Namespace, NamespaceSel};
+
+    /// `n` members (temp stores), each holding `m`, stored at `NOW`.
+    fn members_holding(m: &Message, n: usize) -> Vec<(tempfile::TempDir, Store)> {
+        (0..n)
+            .map(|_| {
+                let d = tempdir();
+                let s = open(&d);
+                s.store(m, NOW).expect("store");
+                (d, s)
+            })
+            .collect()
+    }
 
     fn three(s: &Store) -> Vec<Message> {
         let a = account(1);
@@ -301,10 +396,207 @@ mod tests {
         assert_eq!(apply(&[second, shorten]), NOW + 5 * HOUR);
         assert_eq!(apply(&[shorten, second]), NOW + 5 * HOUR);
         assert_eq!(apply(&[second, extend]), NOW + 5 * HOUR);
-        // Accepted in the same millisecond: arrival order, as at a single node.
+        // Accepted in the same millisecond (concurrent requests): one order on every member,
+        // whatever the arrival order (`expiry_log::OpKind`, then the value).
         let tie = (set, NOW + 3 * HOUR, NOW + 2);
-        assert_eq!(apply(&[second, tie]), NOW + 3 * HOUR);
+        assert_eq!(apply(&[second, tie]), NOW + 5 * HOUR);
         assert_eq!(apply(&[tie, second]), NOW + 5 * HOUR);
+    }
+
+    /// Finding 4 of docs/simulation.md: a member that missed a client's shortening learns it
+    /// from any copy that has it (hand-off, anti-entropy), and a copy that missed it cannot
+    /// undo it — before the sweep (histories merge) or after (the sweep's husk).
+    #[test]
+    fn a_shortening_a_member_missed_travels_with_the_copy_and_survives_the_sweep() {
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 10 * HOUR);
+        let members = members_holding(&m, 2);
+        let (sa, sb) = (&members[0].1, &members[1].1);
+        let h = vec![m.hash.clone()];
+        // Only A applies the shortening (B was cut off).
+        let up = sa
+            .update_expiry(&a, &h, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 5)
+            .expect("shorten");
+        assert_eq!(up.updated[&m.hash], NOW + HOUR);
+        let stale = sb.get_by_hash(&m.hash, NOW).expect("g").expect("held");
+        assert_eq!(stale.expiry_log, None);
+        // B's stale copy reaches A: nothing changes there.
+        sa.bulk_store(std::slice::from_ref(&stale), NOW + 10)
+            .expect("import");
+        assert_eq!(
+            sa.get_expiries(&a, &h, NOW).expect("g")[&m.hash],
+            NOW + HOUR
+        );
+        // A's copy reaches B: B takes the shortening.
+        let fresh = sa.get_by_hash(&m.hash, NOW).expect("g").expect("held");
+        assert!(fresh.expiry_log.is_some());
+        sb.bulk_store(std::slice::from_ref(&fresh), NOW + 10)
+            .expect("import");
+        assert_eq!(
+            sb.get_expiries(&a, &h, NOW).expect("g")[&m.hash],
+            NOW + HOUR
+        );
+        // Even once the copy has expired (not yet swept): its history still merges.
+        let c = members_holding(&m, 1);
+        let sc = &c[0].1;
+        sc.bulk_store(std::slice::from_ref(&fresh), NOW + 2 * HOUR)
+            .expect("import");
+        assert!(
+            sc.get_by_hash(&m.hash, NOW + 2 * HOUR)
+                .expect("g")
+                .is_none(),
+            "expired on C too"
+        );
+        // After A sweeps it, the stale copy cannot bring it back.
+        assert_eq!(sa.sweep_expired(NOW + HOUR).expect("sweep"), 1);
+        assert_eq!(
+            sa.bulk_store(std::slice::from_ref(&stale), NOW + HOUR + 10)
+                .expect("import"),
+            0
+        );
+        assert!(
+            sa.get_by_hash(&m.hash, NOW + HOUR + 10)
+                .expect("g")
+                .is_none()
+        );
+    }
+
+    /// Seed 42 of the simulation with `--expiries`: the members that missed an extension
+    /// sweep the message at the shortened expiry; what they keep (a husk) must neither show
+    /// it to a client nor stop the extended copies — it merges with them and revives.
+    #[test]
+    fn a_husk_hides_the_message_teaches_stale_copies_and_revives_with_a_later_extension() {
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 10 * HOUR);
+        let h = vec![m.hash.clone()];
+        let members = members_holding(&m, 3);
+        let (sa, sb, sc) = (&members[0].1, &members[1].1, &members[2].1);
+        // Everyone shortens to 1 h; B alone then extends to 5 h; C never hears of either.
+        for s in [sa, sb] {
+            s.update_expiry(&a, &h, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 5)
+                .expect("shorten");
+        }
+        sb.update_expiry(&a, &h, NOW + 5 * HOUR, ExpireMode::ExtendOnly, NOW + 9)
+            .expect("extend");
+        // A sweeps at 1 h: a husk, invisible to clients, its body gone.
+        assert_eq!(sa.sweep_expired(NOW + HOUR).expect("sweep"), 1);
+        assert!(sa.get_by_hash(&m.hash, NOW + HOUR).expect("g").is_none());
+        assert!(sa.get_expiries(&a, &h, NOW).expect("g").is_empty());
+        let husk = sa.get_held(&h).expect("held").pop().expect("the husk");
+        assert!(husk.is_history_only() && husk.data.is_empty());
+        assert_eq!(sa.stats().data_bytes, 0);
+        // The husk teaches C, which missed the shortening, and is never stored as a message.
+        sc.bulk_store(std::slice::from_ref(&husk), NOW + 10)
+            .expect("import");
+        assert_eq!(
+            sc.get_expiries(&a, &h, NOW).expect("g")[&m.hash],
+            NOW + HOUR
+        );
+        let de = tempdir();
+        let se = open(&de);
+        assert_eq!(
+            se.bulk_store(std::slice::from_ref(&husk), NOW + 10)
+                .expect("i"),
+            0
+        );
+        assert!(
+            se.get_held(&h).expect("held").is_empty(),
+            "nothing to merge into"
+        );
+        // C's stale copy cannot bring the message back to A.
+        let stale = members_holding(&m, 1)[0]
+            .1
+            .get_by_hash(&m.hash, NOW)
+            .expect("g")
+            .expect("held");
+        sa.bulk_store(std::slice::from_ref(&stale), NOW + HOUR + 10)
+            .expect("import");
+        assert!(
+            sa.get_by_hash(&m.hash, NOW + HOUR + 10)
+                .expect("g")
+                .is_none()
+        );
+        // B's extended copy revives it on A, body and all.
+        let extended = sb.get_by_hash(&m.hash, NOW).expect("g").expect("b");
+        sa.bulk_store(std::slice::from_ref(&extended), NOW + HOUR + 20)
+            .expect("import");
+        let back = sa
+            .get_by_hash(&m.hash, NOW + HOUR + 20)
+            .expect("g")
+            .expect("revived");
+        assert_eq!(
+            (back.expiry_ms, back.data.clone()),
+            (NOW + 5 * HOUR, m.data.clone())
+        );
+        assert_eq!(sa.stats().data_bytes, m.data.len() as u64);
+        // A husk goes at its horizon (the original 10 h here).
+        sc.sweep_expired(NOW + HOUR).expect("sweep");
+        assert_eq!(sc.get_held(&h).expect("held").len(), 1, "C keeps a husk");
+        sc.sweep_expired(NOW + 10 * HOUR).expect("sweep");
+        assert!(sc.get_held(&h).expect("held").is_empty());
+    }
+
+    /// An extension accepted after a shortening, each applied on one member only: both end
+    /// on the extension, the acceptance order's result.
+    #[test]
+    fn members_that_each_missed_one_request_end_on_the_acceptance_order_result() {
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 10 * HOUR);
+        let members = members_holding(&m, 2);
+        let (sa, sb) = (&members[0].1, &members[1].1);
+        let h = vec![m.hash.clone()];
+        sa.update_expiry(&a, &h, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 5)
+            .expect("shorten");
+        sb.update_expiry(&a, &h, NOW + 3 * HOUR, ExpireMode::ExtendOnly, NOW + 9)
+            .expect("extend: unchanged on B, which still has 10 h");
+        let ca = sa.get_by_hash(&m.hash, NOW).expect("g").expect("a");
+        let cb = sb.get_by_hash(&m.hash, NOW).expect("g").expect("b");
+        sa.bulk_store(&[cb], NOW + 10).expect("import");
+        sb.bulk_store(&[ca], NOW + 10).expect("import");
+        for s in [sa, sb] {
+            // 10 h → 1 h (shorten) → 3 h (extend).
+            assert_eq!(
+                s.get_expiries(&a, &h, NOW).expect("g")[&m.hash],
+                NOW + 3 * HOUR
+            );
+        }
+    }
+
+    /// Seed 9 of the simulation with `--expiries`: a shortening accepted by a node whose clock
+    /// runs ahead, then an extension through a node 20 s behind it. Stamped by the second
+    /// node's clock alone, the extension would sort first and the shortening win.
+    #[test]
+    fn an_entry_orders_an_expire_after_the_requests_the_message_already_has() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(1);
+        let m = msg(&a, 0, b"x", NOW, NOW + 10 * HOUR);
+        s.store(&m, NOW).expect("store");
+        let h = vec![m.hash.clone()];
+        assert_eq!(
+            s.expiry_acceptance_time(&a, &h, NOW).expect("t"),
+            NOW,
+            "no history"
+        );
+        s.update_expiry(&a, &h, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 20_000)
+            .expect("shorten, stamped by a clock 20 s ahead");
+        let at = s.expiry_acceptance_time(&a, &h, NOW).expect("t");
+        assert_eq!(at, NOW + 20_001);
+        s.update_expiry(&a, &h, NOW + 5 * HOUR, ExpireMode::ExtendOnly, at)
+            .expect("extend");
+        assert_eq!(
+            s.get_expiries(&a, &h, NOW).expect("g")[&m.hash],
+            NOW + 5 * HOUR
+        );
+        // Never further ahead of the clock than the lead; other accounts' hashes do not count.
+        assert_eq!(
+            s.expiry_acceptance_time(&a, &h, NOW - HOUR).expect("t"),
+            NOW - HOUR + super::ORDER_LEAD_MS
+        );
+        assert_eq!(
+            s.expiry_acceptance_time(&account(2), &h, NOW).expect("t"),
+            NOW
+        );
     }
 
     #[test]
@@ -351,7 +643,7 @@ mod tests {
         assert_eq!(up.unchanged[&ms[2].hash], mid);
 
         let up = s
-            .update_expiry(&a, &hashes, NOW + HOUR, ExpireMode::ShortenOnly, NOW)
+            .update_expiry(&a, &hashes, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 1)
             .expect("shorten");
         assert_eq!(up.updated.len(), 3);
         assert!(up.unchanged.is_empty());
@@ -359,11 +651,11 @@ mod tests {
         let mut req = hashes.clone();
         req.push("C".repeat(43));
         let up = s
-            .update_expiry(&a, &req, NOW + HOUR, ExpireMode::Set, NOW)
+            .update_expiry(&a, &req, NOW + HOUR, ExpireMode::Set, NOW + 2)
             .expect("set");
         assert_eq!(up.updated.len(), 3, "set to the same value still counts");
         let up = s
-            .update_expiry(&a, &hashes[..1], NOW + 5 * HOUR, ExpireMode::Set, NOW)
+            .update_expiry(&a, &hashes[..1], NOW + 5 * HOUR, ExpireMode::Set, NOW + 3)
             .expect("set");
         assert_eq!(up.updated[&ms[0].hash], NOW + 5 * HOUR);
         // Another account cannot touch them; expired ones are not found.

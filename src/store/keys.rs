@@ -14,6 +14,7 @@
 //! | `meta` | ASCII name | see `db.rs` |
 
 use super::StoreError;
+use crate::expiry_log::{ExpiryLog, ExpiryOp, OpKind};
 use crate::message::{AccountId, Message, Namespace};
 
 /// Length of an encoded account (type byte + 32 key bytes).
@@ -28,13 +29,31 @@ pub(super) const EXPIRY_KEY_LEN: usize = 16;
 pub(super) const TOKEN_LEN: usize = 36;
 /// Format byte at the head of every [`Record`]: lets a future layout coexist with this one.
 const RECORD_VERSION: u8 = 1;
-/// Format byte of a record that carries the time its expiry was last set ([`Record::expiry_set_ms`]).
-/// Records without one keep version 1, so stores written before it read unchanged.
+/// Format byte of a record written by an earlier version that carried the time a plain
+/// `expire` last set its expiry (read as a history of that one set; never written now).
 const RECORD_VERSION_STAMPED: u8 = 2;
+/// Format byte of a record that carries its expiry history ([`RecordLog::Encoded`]).
+/// Records without one keep version 1, so stores written before it read unchanged.
+const RECORD_VERSION_LOGGED: u8 = 3;
+/// Format byte of a husk ([`Record::husk`]): version 3's layout, with no body.
+const RECORD_VERSION_HUSK: u8 = 4;
 /// version(1) ‖ timestamp(8) ‖ expiry(8) ‖ hash length(2).
 const RECORD_HEADER_LEN: usize = 1 + 8 + 8 + 2;
 /// The stamp a version-2 record adds after the header.
 const STAMP_LEN: usize = 8;
+/// The history length a version-3 record adds after the header (its history follows).
+const LOG_LEN_LEN: usize = 1;
+
+/// Where a record's expiry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecordLog<'a> {
+    /// No client request moved it.
+    None,
+    /// Version 2: a plain `expire` accepted at this time set it.
+    SetAt(i64),
+    /// Version 3: an encoded [`ExpiryLog`].
+    Encoded(&'a [u8]),
+}
 
 /// `i64` → 8 bytes whose bytewise order is the numeric order (sign bit flipped, big-endian).
 pub(super) fn ordered_i64(v: i64) -> [u8; 8] {
@@ -140,10 +159,13 @@ pub(super) struct Record<'a> {
     pub(super) hash: &'a str,
     /// The body.
     pub(super) data: &'a [u8],
-    /// When a client's plain `expire` (set) last set the expiry: the entry node's acceptance
-    /// time, the same on every member. Later sets win, older ones are dropped
-    /// (`store::expiry`). `None` until the first set.
-    pub(super) expiry_set_ms: Option<i64>,
+    /// The client requests that moved the expiry (`expiry_log`); `expiry_ms` is their fold.
+    pub(super) log: RecordLog<'a>,
+    /// What the sweep leaves of a message a client's request shortened: its history without
+    /// its body, kept until its horizon so that a copy that missed the shortening learns it
+    /// (and cannot bring the message back), and one that saw a later extension revives it.
+    /// Never shown to a client ([`Record::is_expired`]); indexed at its horizon.
+    pub(super) husk: bool,
 }
 
 impl<'a> Record<'a> {
@@ -154,34 +176,61 @@ impl<'a> Record<'a> {
             expiry_ms: msg.expiry_ms,
             hash: &msg.hash,
             data: &msg.data,
-            expiry_set_ms: None,
+            log: RecordLog::None,
+            husk: false,
         }
     }
 
-    /// Encodes version ‖ timestamp ‖ expiry ‖ hash length(u16) ‖ [set stamp(8)] ‖ hash ‖ data
-    /// (the stamp, and version 2, only when the expiry was set by a client).
+    /// The record's history, if a request moved its expiry.
+    pub(super) fn expiry_log(&self) -> Result<Option<ExpiryLog>, StoreError> {
+        Ok(match self.log {
+            RecordLog::None => None,
+            RecordLog::SetAt(at_ms) => {
+                let mut log = ExpiryLog::new(self.expiry_ms);
+                log.insert(ExpiryOp {
+                    at_ms,
+                    kind: OpKind::Set,
+                    value_ms: self.expiry_ms,
+                });
+                Some(log)
+            }
+            RecordLog::Encoded(b) => Some(ExpiryLog::decode(b).ok_or(StoreError::Corrupt {
+                what: "expiry history",
+            })?),
+        })
+    }
+
+    /// Encodes version ‖ timestamp ‖ expiry ‖ hash length(u16) ‖ [stamp(8) | history
+    /// length(1) ‖ history] ‖ hash ‖ data (version 1 without either, 2 with the stamp, 3 with
+    /// a history).
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         // Hashes are 43 characters on the wire; a longer one can only come from a bug or a
         // malicious peer, and refusing it beats truncating it.
         let hash_len = u16::try_from(self.hash.len()).map_err(|_| StoreError::Corrupt {
             what: "message hash longer than 65535 bytes",
         })?;
-        let stamp_len = if self.expiry_set_ms.is_some() {
-            STAMP_LEN
-        } else {
-            0
+        let (version, extra) = match self.log {
+            RecordLog::None => (RECORD_VERSION, 0),
+            RecordLog::SetAt(_) => (RECORD_VERSION_STAMPED, STAMP_LEN),
+            RecordLog::Encoded(b) if self.husk => (RECORD_VERSION_HUSK, LOG_LEN_LEN + b.len()),
+            RecordLog::Encoded(b) => (RECORD_VERSION_LOGGED, LOG_LEN_LEN + b.len()),
         };
         let mut out =
-            Vec::with_capacity(RECORD_HEADER_LEN + stamp_len + self.hash.len() + self.data.len());
-        out.push(match self.expiry_set_ms {
-            None => RECORD_VERSION,
-            Some(_) => RECORD_VERSION_STAMPED,
-        });
+            Vec::with_capacity(RECORD_HEADER_LEN + extra + self.hash.len() + self.data.len());
+        out.push(version);
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
         out.extend_from_slice(&self.expiry_ms.to_be_bytes());
         out.extend_from_slice(&hash_len.to_be_bytes());
-        if let Some(stamp) = self.expiry_set_ms {
-            out.extend_from_slice(&stamp.to_be_bytes());
+        match self.log {
+            RecordLog::None => {}
+            RecordLog::SetAt(stamp) => out.extend_from_slice(&stamp.to_be_bytes()),
+            RecordLog::Encoded(b) => {
+                let len = u8::try_from(b.len()).map_err(|_| StoreError::Corrupt {
+                    what: "expiry history longer than 255 bytes",
+                })?;
+                out.push(len);
+                out.extend_from_slice(b);
+            }
         }
         out.extend_from_slice(self.hash.as_bytes());
         out.extend_from_slice(self.data);
@@ -193,19 +242,28 @@ impl<'a> Record<'a> {
         let corrupt = || StoreError::Corrupt {
             what: "message record",
         };
-        let stamped = match value.first() {
-            Some(&RECORD_VERSION) => false,
-            Some(&RECORD_VERSION_STAMPED) => true,
-            _ => return Err(corrupt()),
-        };
-        let header = RECORD_HEADER_LEN + if stamped { STAMP_LEN } else { 0 };
-        if value.len() < header {
+        let version = *value.first().ok_or_else(corrupt)?;
+        if value.len() < RECORD_HEADER_LEN {
             return Err(corrupt());
         }
         let int = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&value[at..at + 8]);
             i64::from_be_bytes(b)
+        };
+        let (log, header) = match version {
+            RECORD_VERSION => (RecordLog::None, RECORD_HEADER_LEN),
+            RECORD_VERSION_STAMPED if value.len() >= RECORD_HEADER_LEN + STAMP_LEN => (
+                RecordLog::SetAt(int(RECORD_HEADER_LEN)),
+                RECORD_HEADER_LEN + STAMP_LEN,
+            ),
+            RECORD_VERSION_LOGGED | RECORD_VERSION_HUSK if value.len() > RECORD_HEADER_LEN => {
+                let start = RECORD_HEADER_LEN + LOG_LEN_LEN;
+                let end = start + usize::from(value[RECORD_HEADER_LEN]);
+                let b = value.get(start..end).ok_or_else(corrupt)?;
+                (RecordLog::Encoded(b), end)
+            }
+            _ => return Err(corrupt()),
         };
         let hash_len = u16::from_be_bytes([value[17], value[18]]) as usize;
         let rest = &value[header..];
@@ -218,30 +276,70 @@ impl<'a> Record<'a> {
             expiry_ms: int(9),
             hash: std::str::from_utf8(hash).map_err(|_| corrupt())?,
             data,
-            expiry_set_ms: stamped.then(|| int(RECORD_HEADER_LEN)),
+            log,
+            husk: version == RECORD_VERSION_HUSK,
         })
     }
 
-    /// The same record with another expiry.
-    pub(super) fn with_expiry(self, expiry_ms: i64) -> Self {
-        Record { expiry_ms, ..self }
-    }
-
-    /// The same record with another expiry, set by a client's `expire` accepted at `at_ms`.
-    pub(super) fn with_expiry_set(self, expiry_ms: i64, at_ms: i64) -> Self {
+    /// The same record with the expiry `log` folds to; `encoded` is `log.encode()`.
+    pub(super) fn with_log(self, log: &ExpiryLog, encoded: &'a [u8]) -> Self {
         Record {
-            expiry_ms,
-            expiry_set_ms: Some(at_ms),
+            expiry_ms: log.expiry(),
+            log: RecordLog::Encoded(encoded),
             ..self
         }
     }
 
-    /// Whether the record is expired at `now_ms` (same rule as [`Message::is_expired`]).
-    pub(super) fn is_expired(&self, now_ms: i64) -> bool {
-        self.expiry_ms <= now_ms
+    /// The latest expiry any copy of this message could have (`ExpiryLog::horizon`): the
+    /// expiry itself unless a client request moved it.
+    pub(super) fn horizon(&self) -> i64 {
+        match self.log {
+            RecordLog::None => self.expiry_ms,
+            _ => self
+                .expiry_log()
+                .ok()
+                .flatten()
+                .map_or(self.expiry_ms, |l| l.horizon().max(self.expiry_ms)),
+        }
     }
 
-    /// An owned [`Message`] for `key`'s account and namespace.
+    /// Whether the record is expired at `now_ms` (same rule as [`Message::is_expired`]); a
+    /// husk always is (it has no body to show).
+    pub(super) fn is_expired(&self, now_ms: i64) -> bool {
+        self.husk || self.expiry_ms <= now_ms
+    }
+
+    /// Where the expiry index files the record: a message at its expiry, a husk at its
+    /// horizon (when the sweep drops it).
+    pub(super) fn index_ms(&self) -> i64 {
+        if self.husk {
+            self.horizon()
+        } else {
+            self.expiry_ms
+        }
+    }
+
+    /// The husk of this record: its history `encoded`, no body.
+    pub(super) fn husked(self, encoded: &'a [u8]) -> Self {
+        Record {
+            data: &[],
+            log: RecordLog::Encoded(encoded),
+            husk: true,
+            ..self
+        }
+    }
+
+    /// This record with the body of `msg` (a husk a peer's copy revives).
+    pub(super) fn with_body(self, data: &'a [u8]) -> Self {
+        Record {
+            data,
+            husk: false,
+            ..self
+        }
+    }
+
+    /// An owned [`Message`] for `key`'s account and namespace (its history too: a corrupt one
+    /// is left out rather than failing the read, the expiry is still the stored one).
     pub(super) fn to_message(self, key: &MessageKey) -> Message {
         Message {
             account: key.account,
@@ -250,6 +348,7 @@ impl<'a> Record<'a> {
             timestamp_ms: self.timestamp_ms,
             expiry_ms: self.expiry_ms,
             data: self.data.to_vec(),
+            expiry_log: self.expiry_log().ok().flatten(),
         }
     }
 }
@@ -349,7 +448,8 @@ mod tests {
             expiry_ms: 2,
             hash: "abc",
             data: b"",
-            expiry_set_ms: None,
+            log: RecordLog::None,
+            husk: false,
         }
         .encode()
         .expect("encode");
@@ -361,12 +461,39 @@ mod tests {
             expiry_ms: 2,
             hash: "",
             data: b"",
-            expiry_set_ms: Some(3),
+            log: RecordLog::SetAt(3),
+            husk: false,
         }
         .encode()
         .expect("encode");
         v.truncate(RECORD_HEADER_LEN + 4);
         assert!(Record::decode(&v).is_err());
+        // A history cut short, and one that does not decode.
+        let log = ExpiryLog::new(2).encode();
+        let r = Record {
+            timestamp_ms: 1,
+            expiry_ms: 2,
+            hash: "",
+            data: b"",
+            log: RecordLog::Encoded(&log),
+            husk: false,
+        };
+        let mut v = r.encode().expect("encode");
+        v.truncate(RECORD_HEADER_LEN + 4);
+        assert!(Record::decode(&v).is_err());
+        let bad = [0u8; 3];
+        let v = Record {
+            log: RecordLog::Encoded(&bad),
+            ..r
+        }
+        .encode()
+        .expect("encode");
+        assert!(
+            Record::decode(&v)
+                .expect("the record reads")
+                .expiry_log()
+                .is_err()
+        );
         assert!(parse_message_key(&[0; 10]).is_err());
         assert!(AccountCounts::decode(&[0; 15]).is_err());
         assert!(decode_u64(&[0; 7], "x").is_err());
@@ -385,12 +512,21 @@ mod tests {
         #[test]
         fn record_round_trip(ts: i64, exp: i64, hash in "[A-Za-z0-9+/]{0,60}",
                              data in proptest::collection::vec(any::<u8>(), 0..300),
-                             set in proptest::option::of(any::<i64>())) {
-            let r = Record { timestamp_ms: ts, expiry_ms: exp, hash: &hash, data: &data,
-                             expiry_set_ms: set };
+                             set in proptest::option::of(any::<i64>()),
+                             log in proptest::collection::vec(any::<u8>(), 0..200),
+                             logged: bool, husk: bool) {
+            let log = if logged { RecordLog::Encoded(&log) } else {
+                set.map_or(RecordLog::None, RecordLog::SetAt)
+            };
+            let husk = husk && logged;
+            let r = Record { timestamp_ms: ts, expiry_ms: exp, hash: &hash, data: &data, log, husk };
             let v = r.encode().expect("encode");
-            let stamp = if set.is_some() { STAMP_LEN } else { 0 };
-            prop_assert_eq!(v.len(), RECORD_HEADER_LEN + stamp + hash.len() + data.len());
+            let extra = match log {
+                RecordLog::None => 0,
+                RecordLog::SetAt(_) => STAMP_LEN,
+                RecordLog::Encoded(b) => 1 + b.len(),
+            };
+            prop_assert_eq!(v.len(), RECORD_HEADER_LEN + extra + hash.len() + data.len());
             prop_assert_eq!(Record::decode(&v).expect("decode"), r);
         }
 

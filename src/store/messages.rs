@@ -1,14 +1,17 @@
 //! Writing messages (`store`, `bulk_store`) and reading them by hash or in bulk (`scan`).
 //!
 //! Owns the dedupe rule (hashes are globally unique: a client's store of an existing hash
-//! raises its expiry, never lowers it; a replicated copy never changes an existing one) and
+//! raises its expiry, never lowers it, as an extension in the message's expiry history; a
+//! replicated copy changes an existing one only by merging its history in, `expiry_log`) and
 //! the public-outbox rule (one message per account and namespace).
 //! Must not bypass [`AccountTxn`](super::txn::AccountTxn) for any write.
 
 use super::db::{CF_MESSAGES, Store};
+use super::expiry::history;
 use super::keys::{self, Record};
 use super::txn::{AccountTxn, Met};
 use super::{StoreError, StoreOutcome};
+use crate::expiry_log::{ExpiryLog, ExpiryOp, OpKind};
 use crate::message::Message;
 use std::collections::BTreeMap;
 
@@ -22,20 +25,60 @@ enum OutboxRule {
     NewestTimestamp,
 }
 
-/// Inserts `msg` if its hash is not stored yet, inside `txn`: a replicated copy never
-/// changes an existing message. (Raising its expiry from a peer's copy would undo a client's
-/// `expire` that shortened it here, whenever the peer missed that request: expiry changes
-/// travel only as the client's signed requests, forwarded and retried.)
-fn insert_if_missing(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutcome, StoreError> {
-    if txn.lookup(&msg.hash)?.is_some() {
+/// Inserts `msg` if its hash is not stored yet, inside `txn`, or merges its expiry history
+/// into the stored copy's (a replicated copy: hand-off, anti-entropy). The merged history
+/// holds every client request either copy saw, so the expiry is the one neither would have
+/// had alone if it missed a request; a copy without history counts as its expiry, which a
+/// stored copy without history takes only if it is later (a client stored the message twice).
+/// An expired copy is not inserted, but its history still merges: it may carry the
+/// shortening that ended it; so does a peer's husk, a history without a body
+/// ([`Message::is_history_only`]). A copy with a body revives a husk here whose merged
+/// history is live again.
+fn merge_or_insert(
+    txn: &mut AccountTxn<'_>,
+    msg: &Message,
+    now_ms: i64,
+) -> Result<StoreOutcome, StoreError> {
+    let Some((key, value)) = txn.lookup_owned(&msg.hash)? else {
+        if msg.is_expired(now_ms) || msg.is_history_only() {
+            return Ok(StoreOutcome::Exists);
+        }
+        txn.insert(msg)?;
+        return Ok(StoreOutcome::New);
+    };
+    // Hashes cover the owner: a match under another account is forged data, left alone.
+    if !key.starts_with(&txn.account().to_bytes()) {
         return Ok(StoreOutcome::Exists);
     }
-    txn.insert(msg)?;
-    Ok(StoreOutcome::New)
+    let rec = Record::decode(&value)?;
+    let mine = history(&rec)?;
+    let mut merged = mine.clone();
+    match &msg.expiry_log {
+        Some(theirs) => merged.merge(theirs),
+        None => merged.merge(&ExpiryLog::new(msg.expiry_ms)),
+    }
+    // A husk (what the sweep left of a shortened message) that a copy with a body and a
+    // later extension revives takes the body back.
+    if rec.husk && !msg.is_history_only() && merged.expiry() > now_ms {
+        let encoded = merged.encode();
+        let revived = rec.with_log(&merged, &encoded).with_body(&msg.data);
+        txn.rewrite(&key, &rec, &revived)?;
+        return Ok(StoreOutcome::Exists);
+    }
+    if merged != mine {
+        txn.set_expiry_log(&key, &rec, &merged)?;
+    }
+    Ok(StoreOutcome::Exists)
 }
 
-/// Inserts `msg` or raises the expiry of its existing copy, inside `txn` (a client's store).
-fn insert_or_raise(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutcome, StoreError> {
+/// Inserts `msg` or raises the expiry of its existing copy, inside `txn` (a client's store,
+/// accepted at `now_ms`): the raise is recorded in the message's history as an extension, so
+/// that it orders with the client's `expire` requests on every member.
+fn insert_or_raise(
+    txn: &mut AccountTxn<'_>,
+    msg: &Message,
+    now_ms: i64,
+) -> Result<StoreOutcome, StoreError> {
     let Some((key, value)) = txn.lookup(&msg.hash)? else {
         txn.insert(msg)?;
         return Ok(StoreOutcome::New);
@@ -47,7 +90,13 @@ fn insert_or_raise(txn: &mut AccountTxn<'_>, msg: &Message) -> Result<StoreOutco
     }
     let rec = Record::decode(&value)?;
     if msg.expiry_ms > rec.expiry_ms {
-        txn.set_expiry(&key, &rec, msg.expiry_ms, None)?;
+        let mut log = history(&rec)?;
+        log.insert(ExpiryOp {
+            at_ms: now_ms,
+            kind: OpKind::Extend,
+            value_ms: msg.expiry_ms,
+        });
+        txn.set_expiry_log(&key, &rec, &log)?;
         Ok(StoreOutcome::Extended)
     } else {
         Ok(StoreOutcome::Exists)
@@ -109,7 +158,7 @@ impl Store {
         if msg.namespace.is_public_outbox() {
             clear_outbox(self, &mut txn, msg, OutboxRule::LatestStore)?;
         }
-        let outcome = insert_or_raise(&mut txn, msg)?;
+        let outcome = insert_or_raise(&mut txn, msg, now_ms)?;
         txn.commit()?;
         if outcome == StoreOutcome::New {
             self.notify_new([msg]);
@@ -117,16 +166,16 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Bulk import for replication: inserts missing messages and leaves existing ones as
-    /// they are (see `insert_if_missing`), skips messages already expired at `now_ms` and
-    /// messages a client deleted (tombstoned, whenever: an import has no acceptance time).
-    /// Returns how many
-    /// were new. Writes one batch per account (chunked for very large accounts); in a public
+    /// Bulk import for replication: inserts missing messages and merges the expiry history
+    /// of existing ones (see `merge_or_insert`; an expired copy only merges), skips messages
+    /// a client deleted (tombstoned, whenever: an import has no acceptance time). Returns how
+    /// many were new. Writes one batch per account (chunked for very large accounts); in a public
     /// outbox the copy with the newest timestamp wins, so members converge.
     pub fn bulk_store(&self, msgs: &[Message], now_ms: i64) -> Result<usize, StoreError> {
         self.inner.check_capacity(now_ms)?;
         let mut by_account: BTreeMap<_, Vec<&Message>> = BTreeMap::new();
-        for m in msgs.iter().filter(|m| !m.is_expired(now_ms)) {
+        // Expired copies too: their histories merge into live copies (`merge_or_insert`).
+        for m in msgs {
             by_account.entry(m.account).or_default().push(m);
         }
         let mut new = 0;
@@ -139,17 +188,17 @@ impl Store {
                 if txn.meet_tombstone(m, None)? == Met::Deleted {
                     continue;
                 }
-                if m.namespace.is_public_outbox() {
+                if m.namespace.is_public_outbox() && !m.is_expired(now_ms) {
                     txn.flush()?;
                     if !clear_outbox(self, &mut txn, m, OutboxRule::NewestTimestamp)? {
                         continue;
                     }
-                    if insert_if_missing(&mut txn, m)? == StoreOutcome::New {
+                    if merge_or_insert(&mut txn, m, now_ms)? == StoreOutcome::New {
                         inserted.push(m);
                     }
                     txn.flush()?;
                 } else {
-                    if insert_if_missing(&mut txn, m)? == StoreOutcome::New {
+                    if merge_or_insert(&mut txn, m, now_ms)? == StoreOutcome::New {
                         inserted.push(m);
                     }
                     txn.maybe_flush()?;
@@ -399,8 +448,10 @@ mod tests {
         let exp = s
             .get_expiries(&a, &[ms[0].hash.clone(), ms[1].hash.clone()], NOW)
             .expect("exp");
-        // Replicated copies change no existing message, up or down.
-        assert_eq!(exp[&ms[0].hash], NOW + HOUR);
+        // A copy without history is taken as a second store of the same content: a later
+        // expiry raises the stored one, an earlier one changes nothing (only a client's
+        // request, in a history, can lower it).
+        assert_eq!(exp[&ms[0].hash], NOW + 3 * HOUR);
         assert_eq!(exp[&ms[1].hash], NOW + HOUR);
         assert_eq!(s.stats().messages, 10);
     }

@@ -54,6 +54,13 @@ pub struct MessageMeta<'a> {
     pub timestamp_ms: i64,
     /// Expiry (ms).
     pub expiry_ms: i64,
+    /// The latest expiry another member's copy could have: `expiry_ms`, unless a client's
+    /// request moved it (`ExpiryLog::horizon`). Anti-entropy reconciles the message until
+    /// then, so that a copy that missed a shortening learns it even when the shortened
+    /// expiry is too close for the copy to be in scope.
+    pub horizon_ms: i64,
+    /// A husk: the history the sweep kept of a shortened message, without its body.
+    pub husk: bool,
 }
 
 impl Store {
@@ -78,6 +85,8 @@ impl Store {
                 hash: rec.hash,
                 timestamp_ms: rec.timestamp_ms,
                 expiry_ms: rec.expiry_ms,
+                horizon_ms: rec.horizon(),
+                husk: rec.husk,
             });
             Ok(true)
         })
@@ -108,6 +117,8 @@ impl Store {
                     hash: rec.hash,
                     timestamp_ms: rec.timestamp_ms,
                     expiry_ms: rec.expiry_ms,
+                    horizon_ms: rec.horizon(),
+                    husk: rec.husk,
                 });
             }
         }
@@ -119,6 +130,19 @@ impl Store {
         let mut out = Vec::new();
         for prefix in bucket_prefixes(bucket) {
             self.tombstones_with_prefix(&prefix, now_ms, |h| out.push(h.to_string()))?;
+        }
+        Ok(out)
+    }
+
+    /// The stored messages among `hashes`, expired ones included and a husk as its history
+    /// without a body ([`Message::is_history_only`]): what anti-entropy sends a member whose
+    /// copy differs, which merges the histories.
+    pub fn get_held(&self, hashes: &[String]) -> Result<Vec<Message>, StoreError> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            if let Some((key, value)) = self.inner.find_hash(h)? {
+                out.push(Record::decode(&value)?.to_message(&keys::parse_message_key(&key)?));
+            }
         }
         Ok(out)
     }

@@ -44,5 +44,6 @@ pub(super) fn msg(account: &AccountId, ns: i16, data: &[u8], ts: i64, expiry: i6
         timestamp_ms: ts,
         expiry_ms: expiry,
         data: data.to_vec(),
+        expiry_log: None,
     }
 }

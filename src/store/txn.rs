@@ -10,6 +10,7 @@ use super::StoreError;
 use super::db::{CF_ACCOUNTS, CF_EXPIRIES, CF_HASHES, CF_MESSAGES, Inner};
 use super::keys::{self, AccountCounts, Record};
 use super::tombstones::{self, Tomb};
+use crate::expiry_log::ExpiryLog;
 use crate::message::{AccountId, Message};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::HashMap;
@@ -246,13 +247,19 @@ impl AccountTxn<'_> {
     pub(super) fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
         let seq = self.inner.next_seq()?;
         let key = keys::message_key(&msg.account, msg.namespace, seq);
-        let value = Record::of(msg).encode()?;
+        // A copy with a history (an import) keeps it, and its expiry is the history's fold.
+        let encoded = msg.expiry_log.as_ref().map(ExpiryLog::encode);
+        let record = match (&msg.expiry_log, &encoded) {
+            (Some(log), Some(b)) => Record::of(msg).with_log(log, b),
+            _ => Record::of(msg),
+        };
+        let value = record.encode()?;
         self.batch.put_cf(self.inner.cf(CF_MESSAGES)?, key, &value);
         self.batch
             .put_cf(self.inner.cf(CF_HASHES)?, msg.hash.as_bytes(), key);
         self.batch.put_cf(
             self.inner.cf(CF_EXPIRIES)?,
-            keys::expiry_key(msg.expiry_ms, seq),
+            keys::expiry_key(record.expiry_ms, seq),
             key,
         );
         self.delta_messages += 1;
@@ -270,7 +277,7 @@ impl AccountTxn<'_> {
             .delete_cf(self.inner.cf(CF_HASHES)?, rec.hash.as_bytes());
         self.batch.delete_cf(
             self.inner.cf(CF_EXPIRIES)?,
-            keys::expiry_key(rec.expiry_ms, seq),
+            keys::expiry_key(rec.index_ms(), seq),
         );
         self.delta_messages -= 1;
         self.delta_bytes -= rec.data.len() as i64;
@@ -278,31 +285,39 @@ impl AccountTxn<'_> {
         Ok(())
     }
 
-    /// Moves the message at `key` to a new expiry (row rewritten, expiry index re-keyed).
-    /// `set_at_ms` records the acceptance time of a client's plain `expire` (see
-    /// `Record::expiry_set_ms`); `None` keeps the record's stamp as it is.
-    pub(super) fn set_expiry(
+    /// Gives the message at `key` the expiry history `log` and the expiry it folds to (row
+    /// rewritten, expiry index re-keyed). Every change of a stored message's expiry goes
+    /// through here, so that the history and the expiry never disagree.
+    pub(super) fn set_expiry_log(
         &mut self,
         key: &[u8],
         rec: &Record<'_>,
-        expiry_ms: i64,
-        set_at_ms: Option<i64>,
+        log: &ExpiryLog,
+    ) -> Result<(), StoreError> {
+        let encoded = log.encode();
+        self.rewrite(key, rec, &rec.with_log(log, &encoded))
+    }
+
+    /// Replaces the message at `key`, `old`, by `new` (same hash): row rewritten, expiry
+    /// index re-keyed, the body's bytes counted (a husk has none).
+    pub(super) fn rewrite(
+        &mut self,
+        key: &[u8],
+        old: &Record<'_>,
+        new: &Record<'_>,
     ) -> Result<(), StoreError> {
         let seq = keys::parse_message_key(key)?.seq;
-        let new_value = match set_at_ms {
-            Some(at) => rec.with_expiry_set(expiry_ms, at),
-            None => rec.with_expiry(expiry_ms),
-        }
-        .encode()?;
+        let new_value = new.encode()?;
         let expiries = self.inner.cf(CF_EXPIRIES)?;
         self.batch
-            .delete_cf(expiries, keys::expiry_key(rec.expiry_ms, seq));
+            .delete_cf(expiries, keys::expiry_key(old.index_ms(), seq));
         self.batch
-            .put_cf(expiries, keys::expiry_key(expiry_ms, seq), key);
+            .put_cf(expiries, keys::expiry_key(new.index_ms(), seq), key);
         self.batch
             .put_cf(self.inner.cf(CF_MESSAGES)?, key, &new_value);
+        self.delta_bytes += new.data.len() as i64 - old.data.len() as i64;
         self.overlay
-            .insert(rec.hash.to_string(), Some((key.to_vec(), new_value)));
+            .insert(old.hash.to_string(), Some((key.to_vec(), new_value)));
         Ok(())
     }
 

@@ -2,24 +2,34 @@
 //!
 //! Owns the mapping of section 3.2 of `protocol/storage-server.md` (identical on the client
 //! side, clients.md 1.4), the immutable `Membership` value every other module reads, and the
-//! `MembershipDiff` between two snapshots that the hand-off acts on.
-//! Pure: no I/O, no tokio, no clock.
+//! `MembershipDiff` between two snapshots that the hand-off acts on, and who may push what:
+//! the memberships a node remembers (`PreviousMembership`) and the admission rules on them
+//! (`is_swarm_peer`, `may_push`).
+//! Pure: no I/O, no tokio, no clock (the time of a membership change or a check is a
+//! parameter, read by the caller from the node's clock).
 //!
 //! Construction goes through `Membership::new` (or `single`/`default`): it sorts the nodes and
 //! caches the sorted ids of the active swarms in a private field, so that `swarm_for`, which runs
 //! on every client request, is a binary search with no allocation. The public fields are for
 //! reading; a snapshot is never mutated, a membership change builds a new one.
 //!
-//! Layout: this file (ids, nodes, the swarm space mapping, `Membership` and its lookups),
-//! `diff` (`Membership::diff` and the `MembershipDiff` it returns).
+//! Layout: this file (ids, nodes, the swarm space mapping, `Membership` and its lookups, the
+//! admission rules), `diff` (`Membership::diff` and the `MembershipDiff` it returns),
+//! `previous` (`PreviousMembership`: the last few memberships whole, and who owned what over
+//! the last 31 days, compactly).
 
 mod diff;
+mod previous;
 
 use crate::message::AccountId;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 pub use diff::{MembershipDiff, SwarmChange};
+pub use previous::{
+    FORMER_OWNERS_MAX_ENTRIES, FORMER_OWNERS_MAX_MEMBERSHIPS, FORMER_OWNERS_WINDOW_MS,
+    PREVIOUS_KEPT, PreviousMembership, Remembered,
+};
 
 /// A swarm id. `SwarmId::UNASSIGNED` (2^64-1) marks a decommissioned node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +93,27 @@ pub fn swarm_space(account: &AccountId) -> u64 {
         .fold(0, |acc, w| acc ^ w)
 }
 
+/// The id in `ids` (sorted, distinct) nearest to `space` on the 2^64 circle: the rule of
+/// [`Membership::swarm_for_space`], shared with the remembered memberships
+/// ([`PreviousMembership`]), which keep the ids but not the `Membership`.
+fn nearest_swarm(ids: &[u64], space: u64) -> Option<u64> {
+    let (&first, &last) = (ids.first()?, ids.last()?);
+    if ids.len() == 1 {
+        return Some(first);
+    }
+    let i = ids.partition_point(|&id| id < space);
+    let right = ids.get(i).copied().unwrap_or(first);
+    let left = match i.checked_sub(1) {
+        Some(j) if i < ids.len() => ids[j],
+        // i == 0: wrap to the last. i == len: right wrapped to the first, whose
+        // predecessor is the last.
+        _ => last,
+    };
+    let dright = right.wrapping_sub(space);
+    let dleft = space.wrapping_sub(left);
+    Some(if dright < dleft { right } else { left })
+}
+
 impl Membership {
     /// Builds a snapshot. Nodes are sorted by ed25519 pubkey; if the same pubkey is listed
     /// twice, the first listing wins (a directory bug must not make lookups ambiguous).
@@ -137,22 +168,7 @@ impl Membership {
     /// wins only if strictly nearer, so ties go left. No allocation: a binary search on the
     /// cached ids.
     pub fn swarm_for_space(&self, space: u64) -> Option<SwarmId> {
-        let ids = &self.swarm_ids;
-        let (&first, &last) = (ids.first()?, ids.last()?);
-        if ids.len() == 1 {
-            return Some(SwarmId(first));
-        }
-        let i = ids.partition_point(|&id| id < space);
-        let right = ids.get(i).copied().unwrap_or(first);
-        let left = match i.checked_sub(1) {
-            Some(j) if i < ids.len() => ids[j],
-            // i == 0: wrap to the last. i == len: right wrapped to the first, whose
-            // predecessor is the last.
-            _ => last,
-        };
-        let dright = right.wrapping_sub(space);
-        let dleft = space.wrapping_sub(left);
-        Some(SwarmId(if dright < dleft { right } else { left }))
+        nearest_swarm(&self.swarm_ids, space).map(SwarmId)
     }
 
     /// The members of `swarm`, sorted by ed25519 pubkey; empty for an unknown swarm and for
@@ -186,34 +202,10 @@ impl Membership {
     }
 }
 
-/// How many memberships before the current one are remembered.
-const PREVIOUS_KEPT: usize = 3;
-
-/// The memberships before the current one (the last [`PREVIOUS_KEPT`]): the nodes that owned
-/// an account before the latest changes, whose hand-off to the new owners may still be under
-/// way, and swarm peers whose view lags behind ours.
-#[derive(Debug, Default)]
-pub struct PreviousMembership(std::sync::RwLock<Vec<std::sync::Arc<Membership>>>);
-
-impl PreviousMembership {
-    /// The remembered snapshots, newest first (none before the first change).
-    pub fn get(&self) -> Vec<std::sync::Arc<Membership>> {
-        self.0
-            .read()
-            .map(|m| m.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    /// Records the snapshot that was current until now.
-    pub fn set(&self, m: std::sync::Arc<Membership>) {
-        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
-        g.insert(0, m);
-        g.truncate(PREVIOUS_KEPT);
-    }
-}
-
 /// Whether `peer` may send us swarm traffic for our swarm (forwarded requests, anti-entropy
-/// and bootstrap pushes): it shares our swarm in the current membership or a remembered one.
+/// and bootstrap pushes): it shares our swarm in the current membership or one of the last
+/// [`PREVIOUS_KEPT`] (`previous`, from [`PreviousMembership::get`]); a count, not the time
+/// window of hand-offs (see [`PREVIOUS_KEPT`]).
 pub fn is_swarm_peer(
     current: &Membership,
     previous: &[std::sync::Arc<Membership>],
@@ -242,16 +234,23 @@ pub fn without_our_swarm(current: &Membership, me: &[u8; 32]) -> Membership {
     Membership::new(current.height, current.block_hash.clone(), nodes)
 }
 
-/// Whether `peer` may push `account`'s messages to us: a peer of our swarm (see
-/// [`is_swarm_peer`]), a node of the swarm that owned the account in a remembered membership
-/// (a hand-off), or — only while we remember no membership that placed us in a swarm (a node
-/// that just joined, possibly into a swarm that just formed) — a node of the swarm that would
-/// own the account if ours did not exist (`without`, from [`without_our_swarm`]). A node with
-/// history never takes the last rule: it would let the neighbouring swarm push into every
-/// account of ours.
+/// Whether `peer` may push `account`'s messages (or tombstones) to us at `now_ms` (our
+/// clock): a peer of our swarm (see [`is_swarm_peer`], over the last [`PREVIOUS_KEPT`]
+/// memberships), a node of the swarm that owned the account in a remembered membership (a
+/// hand-off): one of the last [`PREVIOUS_KEPT`], or one that stopped being current less than
+/// [`FORMER_OWNERS_WINDOW_MS`] ago (a node cut off and decommissioned while its account moved
+/// may come back many changes later with the only copy) — or, only while we remember no
+/// membership that placed us in a swarm, among the last [`PREVIOUS_KEPT`] or within the window
+/// (a node that just joined or restarted, possibly into a swarm that just formed), a node of
+/// the swarm that would own the account if ours did not exist (`without`, from
+/// [`without_our_swarm`]). A node with history never takes the last rule: it would let the
+/// neighbouring swarm push into every account of ours. Once the window and the last
+/// [`PREVIOUS_KEPT`] changes are past, a former owner may not push the account, however often
+/// it owned it before.
 pub fn may_push(
     current: &Membership,
-    previous: &[std::sync::Arc<Membership>],
+    remembered: &Remembered,
+    now_ms: i64,
     without: &Membership,
     me: &[u8; 32],
     peer: &[u8; 32],
@@ -261,12 +260,11 @@ pub fn may_push(
         m.swarm_for(account)
             .is_some_and(|s| s != SwarmId::UNASSIGNED && m.swarm_of(peer) == Some(s))
     };
-    let new_here = !previous
-        .iter()
-        .any(|m| m.swarm_of(me).is_some_and(|s| s != SwarmId::UNASSIGNED));
-    is_swarm_peer(current, previous, me, peer)
-        || previous.iter().any(|m| owned_by_peer(m))
-        || (new_here && owned_by_peer(without))
+    let recent = remembered.recent();
+    is_swarm_peer(current, recent, me, peer)
+        || recent.iter().any(|m| owned_by_peer(m))
+        || remembered.owned_within_window(peer, swarm_space(account), now_ms)
+        || (!remembered.was_in_a_swarm(me, now_ms) && owned_by_peer(without))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Tests of the swarm space mapping, the nearest-swarm rule, lookups and the snapshot diff.
+//! Tests of the swarm space mapping, the nearest-swarm rule, lookups, the snapshot diff, and
+//! the admission rules over remembered memberships.
 
 use super::*;
 use proptest::prelude::*;
@@ -32,6 +33,16 @@ fn node(id: u16, swarm: u64) -> NodeInfo {
 fn pk(id: u16) -> [u8; 32] {
     node(id, 0).pubkey_ed25519
 }
+
+/// A membership at `height` of `(node, swarm)` pairs.
+fn listing(height: u64, nodes: &[(u16, u64)]) -> Membership {
+    let nodes = nodes.iter().map(|&(id, swarm)| node(id, swarm)).collect();
+    Membership::new(height, format!("{height:x}"), nodes)
+}
+
+/// A node clock reading (ms) for the remembered memberships.
+const T: i64 = 1_700_000_000_000;
+const MINUTE: i64 = 60_000;
 
 /// One node per swarm id.
 fn with_swarms(ids: &[u64]) -> Membership {
@@ -385,7 +396,8 @@ fn swarm_peers_and_previous_owners_may_push() {
     assert!(!is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
     assert!(!may_push(
         &now,
-        &previous.get(),
+        &previous.read(),
+        T,
         &nothing,
         &pk(2),
         &pk(1),
@@ -395,17 +407,19 @@ fn swarm_peers_and_previous_owners_may_push() {
     // held this range before 2^63 formed): a node that just joined remembers no history.
     assert!(may_push(
         &now,
-        &previous.get(),
+        &previous.read(),
+        T,
         &without,
         &pk(2),
         &pk(1),
         &account
     ));
     // With history: 1 owned the account before (hand-off), and was 2's swarm peer then.
-    previous.set(Arc::new(before));
+    previous.set(Arc::new(before), T);
     assert!(may_push(
         &now,
-        &previous.get(),
+        &previous.read(),
+        T,
         &nothing,
         &pk(2),
         &pk(1),
@@ -422,23 +436,313 @@ fn swarm_peers_and_previous_owners_may_push() {
     let without6 = without_our_swarm(&now6, &pk(2));
     assert!(!may_push(
         &now6,
-        &previous.get(),
+        &previous.read(),
+        T,
         &without6,
         &pk(2),
         &pk(6),
         &account
     ));
     assert!(is_swarm_peer(&now6, &previous.get(), &pk(2), &pk(3)));
-    // Only the last three memberships are remembered.
+    // The last three memberships are remembered whatever the time: 1's swarm-peer rights end
+    // with them (three more changes), its hand-off rights not (within the window)…
     for h in 3..6 {
-        previous.set(Arc::new(Membership::new(h, "c".into(), vec![node(2, 7)])));
+        previous.set(
+            Arc::new(Membership::new(h, "c".into(), vec![node(2, 7)])),
+            T,
+        );
     }
-    assert!(!may_push(
+    assert!(!is_swarm_peer(&now, &previous.get(), &pk(2), &pk(1)));
+    assert!(may_push(
         &now,
-        &previous.get(),
+        &previous.read(),
+        T,
         &nothing,
         &pk(2),
         &pk(1),
         &account
     ));
+    // … which end once its ownership ended longer than the window ago.
+    assert!(!may_push(
+        &now,
+        &previous.read(),
+        T + FORMER_OWNERS_WINDOW_MS,
+        &nothing,
+        &pk(2),
+        &pk(1),
+        &account
+    ));
+}
+
+/// Seed 201389 (docs/simulation.md, finding 6): node 9, cut off alone, takes a store of an
+/// account its swarm owns; the directory decommissions it, and six more changes go by before
+/// it is back, in another swarm. The new owners admit its hand-off: it owned the account
+/// within the window. It gets no swarm-peer rights from that (no forwards), and a node that
+/// never owned the account still may not push.
+#[test]
+fn a_former_owner_six_changes_ago_may_hand_off() {
+    let account = at(1 << 62);
+    // Swarm 1<<62 (nodes 9 and 5) owns the account; swarm 1<<63 (nodes 1 and 2) owns the rest.
+    let owned = listing(
+        11,
+        &[(1, 1 << 63), (2, 1 << 63), (5, 1 << 62), (9, 1 << 62)],
+    );
+    assert_eq!(owned.swarm_for(&account), Some(SwarmId(1 << 62)));
+    let previous = PreviousMembership::default();
+    previous.set(Arc::new(owned), T);
+    // Node 9 is decommissioned, 5 moves to 1<<63: the account moves to 1<<63, which node 1
+    // stays in for six changes.
+    for h in 12..18 {
+        let m = listing(
+            h,
+            &[
+                (1, 1 << 63),
+                (2, 1 << 63),
+                (5, 1 << 63),
+                (9, SwarmId::UNASSIGNED.0),
+            ],
+        );
+        previous.set(Arc::new(m), T + (h as i64 - 11) * MINUTE);
+    }
+    // Now 9 is back, in a swarm of its own (3<<62) that does not own the account.
+    let now = listing(
+        18,
+        &[(1, 1 << 63), (2, 1 << 63), (5, 1 << 63), (9, 3 << 62)],
+    );
+    assert_eq!(now.swarm_for(&account), Some(SwarmId(1 << 63)));
+    let without = without_our_swarm(&now, &pk(1));
+    let remembered = previous.read();
+    let at_time = T + 10 * MINUTE;
+    // The old rule (the last three memberships) had forgotten that 9 owned the account.
+    assert!(
+        !remembered
+            .recent()
+            .iter()
+            .any(|m| m.swarm_for(&account) == m.swarm_of(&pk(9)))
+    );
+    assert!(may_push(
+        &now,
+        &remembered,
+        at_time,
+        &without,
+        &pk(1),
+        &pk(9),
+        &account
+    ));
+    // No swarm-peer rights: 9 shared 1's swarm in none of the last three.
+    assert!(!is_swarm_peer(&now, remembered.recent(), &pk(1), &pk(9)));
+    // Only the accounts it owned: not one of the range swarm 1<<63 always held.
+    assert!(!may_push(
+        &now,
+        &remembered,
+        at_time,
+        &without,
+        &pk(1),
+        &pk(9),
+        &at(1 << 63)
+    ));
+    // Node 4, listed only now, in 9's new swarm, never owned it.
+    let now4 = listing(
+        18,
+        &[
+            (1, 1 << 63),
+            (2, 1 << 63),
+            (4, 3 << 62),
+            (5, 1 << 63),
+            (9, 3 << 62),
+        ],
+    );
+    let without4 = without_our_swarm(&now4, &pk(1));
+    assert!(!may_push(
+        &now4,
+        &remembered,
+        at_time,
+        &without4,
+        &pk(1),
+        &pk(4),
+        &account
+    ));
+}
+
+/// The window runs from when the owner's last membership stopped being current: just inside
+/// it the former owner may push, from its end on not — even before any later change forgets
+/// the membership — and a later change then forgets it for good.
+#[test]
+fn a_former_owner_beyond_the_window_may_not_push() {
+    let account = at(1 << 62);
+    let previous = PreviousMembership::default();
+    // 9 owns the account (alone in the only swarm) until T.
+    previous.set(Arc::new(listing(1, &[(9, 1 << 62)])), T);
+    // Then 1 and 2 take over; more than three changes go by, 9 never in a swarm.
+    for h in 2..7 {
+        let m = listing(h, &[(1, 1 << 63), (2, 1 << 63), (9, SwarmId::UNASSIGNED.0)]);
+        previous.set(Arc::new(m), T + h as i64 * MINUTE);
+    }
+    let now = listing(7, &[(1, 1 << 63), (2, 1 << 63), (9, 3 << 62)]);
+    let nothing = Membership::default();
+    let may = |at_time: i64| {
+        may_push(
+            &now,
+            &previous.read(),
+            at_time,
+            &nothing,
+            &pk(1),
+            &pk(9),
+            &account,
+        )
+    };
+    assert!(may(T + FORMER_OWNERS_WINDOW_MS - 1));
+    assert!(!may(T + FORMER_OWNERS_WINDOW_MS));
+    assert!(!may(T + 365 * 24 * 60 * MINUTE));
+    // A change past the window forgets the memberships that ended before it (not the
+    // newest), so the history does not grow while nothing happens.
+    assert_eq!(previous.read().former_len(), 6);
+    let later = T + FORMER_OWNERS_WINDOW_MS + 3 * MINUTE + 1;
+    previous.set(Arc::new(now.clone()), later);
+    let r = previous.read();
+    assert_eq!(
+        r.former_len(),
+        4,
+        "heights 4, 5, 6 and 7 are within the window"
+    );
+    assert!(!r.owned_within_window(&pk(9), swarm_space(&account), T));
+    // 1 owned it in them.
+    assert!(r.owned_within_window(&pk(1), swarm_space(&account), later));
+    let (counted, actual) = r.former_entries();
+    assert_eq!(counted, actual);
+}
+
+/// However many memberships and however large, the history is capped: the count at
+/// `FORMER_OWNERS_MAX_MEMBERSHIPS` (the oldest forgotten first), the entries at
+/// `FORMER_OWNERS_MAX_ENTRIES`.
+#[test]
+fn the_former_owners_history_is_capped() {
+    let previous = PreviousMembership::default();
+    // The first membership: node 9 owns everything.
+    previous.set(Arc::new(listing(0, &[(9, 7)])), T);
+    let account = at(7);
+    // Then node 1 alone, unchanged, for many changes within a minute: cheap (one run).
+    let m = Arc::new(listing(1, &[(1, 7)]));
+    for _ in 0..FORMER_OWNERS_MAX_MEMBERSHIPS - 1 {
+        previous.set(m.clone(), T + 1);
+    }
+    {
+        let r = previous.read();
+        assert_eq!(r.former_len(), FORMER_OWNERS_MAX_MEMBERSHIPS);
+        assert!(r.owned_within_window(&pk(9), swarm_space(&account), T + 2));
+    }
+    previous.set(m.clone(), T + 2);
+    {
+        let r = previous.read();
+        assert_eq!(r.former_len(), FORMER_OWNERS_MAX_MEMBERSHIPS);
+        assert!(!r.owned_within_window(&pk(9), swarm_space(&account), T + 2));
+        assert!(r.owned_within_window(&pk(1), swarm_space(&account), T + 2));
+        let (counted, actual) = r.former_entries();
+        assert_eq!(
+            (counted, actual),
+            (1 + 2, 1 + 2),
+            "one run, one set of one id"
+        );
+    }
+    // Memberships in which 2,000 nodes all move (two swarms swapping them): each costs 2,000
+    // runs, so the entry cap forgets the oldest long before the count cap would.
+    let big = |flip: bool| {
+        let nodes = (100..2100u16)
+            .map(|i| {
+                node(
+                    i,
+                    if (i % 2 == 0) ^ flip {
+                        1 << 62
+                    } else {
+                        3 << 62
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Membership::new(2, "c".into(), nodes))
+    };
+    let rounds = FORMER_OWNERS_MAX_ENTRIES / 2000 + 10;
+    for i in 0..rounds {
+        previous.set(big(i % 2 == 1), T + 3 + i as i64);
+        let (counted, actual) = previous.read().former_entries();
+        assert_eq!(counted, actual);
+        assert!(counted <= FORMER_OWNERS_MAX_ENTRIES, "{counted} entries");
+    }
+    let r = previous.read();
+    assert!(r.former_len() < rounds);
+    // The newest is never forgotten: node 100 was in 3<<62 or 1<<62 alternately.
+    let last = T + 3 + rounds as i64;
+    assert!(
+        r.owned_within_window(&pk(100), 1 << 62, last)
+            || r.owned_within_window(&pk(100), 3 << 62, last)
+    );
+}
+
+/// The window checks agree with a plain scan of every recorded membership (the compact
+/// form changes the memory, not the answers), whatever the changes and their times.
+mod former_owners_model {
+    use super::*;
+
+    const SWARMS: [u64; 5] = [10, 1 << 62, 1 << 63, 3 << 62, u64::MAX];
+
+    fn membership() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(proptest::sample::select(SWARMS.to_vec()), 6)
+    }
+
+    proptest! {
+        #[test]
+        fn owned_within_window_matches_a_scan(
+            changes in proptest::collection::vec(
+                (membership(), 0..FORMER_OWNERS_WINDOW_MS / 2, any::<bool>()), 1..24),
+            spaces in proptest::collection::vec(any::<u64>(), 4),
+            ask_after in 0..FORMER_OWNERS_WINDOW_MS * 2,
+        ) {
+            let previous = PreviousMembership::default();
+            let mut recorded: Vec<(Membership, i64)> = Vec::new();
+            let mut now = T;
+            for (h, (swarms, step, back)) in changes.into_iter().enumerate() {
+                // Sometimes the clock steps back: the recorded time never does.
+                now = if back { now - step / 8 } else { now + step };
+                let nodes = swarms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| node(i as u16, s))
+                    .collect();
+                let m = Membership::new(h as u64, "x".into(), nodes);
+                let ended = recorded.last().map_or(now, |&(_, e)| e.max(now));
+                recorded.push((m.clone(), ended));
+                previous.set(Arc::new(m), now);
+            }
+            let r = previous.read();
+            let (counted, actual) = r.former_entries();
+            prop_assert_eq!(counted, actual);
+            // A change forgets what was out of the window then; a check at an earlier time
+            // (a clock that stepped back) does not bring it back.
+            let latest = recorded.last().map_or(T, |&(_, e)| e);
+            let kept = |e: i64| latest.saturating_sub(e) < FORMER_OWNERS_WINDOW_MS;
+            for ask in [now, now + ask_after, now - 1] {
+                for id in 0..7u16 {
+                    let live = || {
+                        recorded.iter().filter(|&&(_, e)| {
+                            kept(e) && ask.saturating_sub(e) < FORMER_OWNERS_WINDOW_MS
+                        })
+                    };
+                    for &space in &spaces {
+                        let want = live().any(|(m, _)| {
+                            m.swarm_for_space(space)
+                                .is_some_and(|s| m.swarm_of(&pk(id)) == Some(s))
+                        });
+                        prop_assert_eq!(r.owned_within_window(&pk(id), space, ask), want);
+                    }
+                    let recent = recorded
+                        .iter()
+                        .rev()
+                        .take(PREVIOUS_KEPT)
+                        .any(|(m, _)| m.is_active(&pk(id)));
+                    let want = recent || live().any(|(m, _)| m.is_active(&pk(id)));
+                    prop_assert_eq!(r.was_in_a_swarm(&pk(id), ask), want);
+                }
+            }
+        }
+    }
 }

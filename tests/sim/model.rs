@@ -37,6 +37,9 @@ pub struct Acked {
     pub at_ms: i64,
     /// Nodes (indexes) whose entry in the answer acknowledged it.
     pub holders: Vec<usize>,
+    /// The latest entry-node clock reading at which an `expire` of it was sent (`None`
+    /// before the first).
+    pub last_expire_stamp_ms: Option<i64>,
 }
 
 /// Everything the checker knows.
@@ -69,11 +72,31 @@ impl Model {
     }
 
     /// Records an `expire` of `hash` to `expiry_ms` (`shorten`, or else extend) with its
-    /// outcome: `acked` when the entry answered 200, false when nothing answered.
-    pub fn expire(&mut self, hash: &str, expiry_ms: i64, shorten: bool, acked: bool) {
+    /// outcome: `acked` when the entry answered 200, false when nothing answered; `stamp_ms`
+    /// is the entry node's clock when it was sent.
+    ///
+    /// Members apply `expire` requests in the order of their entry nodes' clocks (an entry
+    /// orders a request after those it already holds for the message, but one cut off from
+    /// the earlier request cannot). When this request's entry clock reads earlier than a
+    /// previous request's (skewed clocks, less than a second of margin for the delivery),
+    /// either order is a correct outcome: the bounds widen to cover both (the bounds before
+    /// this request and after it).
+    pub fn expire(
+        &mut self,
+        hash: &str,
+        expiry_ms: i64,
+        shorten: bool,
+        acked: bool,
+        stamp_ms: i64,
+    ) {
         let Some(a) = self.acked.get_mut(hash) else {
             return;
         };
+        let before = (a.expiry_ms, a.expiry_hi_ms);
+        let inverted = a
+            .last_expire_stamp_ms
+            .is_some_and(|last| stamp_ms < last.saturating_add(1_000));
+        a.last_expire_stamp_ms = Some(a.last_expire_stamp_ms.map_or(stamp_ms, |l| l.max(stamp_ms)));
         match (shorten, acked) {
             (true, true) => {
                 a.expiry_ms = a.expiry_ms.min(expiry_ms);
@@ -85,6 +108,10 @@ impl Model {
                 a.expiry_hi_ms = a.expiry_hi_ms.max(expiry_ms);
             }
             (false, false) => a.expiry_hi_ms = a.expiry_hi_ms.max(expiry_ms),
+        }
+        if inverted {
+            a.expiry_ms = a.expiry_ms.min(before.0);
+            a.expiry_hi_ms = a.expiry_hi_ms.max(before.1);
         }
         if !acked {
             self.expiry_ambiguous.insert(hash.to_string());

@@ -66,7 +66,9 @@ fn config(seed: u64) -> SimConfig {
         c.directory =
             DirectoryMode::parse(&d).unwrap_or_else(|e| panic!("SNODE_SIM_DIRECTORY: {e}"));
     }
-    c.expiries = env("SNODE_SIM_EXPIRIES", 0u8) == 1;
+    // On by default with the live directory, off with the harness's (`SimConfig::harness`).
+    let default_expiries = u8::from(c.directory == DirectoryMode::Live);
+    c.expiries = env("SNODE_SIM_EXPIRIES", default_expiries) == 1;
     c
 }
 

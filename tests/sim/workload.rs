@@ -92,6 +92,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                 expiry_hi_ms: now + ttl_ms,
                 at_ms: at,
                 holders,
+                last_expire_stamp_ms: None,
             },
         );
         return;
@@ -111,6 +112,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                     expiry_hi_ms: now + ttl_ms,
                     at_ms: at,
                     holders,
+                    last_expire_stamp_ms: None,
                 },
             );
         }
@@ -207,6 +209,8 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
     };
     let mode = if shorten { "shorten" } else { "extend" };
     let short = hash[..8].to_string();
+    // The entry stamps the request with its clock on arrival, a few ms later at most.
+    let stamp = w.node_clock_ms(entry);
     let answer = rpc::expire(w.addrs[entry], &w.accounts[a], &hash, expiry, shorten).await;
     let rel = expiry - now;
     match answer {
@@ -224,7 +228,9 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
             w.trace(format!(
                 "expire a{a} {short} {mode} to now+{rel} ms -> n{entry}: 200 acked by {by:?}, {what}"
             ));
-            w.model.borrow_mut().expire(&hash, expiry, shorten, applied);
+            w.model
+                .borrow_mut()
+                .expire(&hash, expiry, shorten, applied, stamp);
         }
         Some((status, _)) => {
             // Refused (e.g. 421 during churn): nothing changed anywhere.
@@ -236,7 +242,9 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
             w.trace(format!(
                 "expire a{a} {short} {mode} to now+{rel} ms -> n{entry}: no answer"
             ));
-            w.model.borrow_mut().expire(&hash, expiry, shorten, false);
+            w.model
+                .borrow_mut()
+                .expire(&hash, expiry, shorten, false, stamp);
         }
     }
 }

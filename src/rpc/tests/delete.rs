@@ -16,6 +16,7 @@ fn put(ctx: &crate::rpc::RpcContext, account: &AccountId, ns: i16, data: &[u8], 
         timestamp_ms: ts,
         expiry_ms: NOW + DAY,
         data: data.to_vec(),
+        expiry_log: None,
     };
     ctx.store.store(&m, NOW).expect("store");
     hash
@@ -146,6 +147,7 @@ async fn delete_errors_and_required() {
         timestamp_ms: NOW,
         expiry_ms: NOW + DAY,
         data: b"absent".to_vec(),
+        expiry_log: None,
     };
     let again = NOW + 2 * 60_000;
     let stored = n.nodes[1].store.store(&later, again).expect("store");

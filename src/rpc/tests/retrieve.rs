@@ -16,6 +16,7 @@ fn put(n: &Net, account: &AccountId, ns: i16, data: &[u8]) -> String {
         timestamp_ms: NOW,
         expiry_ms: NOW + DAY,
         data: data.to_vec(),
+        expiry_log: None,
     };
     n.entry().store.store(&m, NOW).expect("store");
     hash

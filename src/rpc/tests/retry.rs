@@ -30,6 +30,7 @@ fn put(
         timestamp_ms: ts,
         expiry_ms: NOW + DAY,
         data: data.to_vec(),
+        expiry_log: None,
     };
     ctx.store.store(&m, NOW).expect("store");
     m.hash
