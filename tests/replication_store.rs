@@ -664,7 +664,12 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
 }
 
 /// A swarm peer that missed a client's `expire … shorten` pushes its copy with the old,
-/// longer expiry (a hand-off or anti-entropy repair): the shortened expiry stands.
+/// longer expiry (a hand-off or anti-entropy repair), or with a history that leaves the
+/// shortening out and sets a longer expiry before it: the shortened expiry stands — a peer's
+/// history merges into ours, it never replaces it, and an item whose expiry its history does
+/// not explain is refused. (What a member could still do is claim a client request we never
+/// saw, accepted after the shortening, as it could claim a client deletion: swarm members are
+/// trusted to relay client requests, `ARCHITECTURE.md`.)
 #[tokio::test]
 async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
     let mut r = Replica::new(47).await;
@@ -692,19 +697,62 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
             now(),
         )
         .expect("shorten");
-    let body = snode::peer::wire::encode_batches(std::slice::from_ref(&m), usize::MAX).remove(0);
+    let longer = now() + 7_200_000;
+    let mut older = snode::expiry_log::ExpiryLog::new(m.expiry_ms);
+    older.insert(snode::expiry_log::ExpiryOp {
+        at_ms: now() - 1_000,
+        kind: snode::expiry_log::OpKind::Set,
+        value_ms: longer,
+    });
+    let rewritten = Message {
+        expiry_ms: older.expiry(),
+        expiry_log: Some(older),
+        ..m.clone()
+    };
+    for copy in [&m, &rewritten] {
+        let body =
+            snode::peer::wire::encode_batches(std::slice::from_ref(copy), usize::MAX).remove(0);
+        let answer = peer
+            .state
+            .peers
+            .post(
+                &r.info(1),
+                snode::peer::PATH_DATA,
+                body,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200);
+        let got = r
+            .store
+            .get_by_hash(&m.hash, now())
+            .expect("get")
+            .expect("held");
+        assert_eq!(got.expiry_ms, short);
+    }
+    // The same item claiming the longer expiry without a history that explains it.
+    let mut lying =
+        snode::peer::wire::encode_batches(std::slice::from_ref(&rewritten), usize::MAX).remove(0);
+    let claimed = format!("i{longer}e");
+    let lie = format!("i{}e", longer + 1_800_000);
+    let at = lying
+        .windows(claimed.len())
+        .position(|w| w == claimed.as_bytes())
+        .expect("the expiry is in the item");
+    lying.splice(at..at + claimed.len(), lie.bytes());
     let answer = peer
         .state
         .peers
         .post(
             &r.info(1),
             snode::peer::PATH_DATA,
-            body,
+            lying,
             Duration::from_secs(10),
         )
         .await
         .expect("answer");
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.status, 400);
     let got = r
         .store
         .get_by_hash(&m.hash, now())
