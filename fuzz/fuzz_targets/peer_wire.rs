@@ -13,6 +13,9 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../src/bencode.rs"]
 mod bencode;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
+#[path = "../../src/expiry_log.rs"]
+mod expiry_log;
+#[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
 #[path = "../../src/message.rs"]
 mod message;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]

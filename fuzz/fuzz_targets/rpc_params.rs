@@ -23,6 +23,9 @@ mod bt;
 #[path = "../../src/keys.rs"]
 mod keys;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
+#[path = "../../src/expiry_log.rs"]
+mod expiry_log;
+#[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
 #[path = "../../src/message.rs"]
 mod message;
 #[allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
