@@ -205,6 +205,8 @@ pub struct Outcome {
     pub faults: BTreeMap<&'static str, u64>,
     pub acked: u64,
     pub deletes: u64,
+    /// `expire` requests acknowledged as applied.
+    pub expires: u64,
     pub sim_ms: u64,
     /// The live directory's decisions by kind (empty with the harness's directory).
     pub directory_events: BTreeMap<&'static str, u64>,
@@ -551,6 +553,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         faults,
         acked: model.acked.len() as u64,
         deletes: model.deleted.len() as u64,
+        expires: model.expires_acked,
         sim_ms: shared.elapsed_ms().max(0) as u64,
         directory_events: shared.directory_events.borrow().clone(),
     }

@@ -61,6 +61,8 @@ pub struct Model {
     /// Messages an unanswered `expire` may have changed on some members only (the entry
     /// may have crashed before queuing its forwards): left out of I4's comparison.
     pub expiry_ambiguous: BTreeSet<String>,
+    /// `expire` requests acknowledged as applied (for the sweep's table).
+    pub expires_acked: u64,
     /// What went wrong, one line each.
     pub violations: Vec<String>,
 }
@@ -92,6 +94,7 @@ impl Model {
         let Some(a) = self.acked.get_mut(hash) else {
             return;
         };
+        self.expires_acked += u64::from(acked);
         let before = (a.expiry_ms, a.expiry_hi_ms);
         let inverted = a
             .last_expire_stamp_ms

@@ -21,6 +21,7 @@ struct Summary {
     faults: BTreeMap<&'static str, u64>,
     acked: u64,
     deletes: u64,
+    expires: u64,
     sim_ms: u64,
     directory: BTreeMap<&'static str, u64>,
 }
@@ -153,6 +154,7 @@ pub fn main() {
                         faults: o.faults.clone(),
                         acked: o.acked,
                         deletes: o.deletes,
+                        expires: o.expires,
                         sim_ms: o.sim_ms,
                         directory: o.directory_events.clone(),
                     });
@@ -172,7 +174,7 @@ pub fn main() {
     eprintln!();
     let results = results.into_inner().expect("results");
     let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
-    let (mut acked, mut deletes, mut sim_ms, mut violations) = (0, 0, 0, 0);
+    let (mut acked, mut deletes, mut expires, mut sim_ms, mut violations) = (0, 0, 0, 0, 0);
     let mut violating = 0;
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut directory: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -185,6 +187,7 @@ pub fn main() {
         }
         acked += r.acked;
         deletes += r.deletes;
+        expires += r.expires;
         sim_ms += r.sim_ms;
         violations += r.bad;
         if r.bad > 0 {
@@ -207,6 +210,7 @@ pub fn main() {
     }
     out(format!("| acknowledged stores | {acked} |"));
     out(format!("| acknowledged deletes | {deletes} |"));
+    out(format!("| acknowledged expires | {expires} |"));
     out(format!(
         "| violations | {violations} in {violating} histories |"
     ));
