@@ -187,9 +187,12 @@ fn regression_stranded_hand_off() {
 /// shortening's only acknowledging member was cut off while the account moved), and seed 9:
 /// an extension accepted through a node whose clock ran 20 s behind the shortening's sorted
 /// before it; seed 42: the members that missed an extension swept the message at its
-/// shortened expiry and their tombstones deleted it everywhere. Fixed by the expiry history
+/// shortened expiry and their tombstones deleted it everywhere; seed 300006: the members that
+/// missed a shortening dropped the extension after it (their copies already lived longer),
+/// then took the shortening from a copy and lost the extension. Fixed by the expiry history
 /// every copy carries (`expiry_log`), by ordering an entry's request after those the message
-/// already has, and by the sweep's husks (`store::keys::Record::husk`).
+/// already has, by the sweep's husks (`store::keys::Record::husk`), and by recording an
+/// extension even where it changes nothing yet.
 #[test]
 fn regression_missed_expire() {
     for &seed in MISSED_EXPIRE {
@@ -199,7 +202,7 @@ fn regression_missed_expire() {
 }
 
 /// Histories (every fault kind, `--expiries`) in which the checker reported finding 4.
-const MISSED_EXPIRE: &[u64] = &[18, 9, 42];
+const MISSED_EXPIRE: &[u64] = &[18, 9, 42, 300006];
 
 #[test]
 fn same_seed_same_history() {

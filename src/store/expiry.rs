@@ -41,8 +41,12 @@ pub(super) fn history(rec: &Record<'_>) -> Result<ExpiryLog, StoreError> {
 }
 
 /// The request `mode` makes of a message whose expiry is `current_ms` (born at
-/// `timestamp_ms`), accepted at `at_ms`: `None` when the mode refuses it outright (a trivial
-/// extension is judged against the expiry at arrival, as the storage-server does).
+/// `timestamp_ms`), accepted at `at_ms`: `None` when the mode refuses it outright — a trivial
+/// extension, judged against the expiry at arrival as the storage-server does. An extension
+/// to an expiry the message already passes is kept (it changes nothing here, but a member
+/// that saw an earlier shortening needs it: the simulation's seed 300006, where the members
+/// that missed a shortening dropped the extension after it, and their copies then took the
+/// shortening and lost the extension).
 fn request(
     mode: ExpireMode,
     new_expiry_ms: i64,
@@ -55,8 +59,8 @@ fn request(
         ExpireMode::ShortenOnly => OpKind::Shorten,
         ExpireMode::ExtendOnly => OpKind::Extend,
         ExpireMode::ExtendNonTrivial => {
-            if current_ms >= new_expiry_ms
-                || super::is_trivial_extension(timestamp_ms, current_ms, new_expiry_ms)
+            if current_ms < new_expiry_ms
+                && super::is_trivial_extension(timestamp_ms, current_ms, new_expiry_ms)
             {
                 return None;
             }
@@ -547,8 +551,18 @@ mod tests {
         let h = vec![m.hash.clone()];
         sa.update_expiry(&a, &h, NOW + HOUR, ExpireMode::ShortenOnly, NOW + 5)
             .expect("shorten");
-        sb.update_expiry(&a, &h, NOW + 3 * HOUR, ExpireMode::ExtendOnly, NOW + 9)
-            .expect("extend: unchanged on B, which still has 10 h");
+        // The client's `extend: true` (trivial extensions skipped): unchanged on B, which still
+        // has 10 h, but recorded (seed 300006 of the simulation).
+        let up = sb
+            .update_expiry(
+                &a,
+                &h,
+                NOW + 3 * HOUR,
+                ExpireMode::ExtendNonTrivial,
+                NOW + 9,
+            )
+            .expect("extend");
+        assert_eq!(up.unchanged[&m.hash], NOW + 10 * HOUR);
         let ca = sa.get_by_hash(&m.hash, NOW).expect("g").expect("a");
         let cb = sb.get_by_hash(&m.hash, NOW).expect("g").expect("b");
         sa.bulk_store(&[cb], NOW + 10).expect("import");

@@ -40,6 +40,20 @@ pub struct Acked {
     /// The latest entry-node clock reading at which an `expire` of it was sent (`None`
     /// before the first).
     pub last_expire_stamp_ms: Option<i64>,
+    /// The latest acknowledged extension, while no shortening followed it.
+    pub extension: Option<Extension>,
+}
+
+/// An acknowledged extension and who applied it: only those members hold it until it spreads
+/// (the others answer without holding the message — one whose clock already expired it, say),
+/// so it may be lost with their disks, as a store may.
+pub struct Extension {
+    /// The earliest expiry the message had before it.
+    pub lo_before_ms: i64,
+    /// The members whose answer listed the message as updated or unchanged.
+    pub appliers: Vec<usize>,
+    /// Simulated ms of the request.
+    pub at_ms: i64,
 }
 
 /// Everything the checker knows.
@@ -83,6 +97,7 @@ impl Model {
     /// previous request's (skewed clocks, less than a second of margin for the delivery),
     /// either order is a correct outcome: the bounds widen to cover both (the bounds before
     /// this request and after it).
+    #[allow(clippy::too_many_arguments)]
     pub fn expire(
         &mut self,
         hash: &str,
@@ -90,10 +105,23 @@ impl Model {
         shorten: bool,
         acked: bool,
         stamp_ms: i64,
+        appliers: Vec<usize>,
+        at_ms: i64,
     ) {
         let Some(a) = self.acked.get_mut(hash) else {
             return;
         };
+        match (shorten, acked) {
+            (false, true) => {
+                a.extension = Some(Extension {
+                    lo_before_ms: a.expiry_ms,
+                    appliers,
+                    at_ms,
+                });
+            }
+            (true, _) => a.extension = None,
+            (false, false) => {}
+        }
         self.expires_acked += u64::from(acked);
         let before = (a.expiry_ms, a.expiry_hi_ms);
         let inverted = a
@@ -118,6 +146,20 @@ impl Model {
         }
         if !acked {
             self.expiry_ambiguous.insert(hash.to_string());
+        }
+    }
+
+    /// The earliest expiry `a` may have at the final check: its bound, or the one before its
+    /// last extension if every member that applied the extension lost its disk since.
+    fn floor(&self, a: &Acked) -> i64 {
+        match &a.extension {
+            Some(x)
+                if !x.appliers.is_empty()
+                    && x.appliers.iter().all(|n| self.lost_disk_since(*n, x.at_ms)) =>
+            {
+                x.lo_before_ms
+            }
+            _ => a.expiry_ms,
         }
     }
 
@@ -216,7 +258,7 @@ impl Model {
                         &h[..8],
                         a.expiry_hi_ms
                     ));
-                } else if *e < a.expiry_ms {
+                } else if *e < self.floor(a) {
                     found.push(format!(
                         "I1 extension lost: n{n} reports {}… of a{account} expiring at {e}, before its acknowledged extension to {}",
                         &h[..8],
@@ -226,7 +268,7 @@ impl Model {
             }
         }
         for (h, a) in &self.acked {
-            if a.account != account || !live(a.expiry_ms) || self.deleted.contains_key(h) {
+            if a.account != account || !live(self.floor(a)) || self.deleted.contains_key(h) {
                 continue;
             }
             if self.ambiguous.contains(h) || self.lost_with_disks(a) {

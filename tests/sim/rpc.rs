@@ -156,17 +156,23 @@ pub fn acknowledged_by(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether any member's entry of an `expire` answer says it holds `hash` (in `updated`, or
-/// in `unchanged` when its expiry already satisfied the request).
-pub fn expire_applied(v: &Value, hash: &str) -> bool {
-    v["swarm"].as_object().is_some_and(|m| {
-        m.values().any(|e| {
-            let updated = e["updated"]
-                .as_array()
-                .is_some_and(|u| u.iter().any(|h| h.as_str() == Some(hash)));
-            updated || e["unchanged"].get(hash).is_some()
+/// The members (keys) whose entry of an `expire` answer says they hold `hash` (in `updated`,
+/// or in `unchanged` when its expiry already satisfied the request).
+pub fn expire_applied_by(v: &Value, hash: &str) -> Vec<String> {
+    v["swarm"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, e)| {
+                    let updated = e["updated"]
+                        .as_array()
+                        .is_some_and(|u| u.iter().any(|h| h.as_str() == Some(hash)));
+                    updated || e["unchanged"].get(hash).is_some()
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
         })
-    })
+        .unwrap_or_default()
 }
 
 /// One message of a retrieve page: hash and expiry.

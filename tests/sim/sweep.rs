@@ -82,6 +82,13 @@ pub fn main() {
     };
     if let Ok(seed) = std::env::var("SNODE_SIM_SEED") {
         let seed: u64 = seed.parse().expect("SNODE_SIM_SEED is a number");
+        // `SNODE_SIM_LOG=filter`: the nodes' own logs on stderr (a replay's debugging aid).
+        if let Ok(filter) = std::env::var("SNODE_SIM_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let o = run(&config(seed));
         // `SNODE_SIM_REPEAT=N`: replay N more times and show where a replay first differs.
         for _ in 0..env("SNODE_SIM_REPEAT", 0u32) {

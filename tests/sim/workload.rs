@@ -93,6 +93,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                 at_ms: at,
                 holders,
                 last_expire_stamp_ms: None,
+                extension: None,
             },
         );
         return;
@@ -113,6 +114,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                     at_ms: at,
                     holders,
                     last_expire_stamp_ms: None,
+                    extension: None,
                 },
             );
         }
@@ -211,6 +213,7 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
     let short = hash[..8].to_string();
     // The entry stamps the request with its clock on arrival, a few ms later at most.
     let stamp = w.node_clock_ms(entry);
+    let sent = w.elapsed_ms();
     let answer = rpc::expire(w.addrs[entry], &w.accounts[a], &hash, expiry, shorten).await;
     let rel = expiry - now;
     match answer {
@@ -219,7 +222,11 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
             // A member without the message answers too, with nothing updated: only a member
             // that holds it makes the change the client's to rely on. Otherwise the members
             // that did not answer may still apply it from a retry: an unknown outcome.
-            let applied = rpc::expire_applied(&v, &hash);
+            let appliers: Vec<usize> = rpc::expire_applied_by(&v, &hash)
+                .iter()
+                .filter_map(|k| w.index.get(k).copied())
+                .collect();
+            let applied = !appliers.is_empty();
             let what = if applied {
                 "applied"
             } else {
@@ -230,7 +237,7 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
             ));
             w.model
                 .borrow_mut()
-                .expire(&hash, expiry, shorten, applied, stamp);
+                .expire(&hash, expiry, shorten, applied, stamp, appliers, sent);
         }
         Some((status, _)) => {
             // Refused (e.g. 421 during churn): nothing changed anywhere.
@@ -244,7 +251,7 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
             ));
             w.model
                 .borrow_mut()
-                .expire(&hash, expiry, shorten, false, stamp);
+                .expire(&hash, expiry, shorten, false, stamp, Vec::new(), sent);
         }
     }
 }
