@@ -40,7 +40,7 @@ pub struct Acked {
     /// The latest entry-node clock reading at which an `expire` of it was sent (`None`
     /// before the first).
     pub last_expire_stamp_ms: Option<i64>,
-    /// The latest acknowledged extension, while no shortening followed it.
+    /// The latest acknowledged extension (its floor lowered by the shortenings after it).
     pub extension: Option<Extension>,
 }
 
@@ -119,7 +119,12 @@ impl Model {
                     at_ms,
                 });
             }
-            (true, _) => a.extension = None,
+            // Had the extension been lost, the shortening would apply to the expiry before it.
+            (true, _) => {
+                if let Some(x) = &mut a.extension {
+                    x.lo_before_ms = x.lo_before_ms.min(expiry_ms);
+                }
+            }
             (false, false) => {}
         }
         self.expires_acked += u64::from(acked);
