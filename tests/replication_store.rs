@@ -709,11 +709,8 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
         expiry_log: Some(older),
         ..m.clone()
     };
-    for copy in [&m, &rewritten] {
-        let body =
-            snode::peer::wire::encode_batches(std::slice::from_ref(copy), usize::MAX).remove(0);
-        let answer = peer
-            .state
+    let push = async |body: Vec<u8>| {
+        peer.state
             .peers
             .post(
                 &r.info(1),
@@ -722,18 +719,25 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
                 Duration::from_secs(10),
             )
             .await
-            .expect("answer");
-        assert_eq!(answer.status, 200);
-        let got = r
-            .store
+            .expect("answer")
+            .status
+    };
+    let expiry_here = || {
+        r.store
             .get_by_hash(&m.hash, now())
             .expect("get")
-            .expect("held");
-        assert_eq!(got.expiry_ms, short);
+            .expect("held")
+            .expiry_ms
+    };
+    let batch = |copy: &Message| {
+        snode::peer::wire::encode_batches(std::slice::from_ref(copy), usize::MAX).remove(0)
+    };
+    for copy in [&m, &rewritten] {
+        assert_eq!(push(batch(copy)).await, 200);
+        assert_eq!(expiry_here(), short);
     }
     // The same item claiming the longer expiry without a history that explains it.
-    let mut lying =
-        snode::peer::wire::encode_batches(std::slice::from_ref(&rewritten), usize::MAX).remove(0);
+    let mut lying = batch(&rewritten);
     let claimed = format!("i{longer}e");
     let lie = format!("i{}e", longer + 1_800_000);
     let at = lying
@@ -741,24 +745,8 @@ async fn a_peer_cannot_raise_an_expiry_a_client_shortened() {
         .position(|w| w == claimed.as_bytes())
         .expect("the expiry is in the item");
     lying.splice(at..at + claimed.len(), lie.bytes());
-    let answer = peer
-        .state
-        .peers
-        .post(
-            &r.info(1),
-            snode::peer::PATH_DATA,
-            lying,
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("answer");
-    assert_eq!(answer.status, 400);
-    let got = r
-        .store
-        .get_by_hash(&m.hash, now())
-        .expect("get")
-        .expect("held");
-    assert_eq!(got.expiry_ms, short);
+    assert_eq!(push(lying).await, 400);
+    assert_eq!(expiry_here(), short);
 }
 
 /// A forward's acceptance time travels under the peer MAC and bounds it: a retry accepted more
