@@ -560,9 +560,9 @@ async fn unlisted_senders_are_refused_before_any_crypto() {
 }
 
 /// A listed node outside our swarm (that never owned the account either) cannot push
-/// messages into an account we own, nor forward requests to us, nor hand off deletions: 403,
-/// nothing stored or deleted. A member of our swarm, and a node that owned the account before
-/// the last change (a hand-off), can.
+/// messages into an account we own, nor forward requests to us, nor hand off deletions or
+/// subaccount (un)revocations: 403, nothing stored, deleted or unrevoked. A member of our
+/// swarm, and a node that owned the account before the last change (a hand-off), can.
 #[tokio::test]
 async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
     let mut r = Replica::new(44).await;
@@ -661,6 +661,60 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
         0,
         "the deletion stands"
     );
+    // Subaccount revocations: the stranger can neither unrevoke a token nor ask for our
+    // swarm's states; the former owner's hand-off of a revocation is taken.
+    let token = [5u8; 36];
+    r.store
+        .revoke_subaccounts(&user.account, &[token], now() - 1_000)
+        .expect("revoke");
+    let state = |revoked: bool| {
+        json!({"revocations": [{
+            "account": user.account.to_hex(),
+            "token": hex::encode(token),
+            "at": now(),
+            "revoked": revoked,
+        }]})
+        .to_string()
+        .into_bytes()
+    };
+    let ask = json!({"digest": "00"}).to_string().into_bytes();
+    for body in [state(false), ask] {
+        let answer = stranger
+            .state
+            .peers
+            .post(
+                &target,
+                snode::peer::PATH_REVOCATIONS,
+                body,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("an authenticated answer");
+        assert_eq!(answer.status, 403, "{:?}", answer.body);
+    }
+    assert!(r.store.is_revoked(&user.account, &token).expect("q"));
+    let other = [6u8; 36];
+    let handed = json!({"revocations": [{
+        "account": user.account.to_hex(),
+        "token": hex::encode(other),
+        "at": now(),
+        "revoked": true,
+    }]})
+    .to_string()
+    .into_bytes();
+    let answer = former
+        .state
+        .peers
+        .post(
+            &target,
+            snode::peer::PATH_REVOCATIONS,
+            handed,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("an authenticated answer");
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(r.store.is_revoked(&user.account, &other).expect("q"));
 }
 
 /// A swarm peer that missed a client's `expire … shorten` pushes its copy with the old,

@@ -20,7 +20,8 @@ use super::response::{JSON, Reply, read_body, text};
 use super::{AppState, MAX_REQUEST_BODY};
 use crate::peer::auth::{HEADER_NONCE, HEADER_PUBKEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, Nonce};
 use crate::peer::{
-    PATH_DATA, PATH_PING, PATH_STORAGE_CC, PATH_STORAGE_CC_BATCH, PATH_TOMBSTONES, batch, wire,
+    PATH_DATA, PATH_PING, PATH_REVOCATIONS, PATH_STORAGE_CC, PATH_STORAGE_CC_BATCH,
+    PATH_TOMBSTONES, batch, wire,
 };
 use crate::replication::protocol::{PATH_AE_BUCKET, PATH_AE_DELETE, PATH_AE_DIGEST, PATH_AE_FETCH};
 use crate::rpc::{Origin, handle_method};
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route(PATH_STORAGE_CC_BATCH, post(route))
         .route(PATH_DATA, post(route))
         .route(PATH_TOMBSTONES, post(route))
+        .route(PATH_REVOCATIONS, post(route))
         .route(PATH_PING, post(route))
         .route(PATH_AE_DIGEST, post(route))
         .route(PATH_AE_BUCKET, post(route))
@@ -178,6 +180,7 @@ pub async fn handle(state: &AppState, call: PeerCall<'_>) -> Reply {
         PATH_STORAGE_CC_BATCH => storage_cc_batch(state, &call).await,
         PATH_DATA => data(state, &call).await,
         PATH_TOMBSTONES => tombstones(state, &call).await,
+        PATH_REVOCATIONS => revocations(state, &call).await,
         PATH_PING => ping(state),
         PATH_AE_DIGEST | PATH_AE_BUCKET | PATH_AE_FETCH | PATH_AE_DELETE => {
             anti_entropy(state, &call).await
@@ -415,6 +418,79 @@ fn may_push_all<'a>(
     let now = (state.rpc.clock)();
     let remembered = state.previous_membership.read();
     accounts.all(|a| crate::swarm::may_push(membership, &remembered, now, &without, &me, sender, a))
+}
+
+/// Subaccount revocation states (`replication::revocations`): a push (hand-off or
+/// anti-entropy) is admitted as a data push is, the request refused whole otherwise, and
+/// merged durably before the answer (a hand-off's sender then forgets them); a digest (the
+/// anti-entropy comparison, which reads our swarm's states) only from a member of our swarm
+/// within its anti-entropy budget.
+async fn revocations(state: &AppState, call: &PeerCall<'_>) -> Reply {
+    use crate::replication::protocol::RevocationsRequest;
+    let bad = || Reply::text(400, "invalid revocations");
+    let Ok(req) = serde_json::from_slice::<RevocationsRequest>(&call.body) else {
+        return bad();
+    };
+    let now = (state.rpc.clock)();
+    let latest = now.saturating_add(crate::peer::auth::PEER_TOLERANCE_MS);
+    let Some(mut states) = crate::replication::revocations::admit_states(&req.revocations, latest)
+    else {
+        return bad();
+    };
+    let after = match req
+        .after
+        .as_deref()
+        .map(crate::message::AccountId::from_hex)
+    {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => return bad(),
+    };
+    let membership = state.rpc.membership.borrow().clone();
+    let me = state.keys.pubkey_ed25519();
+    if req.digest.is_some()
+        && let Err(refused) =
+            state
+                .anti_entropy
+                .admit(&membership, &me, &call.sender, Instant::now())
+    {
+        return refused;
+    }
+    if !may_push_all(
+        state,
+        &membership,
+        &call.sender,
+        states.iter().map(|s| &s.account),
+    ) {
+        return Reply::text(403, "peer may not push these accounts' revocations");
+    }
+    let ours = membership.swarm_of(&me);
+    states.retain(|s| ours.is_some() && membership.swarm_for(&s.account) == ours);
+    let accepted = states.len();
+    let store = state.rpc.store.clone();
+    let result = crate::blocking::run(move || {
+        if !states.is_empty() {
+            store.merge_revocations(&states)?;
+            store.sync_wal()?;
+        }
+        crate::replication::revocations::answer(
+            &store,
+            &membership,
+            ours,
+            req.digest.as_deref(),
+            after.as_ref(),
+            accepted,
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(resp)) => Reply::new(200, JSON, serde_json::to_vec(&resp).unwrap_or_default()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::chain(&e), "revocations not merged");
+            Reply::text(500, "storage error")
+        }
+        Err(_) => Reply::text(500, "storage error"),
+    }
 }
 
 /// Tombstones a previous owner of their accounts handed off (`replication::handoff`):

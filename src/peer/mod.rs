@@ -23,6 +23,9 @@ pub const PATH_STORAGE_CC_BATCH: &str = "/snode/v1/storage_cc_batch";
 pub const PATH_DATA: &str = "/snode/v1/data";
 /// Path of handed-off tombstones (`replication::protocol::TombstonesRequest`); snode's own.
 pub const PATH_TOMBSTONES: &str = "/snode/v1/tombstones";
+/// Path of subaccount revocation states (`replication::protocol::RevocationsRequest`); snode's
+/// own.
+pub const PATH_REVOCATIONS: &str = "/snode/v1/revocations";
 /// Path of the signed reachability ping (the original's `sn.ping`).
 pub const PATH_PING: &str = "/snode/v1/ping";
 /// Path of a relayed onion layer (the original's `sn.onion_request`).

@@ -11,7 +11,8 @@
 //! current epoch (`protocol::epoch_start`), and our own digest comes from the digest cache the
 //! peer routes use, so our rounds and our peers' share one scan per epoch. A 429 from the peer
 //! (its budget for us is spent) ends the session quietly; the next one resumes where it
-//! stopped. Must not touch data our swarm does not own.
+//! stopped. Each session ends by comparing the swarm's subaccount revocations
+//! (`replication::revocations`). Must not touch data our swarm does not own.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -271,6 +272,19 @@ impl Replicator {
         // The next session starts where this one stopped, so a bounded session still lets
         // every bucket have its turn.
         cursor.next_bucket = todo.front().copied().unwrap_or(0);
+        // Subaccount revocations: compared whole each session (a digest, usually equal).
+        // Their failure does not undo the repairs above.
+        if !limited && !cancel.is_cancelled() {
+            match self.sync_revocations(m, ours, peer).await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(merged = n, "anti-entropy merged a peer's revocations");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %crate::error::chain(&e), "revocation sync failed");
+                }
+            }
+        }
         Ok(Session {
             repairs: total,
             limited,

@@ -12,7 +12,8 @@
 //! construction: after a crash the next pass re-sends (imports are idempotent). Passes run on
 //! every membership change, then every `handoff_interval` until one leaves nothing behind.
 //!
-//! Tombstones of foreign accounts follow the same way (`/snode/v1/tombstones`), unheld ones
+//! Subaccount revocation states follow too (`replication::revocations`). Tombstones of
+//! foreign accounts follow the same way (`/snode/v1/tombstones`), unheld ones
 //! included, and are dropped here once every member took them: the simulation found a delete
 //! that only this side of a partition had seen lost when the account moved to the other side's
 //! swarm (docs/simulation.md).
@@ -188,6 +189,10 @@ impl Replicator {
             self.ship(&m, owner, p.msgs, &mut out).await?;
         }
         self.handoff_tombstones(&m, ours, cancel, &mut out).await?;
+        if !cancel.is_cancelled() && !self.handoff_revocations(&m, ours).await? {
+            self.inner.metrics.handoff_batches_failed_total.inc();
+            out.left_behind = true;
+        }
         Ok(out)
     }
 

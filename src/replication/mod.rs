@@ -37,6 +37,7 @@ mod forward;
 mod handoff;
 pub mod protocol;
 mod retry;
+pub(crate) mod revocations;
 pub mod serve;
 
 pub use forward::{HttpForwarder, REQUEST_GIVE_UP_MS, store_target};

@@ -13,6 +13,10 @@
 //! `/snode/v1/tombstones` takes `{"tombstones": [{"account", "hash", "expiry", "deleted_at",
 //! "unheld"}…]}` (at most [`MAX_TOMBSTONES_PER_REQUEST`]) and answers a [`DataResponse`].
 //!
+//! Subaccount revocations travel on `/snode/v1/revocations` ([`RevocationsRequest`]): the
+//! hand-off pushes a foreign account's token states to its owners; an anti-entropy session
+//! sends a digest of the swarm's states, pulls the peer's when they differ and pushes its own.
+//!
 //! `at` is the initiator's clock rounded down to a multiple of [`DIGEST_EPOCH_MS`]: both sides
 //! scope their sets with it (`digest::in_scope`), and because every initiator rounds the same
 //! way, a node asked by all its peers within one epoch computes one digest
@@ -170,6 +174,95 @@ pub struct TombstoneEntry {
 pub struct TombstonesRequest {
     /// The tombstones.
     pub tombstones: Vec<TombstoneEntry>,
+}
+
+/// Token states in one `/snode/v1/revocations` request or answer.
+pub const MAX_REVOCATIONS_PER_REQUEST: usize = 2_000;
+/// Token states a node reads to digest or list its swarm's revocations in one request: what a
+/// swarm holds beyond it is not compared (each account keeps at most 250).
+pub const MAX_REVOCATIONS_SCANNED: usize = 200_000;
+
+/// One token's last (un)revocation (`store::RevocationState` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationEntry {
+    /// The account, hex (66 characters).
+    pub account: String,
+    /// The subaccount token, hex (72 characters).
+    pub token: String,
+    /// The client's signed time of the operation (ms).
+    pub at: i64,
+    /// Revoked, or else unrevoked.
+    pub revoked: bool,
+}
+
+/// Body of `/snode/v1/revocations`: states to merge (a hand-off's or an anti-entropy push),
+/// and, from a member of the receiver's swarm, a digest of the sender's states of the
+/// accounts the swarm owns: when the receiver's differ, it answers with its own, a page at a
+/// time after `after` (an account, hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationsRequest {
+    /// States to merge.
+    #[serde(default)]
+    pub revocations: Vec<RevocationEntry>,
+    /// SHA-256 (hex) of the sender's states of the swarm's accounts (`digest_revocations`).
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The account after which to list (a later page).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// Answer of `/snode/v1/revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationsResponse {
+    /// States of the request of accounts the receiver's swarm owns (merged).
+    pub accepted: usize,
+    /// The receiver's states, when the digests differ.
+    #[serde(default)]
+    pub revocations: Vec<RevocationEntry>,
+    /// Where the next page starts, when more follow.
+    #[serde(default)]
+    pub more: Option<String>,
+}
+
+/// The digest two members compare: SHA-256 over their sorted states, hex.
+pub fn digest_revocations(states: &[crate::store::RevocationState]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for s in states {
+        h.update(s.account.to_bytes());
+        h.update(s.token);
+        h.update(s.at_ms.to_be_bytes());
+        h.update([u8::from(s.revoked)]);
+    }
+    hex::encode(h.finalize())
+}
+
+impl RevocationEntry {
+    /// The wire form of a state.
+    pub fn from_state(s: &crate::store::RevocationState) -> RevocationEntry {
+        RevocationEntry {
+            account: s.account.to_hex(),
+            token: hex::encode(s.token),
+            at: s.at_ms,
+            revoked: s.revoked,
+        }
+    }
+
+    /// The state, if account and token parse.
+    pub fn to_state(&self) -> Option<crate::store::RevocationState> {
+        let account = crate::message::AccountId::from_hex(&self.account).ok()?;
+        let mut token = [0u8; crate::sign::SUBACCOUNT_TOKEN_LEN];
+        hex::decode_to_slice(&self.token, &mut token).ok()?;
+        Some(crate::store::RevocationState {
+            account,
+            token,
+            at_ms: self.at,
+            revoked: self.revoked,
+        })
+    }
 }
 
 /// Answer of the bulk data endpoint (`/snode/v1/data`): how many of the sent messages the

@@ -29,6 +29,7 @@ mod txn;
 pub use db::{NewMessageObserver, Store};
 pub use pending::{PendingItem, PendingPayload};
 pub use replica::{MessageMeta, hash_bucket};
+pub use revocations::RevocationState;
 pub use tombstones::{TombstoneRecord, UNHELD_LIFETIME_MS};
 
 use crate::message::Message;

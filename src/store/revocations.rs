@@ -63,6 +63,19 @@ impl TokenState {
     }
 }
 
+/// One token's last (un)revocation, as pages list it and peers send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RevocationState {
+    /// The account the token is for.
+    pub account: AccountId,
+    /// The subaccount token.
+    pub token: [u8; TOKEN_LEN],
+    /// The client's signed time of the operation.
+    pub at_ms: i64,
+    /// Revoked, or else unrevoked.
+    pub revoked: bool,
+}
+
 impl Store {
     /// Revokes `tokens` for `account` as of the client's signed time `at_ms`, unless a later
     /// revoke or unrevoke of a token was already applied (last writer wins, so the order in
@@ -98,27 +111,46 @@ impl Store {
         at_ms: i64,
         revoke: bool,
     ) -> Result<usize, StoreError> {
+        let state = TokenState {
+            at_ms,
+            revoked: revoke,
+        };
+        let states: Vec<_> = tokens.iter().map(|t| (*t, state)).collect();
+        self.apply_states(account, &states, if revoke { "revoke" } else { "unrevoke" })
+            .map(|(unrevoked, _)| unrevoked)
+    }
+
+    /// Applies `states` to `account`'s tokens, each unless a later operation on its token
+    /// is already here, then bounds what is kept; returns (tokens no longer revoked, states
+    /// applied).
+    fn apply_states(
+        &self,
+        account: &AccountId,
+        states: &[([u8; TOKEN_LEN], TokenState)],
+        op: &'static str,
+    ) -> Result<(usize, usize), StoreError> {
         let _g = self.inner.lock(account);
         let mut all = self.revocations_of(account)?;
-        let fresh: BTreeSet<[u8; TOKEN_LEN]> = tokens.iter().copied().collect();
+        let fresh: BTreeSet<[u8; TOKEN_LEN]> = states.iter().map(|(t, _)| *t).collect();
         let cf = self.inner.cf(CF_REVOCATIONS)?;
         let mut batch = WriteBatch::default();
-        let mut changed = 0;
-        for t in &fresh {
+        let (mut changed, mut applied) = (0, 0);
+        for (t, state) in states {
             let prior = all.get(t).copied();
-            if prior.is_some_and(|p| !p.yields_to(at_ms, revoke)) {
+            if prior.is_some_and(|p| !p.yields_to(state.at_ms, state.revoked)) {
                 continue;
             }
-            if !revoke && prior.is_some_and(|p| p.revoked) {
+            if !state.revoked && prior.is_some_and(|p| p.revoked) {
                 changed += 1;
             }
-            let state = TokenState {
-                at_ms,
-                revoked: revoke,
-            };
+            applied += 1;
             batch.put_cf(cf, keys::revocation_key(account, t), state.encode());
-            all.insert(*t, state);
+            all.insert(*t, *state);
         }
+        if applied == 0 {
+            return Ok((0, 0));
+        }
+        let at_ms = states.iter().map(|(_, st)| st.at_ms).max().unwrap_or(0);
         // Revoked tokens: the newest 50; then this request's; then token order.
         let mut revoked: Vec<_> = all.iter().filter(|(_, st)| st.revoked).collect();
         if revoked.len() > MAX_REVOKED_PER_ACCOUNT {
@@ -141,9 +173,92 @@ impl Store {
                 batch.delete_cf(cf, keys::revocation_key(account, t));
             }
         }
-        self.inner
-            .write(batch, if revoke { "revoke" } else { "unrevoke" })?;
-        Ok(changed)
+        self.inner.write(batch, op)?;
+        Ok((changed, applied))
+    }
+
+    /// Merges states a peer sent (anti-entropy, hand-off), as if their requests had come
+    /// here: per token the later signed time wins, on equal times the revocation. Returns
+    /// how many changed something here.
+    pub fn merge_revocations(&self, states: &[RevocationState]) -> Result<usize, StoreError> {
+        let mut by_account: BTreeMap<AccountId, Vec<([u8; TOKEN_LEN], TokenState)>> =
+            BTreeMap::new();
+        for s in states {
+            by_account.entry(s.account).or_default().push((
+                s.token,
+                TokenState {
+                    at_ms: s.at_ms,
+                    revoked: s.revoked,
+                },
+            ));
+        }
+        let mut applied = 0;
+        for (account, list) in by_account {
+            applied += self.apply_states(&account, &list, "merge revocations")?.1;
+        }
+        Ok(applied)
+    }
+
+    /// The token states of whole accounts in account order after `after`, at least `limit`
+    /// of them unless the column family ends first (an account is never split: it holds at
+    /// most 250); with the last account listed when more may follow.
+    pub fn revocations_page(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<(Vec<RevocationState>, Option<AccountId>), StoreError> {
+        let lower = match after {
+            Some(a) => keys::prefix_end(&a.to_bytes()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if after.is_some() && lower.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let (mut out, mut more) = (Vec::<RevocationState>::new(), false);
+        self.inner.scan(CF_REVOCATIONS, &lower, None, |k, v| {
+            let corrupt = || StoreError::Corrupt { what: "revocation" };
+            let account = k
+                .get(..ACCOUNT_LEN)
+                .and_then(|a| AccountId::from_bytes(a).ok())
+                .ok_or_else(corrupt)?;
+            if out.len() >= limit.max(1) && out.last().is_some_and(|l| l.account != account) {
+                more = true;
+                return Ok(false);
+            }
+            let token: [u8; TOKEN_LEN] = k
+                .get(ACCOUNT_LEN..)
+                .and_then(|t| t.try_into().ok())
+                .ok_or_else(corrupt)?;
+            let st = TokenState::decode(v).ok_or_else(corrupt)?;
+            out.push(RevocationState {
+                account,
+                token,
+                at_ms: st.at_ms,
+                revoked: st.revoked,
+            });
+            Ok(true)
+        })?;
+        let next = if more {
+            out.last().map(|s| s.account)
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    /// Forgets every token state of `accounts` (handed off to their new owners).
+    pub fn drop_revocations(&self, accounts: &[AccountId]) -> Result<(), StoreError> {
+        let cf = self.inner.cf(CF_REVOCATIONS)?;
+        for account in accounts {
+            let _g = self.inner.lock(account);
+            let prefix = account.to_bytes();
+            let mut batch = WriteBatch::default();
+            if let Some(end) = keys::prefix_end(&prefix) {
+                batch.delete_range_cf(cf, &prefix[..], &end[..]);
+            }
+            self.inner.write(batch, "drop revocations")?;
+        }
+        Ok(())
     }
 
     /// `account`'s revoked tokens, in token order.
@@ -283,6 +398,55 @@ mod tests {
         }
         let s = open(&dir);
         assert!(s.is_revoked(&a, &token(7)).expect("q"));
+    }
+
+    #[test]
+    fn merged_states_order_like_requests_and_pages_list_whole_accounts() {
+        use super::RevocationState;
+        let dir = tempdir();
+        let s = open(&dir);
+        let (a, b) = (account(1), account(2));
+        let st = |account, n, at_ms, revoked| RevocationState {
+            account,
+            token: token(n),
+            at_ms,
+            revoked,
+        };
+        s.revoke_subaccounts(&a, &[token(1)], NOW).expect("revoke");
+        // A peer's older unrevoke loses; its newer revoke of another token and its state of
+        // another account apply.
+        let merged = s
+            .merge_revocations(&[
+                st(a, 1, NOW - 5, false),
+                st(a, 2, NOW, true),
+                st(b, 3, NOW, true),
+            ])
+            .expect("merge");
+        assert_eq!(merged, 2);
+        assert!(s.is_revoked(&a, &token(1)).expect("q"));
+        assert!(s.is_revoked(&a, &token(2)).expect("q"));
+        assert!(s.is_revoked(&b, &token(3)).expect("q"));
+        // A later unrevoke from a peer wins, and merging it again changes nothing.
+        assert_eq!(
+            s.merge_revocations(&[st(a, 2, NOW + 1, false)]).expect("m"),
+            1
+        );
+        assert_eq!(
+            s.merge_revocations(&[st(a, 2, NOW + 1, false)]).expect("m"),
+            0
+        );
+        assert!(!s.is_revoked(&a, &token(2)).expect("q"));
+
+        // Pages: whole accounts, resumable.
+        let (p1, next) = s.revocations_page(None, 1).expect("page");
+        assert_eq!(p1, vec![st(a, 1, NOW, true), st(a, 2, NOW + 1, false)]);
+        assert_eq!(next, Some(a));
+        let (p2, next) = s.revocations_page(next.as_ref(), 1).expect("page");
+        assert_eq!((p2, next), (vec![st(b, 3, NOW, true)], None));
+
+        s.drop_revocations(&[a]).expect("drop");
+        assert!(!s.is_revoked(&a, &token(1)).expect("q"));
+        assert!(s.is_revoked(&b, &token(3)).expect("q"));
     }
 
     #[test]

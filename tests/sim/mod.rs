@@ -114,6 +114,11 @@ pub struct SimConfig {
     /// and for the seeds found before, whose histories replay only without it (it changes
     /// what the workload draws).
     pub expiries: bool,
+    /// Whether the workload sends the account-wide requests: `delete_all`, `delete_before`,
+    /// reads by a subaccount and its `revoke_subaccount`/`unrevoke_subaccount`. On by default;
+    /// off (`--no-account-ops`) wherever `expiries` is off, and for the seeds found before they
+    /// joined (they change what the workload draws).
+    pub account_ops: bool,
 }
 
 impl SimConfig {
@@ -130,6 +135,7 @@ impl SimConfig {
             converge_ms: CONVERGE_MS,
             directory: DirectoryMode::Live,
             expiries: true,
+            account_ops: true,
         }
     }
 
@@ -139,6 +145,7 @@ impl SimConfig {
         SimConfig {
             directory: DirectoryMode::Harness,
             expiries: false,
+            account_ops: false,
             ..SimConfig::new(seed)
         }
     }
@@ -184,6 +191,13 @@ impl SimConfig {
                 " --no-expiries"
             };
         }
+        if self.account_ops != default_expiries {
+            c += if self.account_ops {
+                " --account-ops"
+            } else {
+                " --no-account-ops"
+            };
+        }
         if self.sabotage {
             c += " (with the harness's sabotage: not replayable from the script)";
         }
@@ -207,6 +221,8 @@ pub struct Outcome {
     pub deletes: u64,
     /// `expire` requests acknowledged as applied.
     pub expires: u64,
+    /// `delete_all`, `delete_before` and (un)revocations acknowledged.
+    pub account_ops: u64,
     pub sim_ms: u64,
     /// The live directory's decisions by kind (empty with the harness's directory).
     pub directory_events: BTreeMap<&'static str, u64>,
@@ -281,6 +297,7 @@ impl Shared {
                     && !m.deleted.contains_key(*h)
                     && !m.forged.contains(*h)
                     && !m.ambiguous.contains(*h)
+                    && !m.covered.contains(*h)
             })
             .map(|(h, _)| h.clone())
             .collect()
@@ -496,6 +513,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let w = shared.clone();
     let sabotage = cfg.sabotage;
     let expiries = cfg.expiries;
+    let account_ops = cfg.account_ops;
     sim.client("client", async move {
         let work = async {
             tokio::time::sleep(Duration::from_millis(warmup_ms)).await;
@@ -506,6 +524,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
                 check_at,
                 sabotage,
                 expiries,
+                account_ops,
             )
             .await;
         };
@@ -554,6 +573,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         acked: model.acked.len() as u64,
         deletes: model.deleted.len() as u64,
         expires: model.expires_acked,
+        account_ops: model.account_ops_acked,
         sim_ms: shared.elapsed_ms().max(0) as u64,
         directory_events: shared.directory_events.borrow().clone(),
     }

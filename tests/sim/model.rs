@@ -16,6 +16,15 @@
 //! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
 //!   live member of a swarm returns the same set of unexpired messages of each account.
 //! - I6 paging: a full `last_hash` paging of one node never returns a message twice.
+//! - I7 revocation: a member that acknowledged a `revoke_subaccount` refuses the token (401)
+//!   from then on, until an `unrevoke_subaccount` with a later timestamp (unless it lost its
+//!   disk since the request was sent); at the final check every live member of the account's
+//!   swarm answers as the latest acknowledged of the two says, unless every node that
+//!   acknowledged it lost its disk since.
+//!
+//! `delete_all` and `delete_before` count per member: the hashes a member's answer lists as
+//! deleted are its deletes (I2). An acknowledged store they cover that no answer listed may
+//! still be deleted by a member's late retry: it leaves I1 (but not I4).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +44,8 @@ pub struct Acked {
     pub expiry_hi_ms: i64,
     /// Simulated ms of the acknowledgement.
     pub at_ms: i64,
+    /// The store's timestamp (true clock, ms since the epoch): what `delete_before` compares.
+    pub ts_ms: i64,
     /// Nodes (indexes) whose entry in the answer acknowledged it.
     pub holders: Vec<usize>,
     /// The latest entry-node clock reading at which an `expire` of it was sent (`None`
@@ -54,6 +65,17 @@ pub struct Extension {
     pub appliers: Vec<usize>,
     /// Simulated ms of the request.
     pub at_ms: i64,
+}
+
+/// The latest (un)revocation of an account's subaccount the client sent.
+pub struct Revocation {
+    /// Revoked (or else unrevoked).
+    pub revoked: bool,
+    /// Whether the request got an answer (200); without one, members may be on either side and
+    /// I7 waits for the next request.
+    pub acked: bool,
+    /// node → simulated ms of the request and of its answer, for each acknowledging member.
+    pub by: BTreeMap<usize, (i64, i64)>,
 }
 
 /// Everything the checker knows.
@@ -77,6 +99,14 @@ pub struct Model {
     pub expiry_ambiguous: BTreeSet<String>,
     /// `expire` requests acknowledged as applied (for the sweep's table).
     pub expires_acked: u64,
+    /// Acknowledged stores a `delete_all`/`delete_before` covered without any answer listing
+    /// them (their holders had not answered, or the request got none): deleted or not,
+    /// depending on retries. Left out of I1.
+    pub covered: BTreeSet<String>,
+    /// Per account, the latest `revoke_subaccount`/`unrevoke_subaccount` of its subaccount.
+    pub revocations: BTreeMap<usize, Revocation>,
+    /// Namespace-wide deletes and (un)revocations acknowledged (for the sweep's table).
+    pub account_ops_acked: u64,
     /// What went wrong, one line each.
     pub violations: Vec<String>,
 }
@@ -151,6 +181,127 @@ impl Model {
         }
         if !acked {
             self.expiry_ambiguous.insert(hash.to_string());
+        }
+    }
+
+    /// Records a `delete_all` (`before` = `None`) or `delete_before` of account `a` sent at
+    /// `sent_ms` (simulated) with timestamp `ts_ms` (true clock): `answered` is `Some` (per
+    /// acknowledging member, the hashes it listed) on a 200, `None` without an answer.
+    pub fn delete_ns(
+        &mut self,
+        a: usize,
+        ts_ms: i64,
+        before: bool,
+        sent_ms: i64,
+        at_ms: i64,
+        answered: Option<Vec<(usize, Vec<String>)>>,
+    ) {
+        // What the request covers: every acknowledged store of the account it could reach
+        // (stores finish before the next request starts), by timestamp for `delete_before`.
+        let covered: Vec<String> = self
+            .acked
+            .iter()
+            .filter(|(_, x)| x.account == a && (!before || x.ts_ms <= ts_ms))
+            .map(|(h, _)| h.clone())
+            .collect();
+        let Some(by) = answered else {
+            self.covered.extend(covered);
+            return;
+        };
+        self.account_ops_acked += 1;
+        let mut listed = BTreeSet::new();
+        for (n, hashes) in by {
+            for h in hashes {
+                self.deleted
+                    .entry(h.clone())
+                    .or_default()
+                    .entry(n)
+                    .or_insert((sent_ms, at_ms));
+                listed.insert(h);
+            }
+        }
+        self.covered
+            .extend(covered.into_iter().filter(|h| !listed.contains(h)));
+    }
+
+    /// Records a `revoke_subaccount` (`revoked`) or `unrevoke_subaccount` of account `a`'s
+    /// subaccount: `by` the acknowledging members on a 200, `None` without an answer. A
+    /// refusal (4xx) changes nothing and is not recorded.
+    pub fn revoke(
+        &mut self,
+        a: usize,
+        revoked: bool,
+        sent_ms: i64,
+        at_ms: i64,
+        by: Option<Vec<usize>>,
+    ) {
+        self.account_ops_acked += u64::from(by.is_some());
+        let acked = by.is_some();
+        let by = by
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n, (sent_ms, at_ms)))
+            .collect();
+        self.revocations
+            .insert(a, Revocation { revoked, acked, by });
+    }
+
+    /// The answer `node` owes a subaccount read of account `a` sent at `sent_ms`: `Some(true)`
+    /// refused, `Some(false)` admitted, `None` when either is allowed.
+    fn owed(&self, node: usize, a: usize, sent_ms: i64) -> Option<bool> {
+        let r = self.revocations.get(&a)?;
+        let (req, answered) = r.by.get(&node)?;
+        (r.acked && *answered < sent_ms && !self.lost_disk_since(node, *req)).then_some(r.revoked)
+    }
+
+    /// Checks a subaccount read of account `a` on `node` that got `status` (I7).
+    pub fn check_subaccount_read(&mut self, node: usize, a: usize, sent_ms: i64, status: u16) {
+        let refused = match status {
+            200 => false,
+            401 => true,
+            _ => return,
+        };
+        if let Some(owed) = self.owed(node, a, sent_ms)
+            && owed != refused
+        {
+            let what = if owed {
+                "admitted the subaccount after acknowledging its revocation"
+            } else {
+                "refused the subaccount after acknowledging its unrevocation"
+            };
+            self.violate(sent_ms, format!("I7 revocation: n{node} {what} (a{a})"));
+        }
+    }
+
+    /// The final check of I7 for account `a`: `answers` holds, per live member, the status of
+    /// a subaccount read.
+    pub fn check_final_subaccount(&mut self, a: usize, at_ms: i64, answers: &BTreeMap<usize, u16>) {
+        let Some(r) = self.revocations.get(&a) else {
+            return;
+        };
+        if !r.acked
+            || r.by.is_empty()
+            || r.by
+                .iter()
+                .all(|(n, (req, _))| self.lost_disk_since(*n, *req))
+        {
+            return;
+        }
+        let owed = r.revoked;
+        let wrong: Vec<String> = answers
+            .iter()
+            .filter(|(_, s)| (**s == 401) != owed)
+            .map(|(n, s)| format!("n{n}:{s}"))
+            .collect();
+        if !wrong.is_empty() {
+            let what = if owed { "revoked" } else { "unrevoked" };
+            self.violate(
+                at_ms,
+                format!(
+                    "I7 revocation: a{a}'s subaccount is {what}, but members answer {}",
+                    wrong.join(" ")
+                ),
+            );
         }
     }
 
@@ -276,7 +427,7 @@ impl Model {
             if a.account != account || !live(self.floor(a)) || self.deleted.contains_key(h) {
                 continue;
             }
-            if self.ambiguous.contains(h) || self.lost_with_disks(a) {
+            if self.ambiguous.contains(h) || self.covered.contains(h) || self.lost_with_disks(a) {
                 continue;
             }
             for (n, s) in &sets {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use ed25519_dalek::{Signer as _, SigningKey};
 use http_body_util::Full;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::net::SimTransport;
 
@@ -22,11 +23,13 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 /// Retrieve page size: small, so every full read pages several times.
 pub const PAGE: usize = 7;
 
-/// One account: an Ed25519 key and its `05` Session ID.
+/// One account: an Ed25519 key and its `05` Session ID, and one subaccount (another device's
+/// key with a read token the account signed), which `revoke_subaccount` can shut out.
 pub struct Account {
     sk: SigningKey,
     /// `05` ‖ X25519 pubkey, hex.
     pub session_id: String,
+    sub: SigningKey,
 }
 
 impl Account {
@@ -34,10 +37,23 @@ impl Account {
     pub fn new(seed: [u8; 32]) -> Account {
         let sk = SigningKey::from_bytes(&seed);
         let x = snode::keys::ed25519_pk_to_x25519(&sk.verifying_key().to_bytes()).expect("x25519");
+        // The subaccount's key follows from the account's: no extra draw, so histories
+        // without subaccount requests are unchanged.
+        let sub_seed: [u8; 32] = sha2::Sha256::digest([&seed[..], b"subaccount"].concat()).into();
         Account {
             sk,
             session_id: format!("05{}", hex::encode(x)),
+            sub: SigningKey::from_bytes(&sub_seed),
         }
+    }
+
+    /// The subaccount's token: the `05` prefix, read access, its key.
+    pub fn token(&self) -> snode::sign::SubaccountToken {
+        snode::sign::SubaccountToken::new(
+            0x05,
+            snode::sign::Access::READ,
+            self.sub.verifying_key().to_bytes(),
+        )
     }
 
     /// The parsed account id.
@@ -141,6 +157,98 @@ pub async fn expire(
     });
     p[mode] = json!(true);
     call(addr, "expire", p).await
+}
+
+/// One signed `retrieve` page of namespace 0 by the account's subaccount (its token, signed by
+/// the account; the request signed by the subaccount's key).
+pub async fn retrieve_as_subaccount(addr: SocketAddr, a: &Account, now_ms: i64) -> Answer {
+    let token = a.token();
+    let p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "timestamp": now_ms,
+        "signature": STANDARD.encode(a.sub.sign(format!("retrieve{now_ms}").as_bytes()).to_bytes()),
+        "subaccount": STANDARD.encode(token.0),
+        "subaccount_sig": a.sign(&token.0),
+        "max_count": PAGE,
+    });
+    call(addr, "retrieve", p).await
+}
+
+/// A signed `revoke_subaccount` (`revoke`) or `unrevoke_subaccount` of the account's
+/// subaccount at `now_ms`.
+pub async fn revoke(addr: SocketAddr, a: &Account, revoke: bool, now_ms: i64) -> Answer {
+    let (method, key) = if revoke {
+        ("revoke_subaccount", "revoke")
+    } else {
+        ("unrevoke_subaccount", "unrevoke")
+    };
+    let token = a.token();
+    let mut msg = format!("{method}{now_ms}").into_bytes();
+    msg.extend_from_slice(&token.0);
+    let mut p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "timestamp": now_ms,
+        "signature": a.sign(&msg),
+    });
+    p[key] = json!([STANDARD.encode(token.0)]);
+    call(addr, method, p).await
+}
+
+/// A signed `delete_all` (at `ts_ms`) or, with `before`, `delete_before` of namespace 0, or of
+/// every namespace (`all`).
+pub async fn delete_ns(
+    addr: SocketAddr,
+    a: &Account,
+    all: bool,
+    ts_ms: i64,
+    before: bool,
+) -> Answer {
+    let ns = if all { "all" } else { "" };
+    let (method, field) = if before {
+        ("delete_before", "before")
+    } else {
+        ("delete_all", "timestamp")
+    };
+    let mut p = json!({
+        "pubkey": a.session_id,
+        "pubkey_ed25519": a.ed_hex(),
+        "signature": a.sign(format!("{method}{ns}{ts_ms}").as_bytes()),
+    });
+    p[field] = json!(ts_ms);
+    p["namespace"] = if all { json!("all") } else { json!(0) };
+    call(addr, method, p).await
+}
+
+/// Per member (hex Ed25519) that did not fail, the hashes its entry of a `delete_all` or
+/// `delete_before` answer lists as deleted: a list for one namespace, `{"<ns>": [...]}` for all.
+pub fn deleted_by(v: &Value) -> Vec<(String, Vec<String>)> {
+    let strs = |l: &Value| -> Vec<String> {
+        l.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    v["swarm"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, e)| !e["failed"].as_bool().unwrap_or(false))
+                .map(|(k, e)| {
+                    let d = &e["deleted"];
+                    let hashes = match d.as_object() {
+                        Some(by_ns) => by_ns.values().flat_map(strs).collect(),
+                        None => strs(d),
+                    };
+                    (k.clone(), hashes)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The members (hex Ed25519) whose entry in a recursive answer's `swarm` map did not fail.

@@ -22,6 +22,7 @@ struct Summary {
     acked: u64,
     deletes: u64,
     expires: u64,
+    account_ops: u64,
     sim_ms: u64,
     directory: BTreeMap<&'static str, u64>,
 }
@@ -70,6 +71,7 @@ fn config(seed: u64) -> SimConfig {
     // On by default with the live directory, off with the harness's (`SimConfig::harness`).
     let default_expiries = u8::from(c.directory == DirectoryMode::Live);
     c.expiries = env("SNODE_SIM_EXPIRIES", default_expiries) == 1;
+    c.account_ops = env("SNODE_SIM_ACCOUNT_OPS", default_expiries) == 1;
     c
 }
 
@@ -162,6 +164,7 @@ pub fn main() {
                         acked: o.acked,
                         deletes: o.deletes,
                         expires: o.expires,
+                        account_ops: o.account_ops,
                         sim_ms: o.sim_ms,
                         directory: o.directory_events.clone(),
                     });
@@ -182,6 +185,7 @@ pub fn main() {
     let results = results.into_inner().expect("results");
     let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
     let (mut acked, mut deletes, mut expires, mut sim_ms, mut violations) = (0, 0, 0, 0, 0);
+    let mut account_ops = 0;
     let mut violating = 0;
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut directory: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -195,6 +199,7 @@ pub fn main() {
         acked += r.acked;
         deletes += r.deletes;
         expires += r.expires;
+        account_ops += r.account_ops;
         sim_ms += r.sim_ms;
         violations += r.bad;
         if r.bad > 0 {
@@ -218,6 +223,9 @@ pub fn main() {
     out(format!("| acknowledged stores | {acked} |"));
     out(format!("| acknowledged deletes | {deletes} |"));
     out(format!("| acknowledged expires | {expires} |"));
+    out(format!(
+        "| acknowledged delete_all, delete_before, (un)revocations | {account_ops} |"
+    ));
     out(format!(
         "| violations | {violations} in {violating} histories |"
     ));

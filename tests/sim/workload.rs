@@ -1,5 +1,7 @@
 //! The client workload of one history: stores, full paged reads and deletes across many
-//! accounts, sent one at a time to a member of each account's swarm, then the final check.
+//! accounts (with `account_ops`: also `delete_all`, `delete_before`, reads by a subaccount and
+//! its revocations), sent one at a time to a member of each account's swarm, then the final
+//! check.
 //!
 //! Owns what the client does and when (drawn from its own seeded stream); records every
 //! answer in the model and the trace. Must not touch nodes or links: only RPC over the
@@ -24,6 +26,7 @@ pub async fn run(
     check_at_ms: i64,
     sabotage: bool,
     expiries: bool,
+    account_ops: bool,
 ) {
     let mut stores = 0u64;
     while w.elapsed_ms() < work_until_ms {
@@ -42,6 +45,12 @@ pub async fn run(
             store(&w, &mut rng, a, entry, forge).await;
         } else if r < 0.8 {
             read(&w, a, entry).await;
+        } else if account_ops && r < 0.84 {
+            subaccount_read(&w, a, entry).await;
+        } else if account_ops && r < 0.855 {
+            revoke(&w, &mut rng, a, entry).await;
+        } else if account_ops && r < 0.87 {
+            delete_ns(&w, &mut rng, a, entry).await;
         } else if expiries && r >= 0.9 {
             let hashes = w.live_hashes(a);
             let h = hashes[rng.gen_range(0..hashes.len())].clone();
@@ -91,6 +100,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                 expiry_ms: now + ttl_ms,
                 expiry_hi_ms: now + ttl_ms,
                 at_ms: at,
+                ts_ms: now,
                 holders,
                 last_expire_stamp_ms: None,
                 extension: None,
@@ -112,6 +122,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                     expiry_ms: now + ttl_ms,
                     expiry_hi_ms: now + ttl_ms,
                     at_ms: at,
+                    ts_ms: now,
                     holders,
                     last_expire_stamp_ms: None,
                     extension: None,
@@ -256,6 +267,109 @@ async fn expire(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, hash: 
     }
 }
 
+/// One page read by the account's subaccount (I7 on the status; I2, I3 on what it returns).
+async fn subaccount_read(w: &Shared, a: usize, node: usize) {
+    let sent = w.elapsed_ms();
+    let clock = w.node_clock_ms(node);
+    match rpc::retrieve_as_subaccount(w.addrs[node], &w.accounts[a], w.now_ms()).await {
+        Some((status, v)) => {
+            w.trace(format!("subaccount read a{a} <- n{node}: {status}"));
+            let mut m = w.model.borrow_mut();
+            m.check_subaccount_read(node, a, sent, status);
+            if status == 200 {
+                let page: Vec<(String, i64)> = rpc::page(&v)
+                    .0
+                    .into_iter()
+                    .map(|s| (s.hash, s.expiry_ms))
+                    .collect();
+                m.check_read(node, a, sent, clock, &page);
+            }
+        }
+        None => w.trace(format!("subaccount read a{a} <- n{node}: no answer")),
+    }
+}
+
+/// Revokes the account's subaccount, or unrevokes it (after a revocation, usually).
+async fn revoke(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize) {
+    let revoked = w
+        .model
+        .borrow()
+        .revocations
+        .get(&a)
+        .is_some_and(|r| r.revoked);
+    let revoke = if revoked {
+        rng.gen_bool(0.2)
+    } else {
+        rng.gen_bool(0.8)
+    };
+    let what = if revoke { "revoke" } else { "unrevoke" };
+    let sent = w.elapsed_ms();
+    let answer = rpc::revoke(w.addrs[entry], &w.accounts[a], revoke, w.now_ms()).await;
+    let at = w.elapsed_ms();
+    match answer {
+        Some((200, v)) => {
+            let by = acked_nodes(w, &v);
+            w.trace(format!("{what} a{a} -> n{entry}: 200 acked by {by:?}"));
+            w.model.borrow_mut().revoke(a, revoke, sent, at, Some(by));
+        }
+        Some((status, _)) => w.trace(format!("{what} a{a} -> n{entry}: {status}")),
+        None => {
+            w.trace(format!("{what} a{a} -> n{entry}: no answer"));
+            w.model.borrow_mut().revoke(a, revoke, sent, at, None);
+        }
+    }
+}
+
+/// `delete_all`, or `delete_before` a time up to 20 s back, of namespace 0 or of all.
+async fn delete_ns(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize) {
+    let before = rng.gen_bool(0.5);
+    let all = rng.gen_bool(0.5);
+    let now = w.now_ms();
+    let ts = if before {
+        now - rng.gen_range(0..20_000)
+    } else {
+        now
+    };
+    let what = match (before, all) {
+        (false, false) => "delete_all ns 0".to_string(),
+        (false, true) => "delete_all all".to_string(),
+        (true, ns) => format!(
+            "delete_before now-{} ms {}",
+            now - ts,
+            if ns { "all" } else { "ns 0" }
+        ),
+    };
+    let sent = w.elapsed_ms();
+    let answer = rpc::delete_ns(w.addrs[entry], &w.accounts[a], all, ts, before).await;
+    let at = w.elapsed_ms();
+    match answer {
+        Some((200, v)) => {
+            let by: Vec<(usize, Vec<String>)> = rpc::deleted_by(&v)
+                .into_iter()
+                .filter_map(|(k, hs)| w.index.get(&k).map(|n| (*n, hs)))
+                .collect();
+            let counts: Vec<String> = by
+                .iter()
+                .map(|(n, hs)| format!("n{n}:{}", hs.len()))
+                .collect();
+            w.trace(format!(
+                "{what} a{a} -> n{entry}: 200 deleted {}",
+                counts.join(" ")
+            ));
+            w.model
+                .borrow_mut()
+                .delete_ns(a, ts, before, sent, at, Some(by));
+        }
+        Some((status, _)) => w.trace(format!("{what} a{a} -> n{entry}: {status}")),
+        None => {
+            w.trace(format!("{what} a{a} -> n{entry}: no answer"));
+            w.model
+                .borrow_mut()
+                .delete_ns(a, ts, before, sent, at, None);
+        }
+    }
+}
+
 async fn final_check(w: &Shared) {
     for a in 0..w.accounts.len() {
         let mut reads = BTreeMap::new();
@@ -285,6 +399,23 @@ async fn final_check(w: &Shared) {
                         .violate(at, format!("I4 final read of a{a} on n{n} failed"));
                 }
             }
+        }
+        let mut subaccount = BTreeMap::new();
+        if w.model.borrow().revocations.contains_key(&a) {
+            for n in w.members_of(a) {
+                if !w.up.borrow()[n] {
+                    continue;
+                }
+                if let Some((status, _)) =
+                    rpc::retrieve_as_subaccount(w.addrs[n], &w.accounts[a], w.now_ms()).await
+                {
+                    subaccount.insert(n, status);
+                }
+            }
+            let at = w.elapsed_ms();
+            w.model
+                .borrow_mut()
+                .check_final_subaccount(a, at, &subaccount);
         }
         let summary: Vec<String> = reads
             .iter()

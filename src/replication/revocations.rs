@@ -1,0 +1,281 @@
+//! Subaccount revocations between nodes: a token revoked through one member must be refused by
+//! every member of the account's swarm, including one that lost its disk, one that joined
+//! the swarm since, and the owners the account moves to. Forwards and their durable retries
+//! reach only the members of the moment; the simulation's I7 showed revoked tokens admitted
+//! again after each of those (docs/simulation.md, finding 7). The original keeps revocations
+//! on the node that took the request only.
+//!
+//! Owns the three ways token states travel on `/snode/v1/revocations`
+//! (`protocol::RevocationsRequest`): the anti-entropy step (send a digest of our swarm's
+//! states; when the peer's differ, pull its pages, merge, then push ours), the hand-off step
+//! (a foreign account's states to every member of its owning swarm, dropped here once all
+//! took them), and the answer to both. Merging is the store's (`Store::merge_revocations`:
+//! the later signed time wins, as for the client's own requests). Must not touch messages.
+//!
+//! Trust: a member's states are taken without the client's signature, as its messages and
+//! deletions are. A hostile member could spread an unrevocation — but it already admits the
+//! revoked token itself, so the token gains no reader it did not have.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
+
+use crate::message::AccountId;
+use crate::peer::PATH_REVOCATIONS;
+use crate::store::{RevocationState, Store, StoreError};
+use crate::swarm::{Membership, NodeInfo, SwarmId};
+
+use super::protocol::{
+    MAX_REVOCATIONS_PER_REQUEST, MAX_REVOCATIONS_SCANNED, RevocationEntry, RevocationsRequest,
+    RevocationsResponse, digest_revocations,
+};
+use super::{BULK_TIMEOUT, ReplicationError, Replicator};
+
+/// Pages pulled from one peer in one anti-entropy session.
+const MAX_PULLED_PAGES: usize = 8;
+
+/// The states of accounts swarm `ours` owns in `m`, whole accounts in account order after
+/// `after`, until at least `limit` are listed or [`MAX_REVOCATIONS_SCANNED`] were read; with
+/// the account to resume after when more may follow.
+pub(crate) fn owned_page(
+    store: &Store,
+    m: &Membership,
+    ours: SwarmId,
+    after: Option<&AccountId>,
+    limit: usize,
+) -> Result<(Vec<RevocationState>, Option<AccountId>), StoreError> {
+    let (mut out, mut cursor, mut scanned) = (Vec::new(), after.copied(), 0usize);
+    loop {
+        let (page, next) = store.revocations_page(cursor.as_ref(), MAX_REVOCATIONS_PER_REQUEST)?;
+        scanned += page.len();
+        out.extend(
+            page.into_iter()
+                .filter(|s| m.swarm_for(&s.account) == Some(ours)),
+        );
+        match next {
+            Some(n) if out.len() < limit && scanned < MAX_REVOCATIONS_SCANNED => cursor = Some(n),
+            next => return Ok((out, next)),
+        }
+    }
+}
+
+/// The answer to a `/snode/v1/revocations` request once its states are merged: with a digest
+/// that differs from ours, a page of our swarm's states after `after`.
+pub(crate) fn answer(
+    store: &Store,
+    m: &Membership,
+    ours: Option<SwarmId>,
+    digest: Option<&str>,
+    after: Option<&AccountId>,
+    accepted: usize,
+) -> Result<RevocationsResponse, StoreError> {
+    let mut resp = RevocationsResponse {
+        accepted,
+        revocations: Vec::new(),
+        more: None,
+    };
+    let (Some(theirs), Some(ours)) = (digest, ours) else {
+        return Ok(resp);
+    };
+    let (all, _) = owned_page(store, m, ours, None, MAX_REVOCATIONS_SCANNED)?;
+    if digest_revocations(&all) == theirs {
+        return Ok(resp);
+    }
+    let (page, more) = owned_page(store, m, ours, after, MAX_REVOCATIONS_PER_REQUEST)?;
+    resp.revocations = page.iter().map(RevocationEntry::from_state).collect();
+    resp.more = more.map(|a| a.to_hex());
+    Ok(resp)
+}
+
+/// Parses and bounds the states a peer sent: every one must parse and none may be signed
+/// later than `latest_ms` (the peers' clock tolerance ahead of ours), or the whole list is
+/// refused (`None`), as a client request with such a timestamp would be.
+pub(crate) fn admit_states(
+    list: &[RevocationEntry],
+    latest_ms: i64,
+) -> Option<Vec<RevocationState>> {
+    if list.len() > MAX_REVOCATIONS_PER_REQUEST {
+        return None;
+    }
+    list.iter()
+        .map(|e| e.to_state().filter(|s| s.at_ms <= latest_ms))
+        .collect()
+}
+
+fn request_body(req: &RevocationsRequest) -> Vec<u8> {
+    // Plain structs of strings and integers: serialising cannot fail.
+    serde_json::to_vec(req).unwrap_or_default()
+}
+
+impl Replicator {
+    /// The anti-entropy step with `peer`, a member of our swarm `ours`: compare digests;
+    /// when they differ, pull the peer's pages and merge them, then push ours. Both sides
+    /// then hold the union, each token at its latest operation. Returns the states merged here.
+    pub(crate) async fn sync_revocations(
+        &self,
+        m: &std::sync::Arc<Membership>,
+        ours: SwarmId,
+        peer: &NodeInfo,
+    ) -> Result<usize, ReplicationError> {
+        let mm = m.clone();
+        let (mine, _) = self
+            .blocking("list revocations", move |s| {
+                owned_page(s, &mm, ours, None, MAX_REVOCATIONS_SCANNED)
+            })
+            .await?;
+        let digest = digest_revocations(&mine);
+        let (mut after, mut merged, mut differed) = (None, 0, false);
+        for _ in 0..MAX_PULLED_PAGES {
+            let req = RevocationsRequest {
+                revocations: Vec::new(),
+                digest: Some(digest.clone()),
+                after: after.take(),
+            };
+            let r = self
+                .post(peer, PATH_REVOCATIONS, request_body(&req), BULK_TIMEOUT)
+                .await?;
+            let resp: RevocationsResponse = match serde_json::from_slice(&r.body) {
+                Ok(v) if r.status == 200 => v,
+                _ => {
+                    return Err(ReplicationError::BadAnswer {
+                        path: PATH_REVOCATIONS,
+                        status: r.status,
+                    });
+                }
+            };
+            if resp.revocations.is_empty() && resp.more.is_none() {
+                break;
+            }
+            differed = true;
+            let latest = self
+                .now()
+                .saturating_add(crate::peer::auth::PEER_TOLERANCE_MS);
+            let Some(mut states) = admit_states(&resp.revocations, latest) else {
+                return Err(ReplicationError::BadAnswer {
+                    path: PATH_REVOCATIONS,
+                    status: r.status,
+                });
+            };
+            // Only what our swarm owns: a confused peer must not fill our store.
+            states.retain(|s| m.swarm_for(&s.account) == Some(ours));
+            merged += self
+                .blocking("merge revocations", move |s| s.merge_revocations(&states))
+                .await?;
+            match resp.more {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if differed {
+            for chunk in mine.chunks(MAX_REVOCATIONS_PER_REQUEST) {
+                let req = RevocationsRequest {
+                    revocations: chunk.iter().map(RevocationEntry::from_state).collect(),
+                    digest: None,
+                    after: None,
+                };
+                self.post(peer, PATH_REVOCATIONS, request_body(&req), BULK_TIMEOUT)
+                    .await?;
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The hand-off step: sends the token states of accounts our swarm no longer owns to
+    /// every member of their owning swarm and forgets them here once all took them (the
+    /// receiver syncs its WAL before answering). Returns whether everything was handed off.
+    pub(crate) async fn handoff_revocations(
+        &self,
+        m: &Membership,
+        ours: Option<SwarmId>,
+    ) -> Result<bool, ReplicationError> {
+        let (mut after, mut complete) = (None::<AccountId>, true);
+        loop {
+            let a = after.take();
+            let (page, next) = self
+                .blocking("list revocations", move |s| {
+                    s.revocations_page(a.as_ref(), MAX_REVOCATIONS_PER_REQUEST)
+                })
+                .await?;
+            let mut by_owner: BTreeMap<SwarmId, Vec<RevocationState>> = BTreeMap::new();
+            for s in page {
+                match m.swarm_for(&s.account) {
+                    Some(owner) if Some(owner) != ours && !m.members(owner).is_empty() => {
+                        by_owner.entry(owner).or_default().push(s);
+                    }
+                    _ => {}
+                }
+            }
+            for (owner, states) in by_owner {
+                let members = m.members(owner);
+                let mut took = true;
+                for chunk in states.chunks(MAX_REVOCATIONS_PER_REQUEST) {
+                    let body = request_body(&RevocationsRequest {
+                        revocations: chunk.iter().map(RevocationEntry::from_state).collect(),
+                        digest: None,
+                        after: None,
+                    });
+                    let sent = members.iter().map(|peer| async {
+                        let r = self
+                            .post(peer, PATH_REVOCATIONS, body.clone(), BULK_TIMEOUT)
+                            .await?;
+                        Ok::<bool, ReplicationError>(
+                            r.status == 200
+                                && serde_json::from_slice::<RevocationsResponse>(&r.body)
+                                    .is_ok_and(|a| a.accepted == chunk.len()),
+                        )
+                    });
+                    took &= join_all(sent)
+                        .await
+                        .into_iter()
+                        .all(|r| matches!(r, Ok(true)));
+                }
+                if !took {
+                    complete = false;
+                    continue;
+                }
+                // What the newest membership gives back to us stays.
+                let latest = self.snapshot();
+                let ours_now = latest.swarm_of(&self.inner.me);
+                let mut gone: Vec<AccountId> = states
+                    .iter()
+                    .map(|s| s.account)
+                    .filter(|a| latest.swarm_for(a) != ours_now)
+                    .collect();
+                gone.dedup();
+                self.blocking("drop handed-off revocations", move |s| {
+                    s.drop_revocations(&gone)
+                })
+                .await?;
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(complete),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at: i64) -> RevocationEntry {
+        RevocationEntry {
+            account: format!("05{}", "ab".repeat(32)),
+            token: "05".repeat(36),
+            at,
+            revoked: true,
+        }
+    }
+
+    #[test]
+    fn states_from_the_future_or_unparsable_refuse_the_list() {
+        assert_eq!(admit_states(&[entry(10)], 10).map(|v| v.len()), Some(1));
+        assert!(admit_states(&[entry(10), entry(11)], 10).is_none());
+        let mut bad = entry(1);
+        bad.token.pop();
+        assert!(admit_states(&[bad], 10).is_none());
+        let too_many = vec![entry(1); MAX_REVOCATIONS_PER_REQUEST + 1];
+        assert!(admit_states(&too_many, 10).is_none());
+    }
+}
