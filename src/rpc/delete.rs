@@ -215,11 +215,15 @@ pub(crate) async fn delete_all(ctx: &RpcContext, params: &Value, origin: Origin)
                 .then(|| text(406, "delete_all timestamp too far from current time"))
         },
         sig_msg: msg::delete_all,
-        op: if origin == Origin::PeerRetry {
-            // A late retry must not delete what the client stored after asking: only what
-            // existed then (client timestamp up to the request's), which is all a timely
-            // delete_all removed. Otherwise this member would delete newer messages, and its
-            // tombstones would then spread that loss to the whole swarm.
+        op: if origin.is_peer() {
+            // A forward may arrive late — a retry days later, or a first forward held up on
+            // the way for up to the peers' 60 s window, after the client stored more
+            // through another member. It must not delete what the client stored after
+            // asking: only what existed then (client timestamp up to the request's).
+            // Otherwise this member would delete newer messages, and its tombstones would
+            // then spread that loss to the whole swarm. The entry deleted everything it held
+            // when it accepted the request; its tombstones carry any newer-stamped message it
+            // deleted to the other members.
             |store, account, sel, ts, now| store.delete_before(account, sel, ts, now)
         } else {
             |store, account, sel, _ts, now| store.delete_all(account, sel, now)

@@ -82,6 +82,31 @@ async fn retried_delete_all_is_checked_at_its_acceptance_time() {
     assert!(n.forwarder.calls.lock().expect("lock").is_empty());
 }
 
+/// A first forward held up on the way (within the peers' window) behaves as a retry: the
+/// client's store after its `delete_all` stays.
+#[tokio::test]
+async fn a_late_first_forward_of_delete_all_keeps_newer_messages() {
+    let c = Client::new(4);
+    let owner = c.session();
+    let n = net(2, &owner);
+    let peer = &n.nodes[1];
+    let asked = NOW - 30_000;
+    let older = put(peer, &owner, b"older", asked - 1_000);
+    let newer = put(peer, &owner, b"newer", asked + 1_000);
+    let then = accepted_at(peer, asked + 500);
+    let r = handle_method(
+        &then,
+        "delete_all",
+        &delete_all_params(&c, asked),
+        Origin::Peer,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["deleted"], json!([older.clone()]));
+    assert!(peer.store.get_by_hash(&older, NOW).expect("get").is_none());
+    assert!(peer.store.get_by_hash(&newer, NOW).expect("get").is_some());
+}
+
 #[tokio::test]
 async fn retried_requests_are_still_only_recursive_methods() {
     let c = Client::new(2);
