@@ -46,6 +46,9 @@ pub const TLS_CERT_FILE: &str = "tls_cert.pem";
 pub const TLS_KEY_FILE: &str = "tls_key.pem";
 /// Directory of the message store inside the data directory.
 pub const STORE_DIR: &str = "storage";
+/// File (in the data directory) of the former owners a node remembers for hand-off admission
+/// (`swarm::PreviousMembership::snapshot`), rewritten on every membership change.
+pub const FORMER_OWNERS_FILE: &str = "former_owners";
 /// How often store gauges (messages, bytes, accounts, disk) are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -421,7 +424,8 @@ impl Node {
             testnet: cfg.network.testnet,
             rng: rpc_rng,
         };
-        let previous_membership = Arc::new(crate::swarm::PreviousMembership::default());
+        let former_owners_path = dir.join(FORMER_OWNERS_FILE);
+        let previous_membership = Arc::new(load_former_owners(&former_owners_path));
         let state = AppState {
             rpc,
             limiter: Arc::new(RateLimiter::new(
@@ -555,6 +559,7 @@ impl Node {
             previous_feed,
             previous_membership,
             clock.clone(),
+            former_owners_path,
             cancel.clone(),
         ));
         tracker.spawn(sweep_expired(
@@ -672,12 +677,45 @@ fn relay_membership<const N: usize>(
     }
 }
 
+/// The former owners saved at `path` by an earlier run; none when there is no file (a
+/// first start) or it does not parse (logged: the node then refuses a late hand-off it would
+/// have admitted, and the copy reaches it from a swarm peer through anti-entropy).
+fn load_former_owners(path: &Path) -> crate::swarm::PreviousMembership {
+    match std::fs::read(path) {
+        Ok(bytes) => crate::swarm::PreviousMembership::restore(&bytes).unwrap_or_else(|| {
+            tracing::warn!(path = %path.display(), "former owners file unreadable; starting without it");
+            crate::swarm::PreviousMembership::default()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::swarm::PreviousMembership::default()
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the former owners file");
+            crate::swarm::PreviousMembership::default()
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, synced, renamed over it, so a crash
+/// leaves the old file or the new one, never half of one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Keeps the memberships before the current one in `previous` (for the peer routes' checks of
-/// who may push what during a hand-off), each with the time, on `clock`, it was replaced.
+/// who may push what during a hand-off), each with the time, on `clock`, it was replaced, and
+/// saves the former owners to `path` after every change, so a restart keeps them (issue 12:
+/// a node restarted after an account moved refused its former owner's late hand-off).
 async fn track_previous_membership(
     mut membership: watch::Receiver<Arc<Membership>>,
     previous: Arc<crate::swarm::PreviousMembership>,
     clock: Clock,
+    path: PathBuf,
     cancel: CancellationToken,
 ) {
     let mut current = membership.borrow_and_update().clone();
@@ -691,7 +729,16 @@ async fn track_previous_membership(
             }
         }
         let new = membership.borrow_and_update().clone();
-        previous.set(std::mem::replace(&mut current, new), clock());
+        let now = clock();
+        previous.set(std::mem::replace(&mut current, new), now);
+        let bytes = previous.snapshot(&current, now);
+        let path = path.clone();
+        // A few hundred KB on a production network, written once per change (minutes apart).
+        match crate::blocking::run(move || write_atomically(&path, &bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the former owners"),
+            Err(_) => tracing::warn!("cannot save the former owners: task failed"),
+        }
     }
 }
 

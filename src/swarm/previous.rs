@@ -7,10 +7,12 @@
 //!   owned which accounts, for the hand-off of a former owner that comes back late
 //!   ([`super::may_push`]; docs/simulation.md, finding 6).
 //!
-//! Pure: the time is a parameter (`now_ms`, from the node's clock), never read here. Kept in
-//! memory only: a node that restarts remembers no membership before its start, so it may
-//! refuse a late hand-off it would have admitted; the copy then reaches it from a swarm peer
-//! that did admit it (anti-entropy).
+//! Pure: the time is a parameter (`now_ms`, from the node's clock), never read here; the
+//! bytes of the durable form are built and parsed here ([`PreviousMembership::snapshot`],
+//! [`PreviousMembership::restore`]), and the node writes them to its data directory on every
+//! change, so a node that restarts still admits the late hand-off of a former owner. The
+//! whole memberships for swarm-peer rights are not kept across a restart: they matter only
+//! while views lag, seconds to minutes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -77,6 +79,26 @@ impl PreviousMembership {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The durable form of the former owners, with `current` recorded as if it stopped
+    /// being current at `now_ms`: after a restart the node cannot know how long it stayed
+    /// current, and the time it was last seen so is the conservative end (a former owner's
+    /// window is never longer than the truth).
+    pub fn snapshot(&self, current: &Membership, now_ms: i64) -> Vec<u8> {
+        let mut former = self.read().former.clone();
+        former.push(current, now_ms);
+        former.encode()
+    }
+
+    /// A memory restored from [`PreviousMembership::snapshot`]'s bytes (no whole memberships:
+    /// see the module documentation); `None` when they do not parse.
+    pub fn restore(bytes: &[u8]) -> Option<PreviousMembership> {
+        let former = FormerOwners::decode(bytes)?;
+        Some(PreviousMembership(RwLock::new(Remembered {
+            recent: Vec::new(),
+            former,
+        })))
+    }
+
     /// Records the snapshot that was current until now, `now_ms` (the node's clock): it
     /// stopped being current then.
     pub fn set(&self, m: Arc<Membership>, now_ms: i64) {
@@ -135,7 +157,7 @@ struct Run {
 /// a node that stays in its swarm is one run however many memberships go by, and a set of
 /// swarm ids is stored once while it does not change. Memberships are numbered in the order
 /// they were recorded.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct FormerOwners {
     /// The sequence number of `ended[0]`.
     first: u64,
@@ -228,6 +250,77 @@ impl FormerOwners {
         self.entries -= freed;
     }
 
+    /// The durable form: a version byte, then `first`, the ending times, the swarm-id sets
+    /// and each node's runs, as big-endian integers with u32 counts.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION];
+        let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+        out.extend_from_slice(&self.first.to_be_bytes());
+        out.extend_from_slice(&u32_of(self.ended.len()));
+        for e in &self.ended {
+            out.extend_from_slice(&e.to_be_bytes());
+        }
+        out.extend_from_slice(&u32_of(self.swarms.len()));
+        for (seq, ids) in &self.swarms {
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&u32_of(ids.len()));
+            for id in ids.iter() {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&u32_of(self.nodes.len()));
+        for (key, runs) in &self.nodes {
+            out.extend_from_slice(key);
+            out.extend_from_slice(&u32_of(runs.len()));
+            for r in runs {
+                for v in [r.from, r.to, r.swarm] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses [`FormerOwners::encode`]'s bytes; `None` for anything else, or for counts
+    /// beyond the caps (a damaged file must not make the node allocate without bound).
+    fn decode(b: &[u8]) -> Option<FormerOwners> {
+        let mut r = Reader(b);
+        if r.take(1)? != [FORMAT_VERSION] {
+            return None;
+        }
+        let mut f = FormerOwners {
+            first: r.u64()?,
+            ..FormerOwners::default()
+        };
+        let n = r.count(FORMER_OWNERS_MAX_MEMBERSHIPS + 1)?;
+        for _ in 0..n {
+            f.ended.push_back(r.u64()? as i64);
+        }
+        for _ in 0..r.count(FORMER_OWNERS_MAX_ENTRIES)? {
+            let seq = r.u64()?;
+            let ids: Vec<u64> = (0..r.count(FORMER_OWNERS_MAX_ENTRIES)?)
+                .map(|_| r.u64())
+                .collect::<Option<_>>()?;
+            f.entries += ids.len() + 1;
+            f.swarms.push_back((seq, ids.into()));
+        }
+        for _ in 0..r.count(FORMER_OWNERS_MAX_ENTRIES)? {
+            let key: [u8; 32] = r.take(32)?.try_into().ok()?;
+            let runs: Vec<Run> = (0..r.count(FORMER_OWNERS_MAX_ENTRIES)?)
+                .map(|_| {
+                    Some(Run {
+                        from: r.u64()?,
+                        to: r.u64()?,
+                        swarm: r.u64()?,
+                    })
+                })
+                .collect::<Option<_>>()?;
+            f.entries += runs.len();
+            f.nodes.insert(key, runs);
+        }
+        (r.0.is_empty() && f.entries <= 2 * FORMER_OWNERS_MAX_ENTRIES).then_some(f)
+    }
+
     /// The sequence number of the oldest membership still within the window at `now_ms`.
     fn live_from(&self, now_ms: i64) -> u64 {
         let i = self
@@ -269,6 +362,33 @@ impl FormerOwners {
                 .take_while(|(s, _)| *s <= r.to)
                 .any(|(_, ids)| nearest_swarm(ids, space) == Some(r.swarm))
         })
+    }
+}
+
+/// Version byte of [`FormerOwners::encode`].
+const FORMAT_VERSION: u8 = 1;
+
+/// A cursor over the durable form.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    /// A u32 count, refused above `max`.
+    fn count(&mut self, max: usize) -> Option<usize> {
+        let n = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
+        (n <= max).then_some(n)
     }
 }
 

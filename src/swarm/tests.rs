@@ -564,6 +564,62 @@ fn a_former_owner_six_changes_ago_may_hand_off() {
     ));
 }
 
+/// A node restarted after the account moved still admits the former owner's late hand-off:
+/// the durable form restores who owned what (the membership current at the write counts as
+/// ended then), and damaged bytes restore nothing.
+#[test]
+fn the_former_owners_survive_a_restart() {
+    let account = at(1 << 62);
+    let previous = PreviousMembership::default();
+    let owned = listing(1, &[(1, 1 << 63), (9, 1 << 62)]);
+    previous.set(Arc::new(owned), T);
+    let moved = listing(2, &[(1, 1 << 63), (9, SwarmId::UNASSIGNED.0)]);
+    let bytes = previous.snapshot(&moved, T + MINUTE);
+    let restored = PreviousMembership::restore(&bytes).expect("restore");
+    assert_eq!(restored.read().former_len(), 2);
+    assert_eq!(
+        restored.read().former_entries().0,
+        previous.read().former_entries().0 + 2
+    );
+    assert!(
+        restored.get().is_empty(),
+        "no swarm-peer rights survive a restart"
+    );
+    let now = listing(3, &[(1, 1 << 63), (9, 3 << 62)]);
+    let without = Membership::default();
+    let may = |p: &PreviousMembership| {
+        may_push(
+            &now,
+            &p.read(),
+            T + 2 * MINUTE,
+            &without,
+            &pk(1),
+            &pk(9),
+            &account,
+        )
+    };
+    assert!(may(&restored));
+    assert!(
+        !may(&PreviousMembership::default()),
+        "a fresh start forgets"
+    );
+    // The restored memory goes on recording.
+    let again = PreviousMembership::restore(&restored.snapshot(&moved, T + MINUTE)).expect("again");
+    assert_eq!(again.read().former_len(), 3);
+    for cut in [0, 1, 9, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            PreviousMembership::restore(&bytes[..cut]).is_none(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(PreviousMembership::restore(&longer).is_none());
+    let mut huge = bytes;
+    huge[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(PreviousMembership::restore(&huge).is_none());
+}
+
 /// The window runs from when the owner's last membership stopped being current: just inside
 /// it the former owner may push, from its end on not — even before any later change forgets
 /// the membership — and a later change then forgets it for good.

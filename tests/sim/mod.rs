@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::Digest as _;
 use snode::config::{Config, PeerTransport};
 use snode::keys::NodeKeys;
-use snode::node::{KEY_FILE, Node, NodeOptions, STORE_DIR};
+use snode::node::{FORMER_OWNERS_FILE, KEY_FILE, Node, NodeOptions, STORE_DIR};
 use snode::swarm::{Membership, NodeInfo, SwarmId};
 
 use directory::Directory;
@@ -658,6 +658,14 @@ impl World<'_, '_> {
                     match std::fs::remove_dir_all(self.dirs[*node].join(STORE_DIR)) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                             panic!("wipe store: {e}")
+                        }
+                        _ => {}
+                    }
+                    // The node's other state on that disk goes too (keys are kept: the
+                    // operator restores its identity, as the directory still lists it).
+                    match std::fs::remove_file(self.dirs[*node].join(FORMER_OWNERS_FILE)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            panic!("wipe former owners: {e}")
                         }
                         _ => {}
                     }
