@@ -26,7 +26,14 @@ async fn wait_all_hold(net: &TestNet, idx: &[usize], user: &User, want: &HashSet
         let addr = net.addr(i);
         wait_for(&format!("member {i} to converge"), CONVERGE, || {
             let (c, addr) = (c.clone(), addr.clone());
-            async move { (hashes_at(&c, &addr, user).await == *want).then_some(()) }
+            async move {
+                // A member just restarted answers 503 until the directory places it again.
+                let (status, _) = rpc(&c, &addr, "retrieve", user.retrieve_params(None)).await;
+                if status != 200 {
+                    return None;
+                }
+                (hashes_at(&c, &addr, user).await == *want).then_some(())
+            }
         })
         .await;
     }
