@@ -367,20 +367,72 @@ async fn anti_entropy_repairs_missing_data_and_spreads_deletions() {
             .len(),
         1
     );
-    let repaired: u64 = ["pushed", "pulled", "deleted_local", "deleted_remote"]
-        .iter()
-        .map(|k| {
-            a.metrics
-                .anti_entropy_repairs_total
-                .with_label_values(&[k])
-                .get()
-                + b.metrics
+    // A session counts its repairs when it ends, after the repairs themselves (and after the
+    // revocation comparison that closes it): poll for the count too.
+    let repaired = || -> u64 {
+        ["pushed", "pulled", "deleted_local", "deleted_remote"]
+            .iter()
+            .map(|k| {
+                a.metrics
                     .anti_entropy_repairs_total
                     .with_label_values(&[k])
                     .get()
+                    + b.metrics
+                        .anti_entropy_repairs_total
+                        .with_label_values(&[k])
+                        .get()
+            })
+            .sum()
+    };
+    eventually("two copies and one deletion counted", || repaired() >= 3).await;
+}
+
+/// Subaccount revocations reach the members that missed them (issue 12, finding 7): A and B
+/// each took requests the other never saw — A revoked token 1, B unrevoked it later and
+/// revoked token 2 — and anti-entropy leaves both on the latest operation of each token.
+/// When the account then moves to D's swarm, the hand-off gives D the states and A and B
+/// forget them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_converge_by_anti_entropy_and_follow_the_account() {
+    let user = User::new(5);
+    let mut a = Replica::new(51).await;
+    let mut b = Replica::new(52).await;
+    let mut d = Replica::new(53).await;
+    let (here, far) = (user.swarm(), user.swarm().wrapping_add(1 << 63));
+    place(&[&a, &b, &d], &[here, here, far]);
+    let (t1, t2) = ([1u8; 36], [2u8; 36]);
+    a.store
+        .revoke_subaccounts(&user.account, &[t1], now() - 10_000)
+        .expect("revoke");
+    b.store
+        .unrevoke_subaccounts(&user.account, &[t1], now() - 5_000)
+        .expect("unrevoke");
+    b.store
+        .revoke_subaccounts(&user.account, &[t2], now() - 5_000)
+        .expect("revoke");
+    a.serve();
+    b.serve();
+    d.serve();
+    let settled = |r: &Replica| {
+        !r.store.is_revoked(&user.account, &t1).expect("q")
+            && r.store.is_revoked(&user.account, &t2).expect("q")
+    };
+    eventually("A and B agree on the latest operations", || {
+        settled(&a) && settled(&b)
+    })
+    .await;
+    place(&[&a, &b, &d], &[far, far, here]);
+    eventually("D holds the states", || settled(&d)).await;
+    eventually("A and B let go of them", || {
+        [&a, &b].iter().all(|r| {
+            r.store
+                .revocations_page(None, 10)
+                .expect("page")
+                .0
+                .is_empty()
         })
-        .sum();
-    assert!(repaired >= 3, "two copies and one deletion, got {repaired}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

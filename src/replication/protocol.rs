@@ -219,6 +219,10 @@ pub struct RevocationsRequest {
 pub struct RevocationsResponse {
     /// States of the request of accounts the receiver's swarm owns (merged).
     pub accepted: usize,
+    /// Whether the receiver's digest differs from the request's (its states may be none:
+    /// the sender then pushes its own).
+    #[serde(default)]
+    pub differs: bool,
     /// The receiver's states, when the digests differ.
     #[serde(default)]
     pub revocations: Vec<RevocationEntry>,

@@ -71,6 +71,7 @@ pub(crate) fn answer(
 ) -> Result<RevocationsResponse, StoreError> {
     let mut resp = RevocationsResponse {
         accepted,
+        differs: false,
         revocations: Vec::new(),
         more: None,
     };
@@ -81,6 +82,7 @@ pub(crate) fn answer(
     if digest_revocations(&all) == theirs {
         return Ok(resp);
     }
+    resp.differs = true;
     let (page, more) = owned_page(store, m, ours, after, MAX_REVOCATIONS_PER_REQUEST)?;
     resp.revocations = page.iter().map(RevocationEntry::from_state).collect();
     resp.more = more.map(|a| a.to_hex());
@@ -143,10 +145,10 @@ impl Replicator {
                     });
                 }
             };
+            differed |= resp.differs;
             if resp.revocations.is_empty() && resp.more.is_none() {
                 break;
             }
-            differed = true;
             let latest = self
                 .now()
                 .saturating_add(crate::peer::auth::PEER_TOLERANCE_MS);
