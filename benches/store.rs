@@ -38,12 +38,23 @@ fn tempdir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// The store as a node opens it by default; `SNODE_BENCH_CACHE_MIB` and
+/// `SNODE_BENCH_MEMTABLE_MIB` override the block cache and the memtable budget (`[storage]
+/// cache_bytes`, `memtable_bytes`), to measure what the memory budget costs.
 fn open(dir: &tempfile::TempDir) -> Store {
+    let mib = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|m| m << 20)
+    };
+    let d = StoreOptions::default();
     Store::open(
         dir.path(),
         StoreOptions {
             max_bytes: 100 << 30,
-            ..Default::default()
+            cache_bytes: mib("SNODE_BENCH_CACHE_MIB").unwrap_or(d.cache_bytes),
+            memtable_bytes: mib("SNODE_BENCH_MEMTABLE_MIB").unwrap_or(d.memtable_bytes),
         },
     )
     .expect("open store")
