@@ -8,8 +8,8 @@
 //! Owns the three ways token states travel on `/snode/v1/revocations`
 //! (`protocol::RevocationsRequest`): the anti-entropy step (send a digest of our swarm's
 //! states; when the peer's differ, pull its pages, merge, then push ours), the hand-off step
-//! (a foreign account's states to every member of its owning swarm, dropped here once all
-//! took them), and the answer to both. Merging is the store's (`Store::merge_revocations`:
+//! (a foreign account's states to every member of its owning swarm, kept here: see
+//! `handoff_revocations`), and the answer to both. Merging is the store's (`Store::merge_revocations`:
 //! the later signed time wins, as for the client's own requests). Must not touch messages.
 //!
 //! Trust: a member's states are taken without the client's signature, as its messages and
@@ -183,8 +183,8 @@ impl Replicator {
     }
 
     /// The hand-off step: sends the token states of accounts our swarm no longer owns to
-    /// every member of their owning swarm and forgets them here once all took them (the
-    /// receiver syncs its WAL before answering). Returns whether everything was handed off.
+    /// every member of their owning swarm (the receiver syncs its WAL before answering).
+    /// Returns whether every owner took them all.
     pub(crate) async fn handoff_revocations(
         &self,
         m: &Membership,
@@ -231,23 +231,13 @@ impl Replicator {
                         .into_iter()
                         .all(|r| matches!(r, Ok(true)));
                 }
-                if !took {
-                    complete = false;
-                    continue;
-                }
-                // What the newest membership gives back to us stays.
-                let latest = self.snapshot();
-                let ours_now = latest.swarm_of(&self.inner.me);
-                let mut gone: Vec<AccountId> = states
-                    .iter()
-                    .map(|s| s.account)
-                    .filter(|a| latest.swarm_for(a) != ours_now)
-                    .collect();
-                gone.dedup();
-                self.blocking("drop handed-off revocations", move |s| {
-                    s.drop_revocations(&gone)
-                })
-                .await?;
+                // Kept here even when every owner took them, unlike handed-off messages: a
+                // member that leaves the account's swarm and comes back must still refuse the
+                // tokens it acknowledged as revoked (seed 400357: dropped, it admitted one
+                // again before its first anti-entropy session). A few bytes per token; a late
+                // push of an old state changes nothing at the owners (the later signed time
+                // wins) and is refused once our ownership ended 31 days ago.
+                complete &= took;
             }
             match next {
                 Some(n) => after = Some(n),

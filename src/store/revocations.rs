@@ -246,21 +246,6 @@ impl Store {
         Ok((out, next))
     }
 
-    /// Forgets every token state of `accounts` (handed off to their new owners).
-    pub fn drop_revocations(&self, accounts: &[AccountId]) -> Result<(), StoreError> {
-        let cf = self.inner.cf(CF_REVOCATIONS)?;
-        for account in accounts {
-            let _g = self.inner.lock(account);
-            let prefix = account.to_bytes();
-            let mut batch = WriteBatch::default();
-            if let Some(end) = keys::prefix_end(&prefix) {
-                batch.delete_range_cf(cf, &prefix[..], &end[..]);
-            }
-            self.inner.write(batch, "drop revocations")?;
-        }
-        Ok(())
-    }
-
     /// `account`'s revoked tokens, in token order.
     pub fn revoked_subaccounts(&self, account: &AccountId) -> Result<Vec<[u8; 36]>, StoreError> {
         Ok(self
@@ -443,10 +428,6 @@ mod tests {
         assert_eq!(next, Some(a));
         let (p2, next) = s.revocations_page(next.as_ref(), 1).expect("page");
         assert_eq!((p2, next), (vec![st(b, 3, NOW, true)], None));
-
-        s.drop_revocations(&[a]).expect("drop");
-        assert!(!s.is_revoked(&a, &token(1)).expect("q"));
-        assert!(s.is_revoked(&b, &token(3)).expect("q"));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - I3 no expired message: no answer returns a message whose expiry is at or before the
 //!   answering node's clock when the request was sent; and at the final check every member
 //!   reports each message with an expiry the acknowledged `expire` requests allow: not past
-//!   an acknowledged shortening, not short of an acknowledged extension.
+//!   an acknowledged shortening, not short of an acknowledged extension (unless every member
+//!   that applied it lost its disk since, as for a store).
 //! - I4 convergence: at the final check (the last fault healed `CONVERGE` before), every
 //!   live member of a swarm returns the same set of unexpired messages of each account.
 //! - I6 paging: a full `last_hash` paging of one node never returns a message twice.
@@ -53,6 +54,8 @@ pub struct Acked {
     pub last_expire_stamp_ms: Option<i64>,
     /// The latest acknowledged extension (its floor lowered by the shortenings after it).
     pub extension: Option<Extension>,
+    /// The latest acknowledged shortening (its ceiling raised by the extensions after it).
+    pub shortening: Option<Shortening>,
 }
 
 /// An acknowledged extension and who applied it: only those members hold it until it spreads
@@ -76,6 +79,16 @@ pub struct Revocation {
     pub acked: bool,
     /// node → simulated ms of the request and of its answer, for each acknowledging member.
     pub by: BTreeMap<usize, (i64, i64)>,
+}
+
+/// An acknowledged shortening and who applied it: the counterpart of [`Extension`].
+pub struct Shortening {
+    /// The latest expiry the message could have had before it (raised by later extensions).
+    pub hi_before_ms: i64,
+    /// The members whose answer listed the message as updated or unchanged.
+    pub appliers: Vec<usize>,
+    /// Simulated ms of the request.
+    pub at_ms: i64,
 }
 
 /// Everything the checker knows.
@@ -145,7 +158,7 @@ impl Model {
             (false, true) => {
                 a.extension = Some(Extension {
                     lo_before_ms: a.expiry_ms,
-                    appliers,
+                    appliers: appliers.clone(),
                     at_ms,
                 });
             }
@@ -156,6 +169,23 @@ impl Model {
                 }
             }
             (false, false) => {}
+        }
+        // The same for a shortening, the other way round (seed 400272: its only applier lost
+        // its disk, and the forwards it had queued with it).
+        match (shorten, acked) {
+            (true, true) => {
+                a.shortening = Some(Shortening {
+                    hi_before_ms: a.expiry_hi_ms,
+                    appliers,
+                    at_ms,
+                });
+            }
+            (false, _) => {
+                if let Some(x) = &mut a.shortening {
+                    x.hi_before_ms = x.hi_before_ms.max(expiry_ms);
+                }
+            }
+            (true, false) => {}
         }
         self.expires_acked += u64::from(acked);
         let before = (a.expiry_ms, a.expiry_hi_ms);
@@ -319,6 +349,20 @@ impl Model {
         }
     }
 
+    /// The latest expiry `a` may have at the final check: its bound, or the one before its
+    /// last shortening if every member that applied the shortening lost its disk since.
+    fn ceiling(&self, a: &Acked) -> i64 {
+        match &a.shortening {
+            Some(x)
+                if !x.appliers.is_empty()
+                    && x.appliers.iter().all(|n| self.lost_disk_since(*n, x.at_ms)) =>
+            {
+                a.expiry_hi_ms.max(x.hi_before_ms)
+            }
+            _ => a.expiry_hi_ms,
+        }
+    }
+
     /// Whether node `n` lost its disk at or after `since_ms`.
     fn lost_disk_since(&self, n: usize, since_ms: i64) -> bool {
         self.disk_lost
@@ -408,7 +452,7 @@ impl Model {
                 if self.lost_with_disks(a) || self.deleted.contains_key(h) {
                     continue;
                 }
-                if *e > a.expiry_hi_ms {
+                if *e > self.ceiling(a) {
                     found.push(format!(
                         "I3 expiry: n{n} reports {}… of a{account} expiring at {e}, after its acknowledged shortening to {}",
                         &h[..8],

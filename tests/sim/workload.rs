@@ -104,6 +104,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                 holders,
                 last_expire_stamp_ms: None,
                 extension: None,
+                shortening: None,
             },
         );
         return;
@@ -126,6 +127,7 @@ async fn store(w: &Shared, rng: &mut ChaCha8Rng, a: usize, entry: usize, forge: 
                     holders,
                     last_expire_stamp_ms: None,
                     extension: None,
+                    shortening: None,
                 },
             );
         }
