@@ -34,17 +34,14 @@ use super::{BULK_TIMEOUT, ReplicationError, Replicator};
 /// Pages pulled from one peer in one anti-entropy session.
 const MAX_PULLED_PAGES: usize = 8;
 
-/// The states of accounts swarm `ours` owns in `m`, whole accounts in account order after
-/// `after`, until at least `limit` are listed or [`MAX_REVOCATIONS_SCANNED`] were read; with
-/// the account to resume after when more may follow.
-pub(crate) fn owned_page(
+/// The states of accounts swarm `ours` owns in `m`, in account order, as far as the first
+/// [`MAX_REVOCATIONS_SCANNED`] states read: what both sides of a comparison digest and list.
+pub(crate) fn owned_states(
     store: &Store,
     m: &Membership,
     ours: SwarmId,
-    after: Option<&AccountId>,
-    limit: usize,
-) -> Result<(Vec<RevocationState>, Option<AccountId>), StoreError> {
-    let (mut out, mut cursor, mut scanned) = (Vec::new(), after.copied(), 0usize);
+) -> Result<Vec<RevocationState>, StoreError> {
+    let (mut out, mut cursor, mut scanned) = (Vec::new(), None, 0usize);
     loop {
         let (page, next) = store.revocations_page(cursor.as_ref(), MAX_REVOCATIONS_PER_REQUEST)?;
         scanned += page.len();
@@ -53,14 +50,16 @@ pub(crate) fn owned_page(
                 .filter(|s| m.swarm_for(&s.account) == Some(ours)),
         );
         match next {
-            Some(n) if out.len() < limit && scanned < MAX_REVOCATIONS_SCANNED => cursor = Some(n),
-            next => return Ok((out, next)),
+            Some(n) if scanned < MAX_REVOCATIONS_SCANNED => cursor = Some(n),
+            _ => return Ok(out),
         }
     }
 }
 
 /// The answer to a `/snode/v1/revocations` request once its states are merged: with a digest
-/// that differs from ours, a page of our swarm's states after `after`.
+/// that differs from ours, a page of our swarm's states after `after`. One read of our
+/// states serves the comparison and the page; a page holds whole accounts (at most 250
+/// states each) and never more than a request may carry, so the asker can take it.
 pub(crate) fn answer(
     store: &Store,
     m: &Membership,
@@ -78,14 +77,24 @@ pub(crate) fn answer(
     let (Some(theirs), Some(ours)) = (digest, ours) else {
         return Ok(resp);
     };
-    let (all, _) = owned_page(store, m, ours, None, MAX_REVOCATIONS_SCANNED)?;
+    let all = owned_states(store, m, ours)?;
     if digest_revocations(&all) == theirs {
         return Ok(resp);
     }
     resp.differs = true;
-    let (page, more) = owned_page(store, m, ours, after, MAX_REVOCATIONS_PER_REQUEST)?;
-    resp.revocations = page.iter().map(RevocationEntry::from_state).collect();
-    resp.more = more.map(|a| a.to_hex());
+    let start = after.map_or(0, |a| all.partition_point(|s| s.account <= *a));
+    let rest = &all[start..];
+    let mut end = rest.len().min(MAX_REVOCATIONS_PER_REQUEST);
+    while end > 0 && end < rest.len() && rest[end].account == rest[end - 1].account {
+        end -= 1;
+    }
+    resp.revocations = rest[..end]
+        .iter()
+        .map(RevocationEntry::from_state)
+        .collect();
+    if end < rest.len() {
+        resp.more = rest[..end].last().map(|s| s.account.to_hex());
+    }
     Ok(resp)
 }
 
@@ -120,10 +129,8 @@ impl Replicator {
         peer: &NodeInfo,
     ) -> Result<usize, ReplicationError> {
         let mm = m.clone();
-        let (mine, _) = self
-            .blocking("list revocations", move |s| {
-                owned_page(s, &mm, ours, None, MAX_REVOCATIONS_SCANNED)
-            })
+        let mine = self
+            .blocking("list revocations", move |s| owned_states(s, &mm, ours))
             .await?;
         let digest = digest_revocations(&mine);
         let (mut after, mut merged, mut differed) = (None, 0, false);
@@ -258,6 +265,52 @@ mod tests {
             at,
             revoked: true,
         }
+    }
+
+    /// 3,000 states in 20 accounts of 150: pages of whole accounts, none larger than a request
+    /// may carry, resumable, and nothing when the digests agree.
+    #[test]
+    fn answers_page_whole_accounts_within_the_request_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), crate::store::StoreOptions::default()).expect("open");
+        let node = crate::swarm::NodeInfo {
+            pubkey_ed25519: [1; 32],
+            pubkey_x25519: [2; 32],
+            ip: std::net::Ipv4Addr::LOCALHOST,
+            https_port: 1,
+            omq_port: 0,
+            swarm_id: SwarmId(7),
+            version: [2, 11, 0],
+        };
+        let m = Membership::new(1, "0".repeat(64), vec![node]);
+        let states: Vec<RevocationState> = (0..20u8)
+            .flat_map(|a| {
+                (0..150u8).map(move |t| RevocationState {
+                    account: AccountId {
+                        kind: 0x05,
+                        key: [a; 32],
+                    },
+                    token: [t; 36],
+                    at_ms: 1,
+                    // Unrevocation markers: an account keeps up to 200 (revoked tokens: 50).
+                    revoked: false,
+                })
+            })
+            .collect();
+        store.merge_revocations(&states).expect("merge");
+        let ours = Some(SwarmId(7));
+        let first = answer(&store, &m, ours, Some("00"), None, 0).expect("answer");
+        assert!(first.differs);
+        // 13 whole accounts: the 14th would pass the request bound.
+        assert_eq!(first.revocations.len(), 1_950);
+        let after = AccountId::from_hex(first.more.as_deref().expect("more")).expect("hex");
+        assert_eq!(after.key, [12; 32]);
+        let second = answer(&store, &m, ours, Some("00"), Some(&after), 0).expect("answer");
+        assert_eq!((second.revocations.len(), second.more), (1_050, None));
+        let all = owned_states(&store, &m, SwarmId(7)).expect("states");
+        let same = digest_revocations(&all);
+        let quiet = answer(&store, &m, ours, Some(&same), None, 0).expect("answer");
+        assert!(!quiet.differs && quiet.revocations.is_empty());
     }
 
     #[test]
