@@ -44,6 +44,9 @@ pub async fn follow_directory(
     cancel: CancellationToken,
 ) {
     let mut last_hash: Option<String> = None;
+    // The height of the last listing published in this run: a jump past it is read back
+    // (`read_skipped`). None at start: a restarted node does not read back its downtime.
+    let mut last_height: Option<u64> = None;
     // Logged on change only (docs/logging.md): a directory that is down for an hour is one
     // warning and one "registered" line, not 720 warnings.
     let mut registered: Option<bool> = None;
@@ -78,9 +81,15 @@ pub async fn follow_directory(
             }
         }
         match client.get_service_nodes(last_hash.as_deref()).await {
-            Ok(Some(m)) => {
+            Ok(Some(mut m)) => {
                 let changed = tx.borrow().block_hash != m.block_hash;
                 if changed {
+                    if let Some(last) = last_height
+                        && m.height > last.saturating_add(1)
+                    {
+                        m.passed = read_skipped(&client, last, m.height).await;
+                    }
+                    last_height = Some(m.height);
                     let swarm = m.swarm_of(&me.pubkey_ed25519);
                     let swarm_hex = swarm.map(|s| format!("{:016x}", s.0));
                     // A change of our own swarm is a lifecycle event; the rest of the network
@@ -98,6 +107,35 @@ pub async fn follow_directory(
             Err(e) => tracing::debug!(error = %crate::error::chain(&e), "membership poll failed"),
         }
     }
+}
+
+/// The most skipped heights read back after one poll: a node that missed more (cut off from
+/// the directory for a long time) reads back the latest ones only. Each is one request, and
+/// most polls skip none.
+pub const MAX_SKIPPED_READ: u64 = 16;
+
+/// The listings the directory served after height `last` and before `now` (at most
+/// [`MAX_SKIPPED_READ`], the latest), oldest first. A height the directory did not keep is
+/// left out (it was replaced within one change, so no node acted on it, or is too old); the
+/// first failure ends the reading (what was read is kept). Why: a node that owned an account
+/// only between two of our polls must still be known to us as a former owner, or its
+/// hand-off of what it alone took is refused (docs/simulation.md, finding 8).
+pub async fn read_skipped(client: &DirectoryClient, last: u64, now: u64) -> Vec<Arc<Membership>> {
+    let first = last
+        .saturating_add(1)
+        .max(now.saturating_sub(MAX_SKIPPED_READ));
+    let mut out = Vec::new();
+    for height in first..now {
+        match client.get_service_nodes_at(height).await {
+            Ok(Some(m)) => out.push(Arc::new(m)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %crate::error::chain(&e), height, "cannot read back a skipped listing");
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Whether a peer passes both reachability tests.

@@ -730,7 +730,19 @@ async fn track_previous_membership(
         }
         let new = membership.borrow_and_update().clone();
         let now = clock();
-        previous.set(std::mem::replace(&mut current, new), now);
+        let old = std::mem::replace(&mut current, new);
+        let old_height = old.height;
+        previous.set(old, now);
+        // The listings the follower read back between the two, in order: each stopped being
+        // current before now, which the memory takes as their end (a former owner's window
+        // is then seconds longer than the truth, within the window's extra day).
+        for passed in current
+            .passed
+            .iter()
+            .filter(|m| m.height > old_height && m.height < current.height)
+        {
+            previous.set(passed.clone(), now);
+        }
         let bytes = previous.snapshot(&current, now);
         let path = path.clone();
         // A few hundred KB on a production network, written once per change (minutes apart).
@@ -889,4 +901,71 @@ pub fn data_paths(dir: &Path) -> [PathBuf; 3] {
         dir.join(TLS_CERT_FILE),
         dir.join(TLS_KEY_FILE),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(key: u8, swarm: u64) -> NodeInfo {
+        NodeInfo {
+            pubkey_ed25519: [key; 32],
+            pubkey_x25519: [key; 32],
+            ip: std::net::Ipv4Addr::LOCALHOST,
+            https_port: 1,
+            omq_port: 0,
+            swarm_id: SwarmId(swarm),
+            version: [2, 8, 0],
+        }
+    }
+
+    fn listing(height: u64, nodes: Vec<NodeInfo>) -> Membership {
+        Membership::new(height, format!("{height:064x}"), nodes)
+    }
+
+    /// A node that was in our swarm only at a height our polls skipped (read back by the
+    /// follower into `passed`) is remembered as a former owner; a "passed" listing outside
+    /// the two heights is not taken.
+    #[tokio::test]
+    async fn listings_read_back_are_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = watch::channel(Arc::new(listing(1, vec![node(1, 7), node(2, 7)])));
+        let previous = Arc::new(crate::swarm::PreviousMembership::default());
+        let cancel = CancellationToken::new();
+        let now = 1_000_000;
+        let task = tokio::spawn(track_previous_membership(
+            rx,
+            previous.clone(),
+            clock::fixed(now),
+            dir.path().join(FORMER_OWNERS_FILE),
+            cancel.clone(),
+        ));
+        // Let the tracker take height 1 as current (this runtime has one thread: it runs now
+        // and waits for a change).
+        tokio::task::yield_now().await;
+        let mut next = listing(3, vec![node(1, 7), node(2, 7)]);
+        next.passed = vec![
+            Arc::new(listing(2, vec![node(1, 7), node(2, 7), node(3, 7)])),
+            // Not between 1 and 3: ignored.
+            Arc::new(listing(5, vec![node(1, 7), node(4, 7)])),
+        ];
+        tx.send_replace(Arc::new(next));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let recorded = previous.read().former_len();
+            if recorded >= 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not recorded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        {
+            let remembered = previous.read();
+            assert_eq!(remembered.former_len(), 2, "height 1, then height 2");
+            assert!(remembered.owned_within_window(&[3; 32], 7, now));
+            assert!(!remembered.owned_within_window(&[4; 32], 7, now));
+        }
+        cancel.cancel();
+        task.await.expect("tracker");
+    }
 }

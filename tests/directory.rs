@@ -341,3 +341,33 @@ async fn bad_input_is_refused_and_bodies_are_bounded() {
     assert_eq!(rpc["error"]["code"], -32601);
     d.shutdown().await;
 }
+
+/// A node whose polls skipped heights reads back the listings served in between (oldest
+/// first, the latest `MAX_SKIPPED_READ` at most), each as it was served; heights the
+/// directory never served or no longer keeps are left out.
+#[tokio::test]
+async fn skipped_heights_are_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), Admission::Open, Duration::from_secs(3600)).await;
+    let c = DirectoryClient::new(&d.url()).unwrap();
+    let keys = register_many(&c, 6).await;
+    let now = c.get_service_nodes(None).await.unwrap().unwrap().height;
+    let read = snode::network::read_skipped(&c, now - 5, now).await;
+    let heights: Vec<u64> = read.iter().map(|m| m.height).collect();
+    assert_eq!(heights, (now - 4..now).collect::<Vec<_>>());
+    for m in &read {
+        // Height `now - k` listed the first `6 - k` nodes.
+        let listed = usize::try_from(6 - (now - m.height)).unwrap();
+        assert_eq!(m.nodes.len(), listed, "height {}", m.height);
+        assert!(m.node(&keys[listed - 1].pubkey_ed25519()).is_some());
+        assert_eq!(
+            **m,
+            c.get_service_nodes_at(m.height).await.unwrap().unwrap()
+        );
+    }
+    // Never more than the bound, and nothing for heights not served.
+    let far = now + 3 * snode::network::MAX_SKIPPED_READ;
+    assert!(snode::network::read_skipped(&c, now, far).await.is_empty());
+    assert!(c.get_service_nodes_at(now + 1).await.unwrap().is_none());
+    d.shutdown().await;
+}

@@ -761,6 +761,61 @@ async fn only_swarm_peers_and_previous_owners_may_push_or_forward() {
     assert!(r.store.is_revoked(&user.account, &other).expect("q"));
 }
 
+/// A node that owned the account only long ago (more membership changes ago than swarm-peer
+/// rights last) retries a client's request it queued then: admitted, as its hand-off is; the
+/// same request as a first forward, or retried by a node that never owned the account, is
+/// refused. Without it, a delete taken only by a node that owned the account briefly was lost
+/// (docs/simulation.md, finding 8).
+#[tokio::test]
+async fn a_former_owners_retry_is_admitted_and_a_strangers_is_not() {
+    let mut r = Replica::new(49).await;
+    let stranger = Replica::new(50).await;
+    let former = Replica::new(51).await;
+    let user = User::new(14);
+    let here = user.swarm();
+    let far = here ^ (1 << 63);
+    place(&[&r, &former], &[here, here]);
+    // Enough changes since that `former` is no longer a recent swarm peer.
+    for _ in 0..=snode::swarm::PREVIOUS_KEPT {
+        place(&[&r, &stranger, &former], &[here, far, far]);
+    }
+    r.serve();
+    let target = r.info(here);
+    let (hash, _) = user.store(&r, b"deleted through a former owner").await;
+    let sig = STANDARD.encode(user.sk.sign(format!("delete{hash}").as_bytes()).to_bytes());
+    let params = json!({"pubkey": user.account.to_hex(),
+                        "pubkey_ed25519": hex::encode(user.sk.verifying_key().to_bytes()),
+                        "messages": [hash], "signature": sig});
+    let body = |retry: bool| {
+        let mut b = json!({"method": "delete", "params": params, "accepted_at": now()});
+        if retry {
+            b["retry"] = json!(true);
+        }
+        b.to_string().into_bytes()
+    };
+    // The stranger's retry and the former owner's first forward delete nothing; then the
+    // former owner's retry applies.
+    for (from, retry, status, left) in [
+        (&stranger, true, 403, 1),
+        (&former, false, 403, 1),
+        (&former, true, 200, 0),
+    ] {
+        let answer = from
+            .state
+            .peers
+            .post(
+                &target,
+                snode::peer::PATH_STORAGE_CC,
+                body(retry),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("an authenticated answer");
+        assert_eq!(answer.status, status, "retry {retry}: {:?}", answer.body);
+        assert_eq!(r.store.stats().messages, left, "retry {retry}");
+    }
+}
+
 /// A swarm peer that missed a client's `expire … shorten` pushes its copy with the old,
 /// longer expiry (a hand-off or anti-entropy repair), or with a history that leaves the
 /// shortening out and sets a longer expiry before it: the shortened expiry stands — a peer's

@@ -214,11 +214,39 @@ fn not_swarm_peer(state: &AppState, sender: &[u8; 32]) -> Option<Reply> {
 
 async fn storage_cc(state: &AppState, call: &PeerCall<'_>) -> Reply {
     // Forwards come from the entry node, a member of the account's swarm, which is ours (or
-    // the request is answered 421 anyway). Anyone else is refused before any work.
-    if let Some(refused) = not_swarm_peer(state, &call.sender) {
+    // the request is answered 421 anyway). Anyone else is refused before any work, but for
+    // a former owner's retry.
+    if let Some(refused) = not_swarm_peer(state, &call.sender)
+        && !is_former_owners_retry(state, &call.sender, &call.body)
+    {
         return refused;
     }
     forwarded(state, &call.body).await
+}
+
+/// Whether `body` is a retried forward (`"retry": true`) about an account `sender` may push
+/// (`may_push_all`: it owned the account in a membership we remember). The entry node queued
+/// it while the account was its swarm's; when the account moved before we took it, refusing
+/// it would lose a request the client was told succeeded, possibly held by that node alone
+/// (docs/simulation.md, finding 8). It grants nothing the node's hand-off may not already
+/// do, and the request still needs the client's signature wherever the method does.
+fn is_former_owners_retry(state: &AppState, sender: &[u8; 32], body: &[u8]) -> bool {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    if req.get("retry") != Some(&Value::Bool(true)) {
+        return false;
+    }
+    let pubkey = req
+        .get("params")
+        .and_then(|p| p.get("pubkey").or_else(|| p.get("pubKey")))
+        .and_then(Value::as_str);
+    let Some(Ok(account)) = pubkey.map(|pk| crate::rpc::parse_account(pk, state.rpc.testnet))
+    else {
+        return false;
+    };
+    let membership = state.rpc.membership.borrow().clone();
+    may_push_all(state, &membership, sender, std::iter::once(&account))
 }
 
 /// A batch of forwards from one peer (`peer::batch`): the sender is checked once, then each

@@ -362,6 +362,30 @@ impl DirectoryClient {
         })
     }
 
+    /// The listing the directory served at `height` (`rpc`'s extension); `None` when it did
+    /// not keep it (never served, or too old) or ignores the parameter (it answered another
+    /// height: an oxend, or an older directory).
+    pub async fn get_service_nodes_at(
+        &self,
+        height: u64,
+    ) -> Result<Option<Membership>, DirectoryClientError> {
+        let params = json!({"active_only": false, "fields": NODE_FIELDS, "height": height});
+        let result = match self.rpc("get_service_nodes", params).await {
+            Ok(r) => r,
+            Err(DirectoryClientError::Rpc { message, .. })
+                if message == super::rpc::HEIGHT_NOT_KEPT =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let listing = parse_listing(&result).map_err(|why| DirectoryClientError::Response {
+            url: format!("{}/json_rpc", self.base),
+            why,
+        })?;
+        Ok(listing.filter(|m| m.height == height))
+    }
+
     /// `limit` random nodes (all if `limit` ≤ 0), as clients seed their node pool.
     pub async fn get_n_service_nodes(
         &self,

@@ -6,6 +6,12 @@
 //! of storage-server.md 3.1 and clients.md 1.1–1.2. Pure: reads a `Membership` snapshot, and
 //! takes the randomness of `limit` as a parameter. Must not change state.
 //!
+//! snode's one extension: `get_service_nodes` with `"height": N` answers the listing the
+//! directory served at height N, if it kept it (`server::LISTINGS_KEPT`), or the error
+//! `height not kept`. A node whose polls skipped heights reads them back, so it knows every
+//! node that owned an account it holds (the hand-off admission of `swarm::may_push`;
+//! docs/simulation.md, finding 8). oxend has no such parameter and ignores it.
+//!
 //! As oxend: `limit > 0` returns that many nodes chosen at random, in random order (clients
 //! seed their pool from it); `limit < 0` returns all nodes shuffled; no limit (or 0) returns
 //! all nodes in pubkey order. A decommissioned node is listed with `active: false` and
@@ -15,7 +21,11 @@ use crate::swarm::{Membership, NodeInfo};
 use rand::Rng;
 use rand::seq::SliceRandom as _;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// The error of a `height` the directory did not keep (never served, or too old).
+pub const HEIGHT_NOT_KEPT: &str = "height not kept";
 
 /// The hardfork version reported (19: what Session clients and storage servers expect).
 pub const HARDFORK: u64 = 19;
@@ -47,8 +57,14 @@ pub const NODE_FIELDS: &[&str] = &[
 ];
 
 /// Handles one `/json_rpc` body and returns the response body (always a JSON-RPC response;
-/// errors are in-band as oxend's, with HTTP 200).
-pub fn handle(body: &[u8], membership: &Membership, rng: &mut impl Rng) -> Value {
+/// errors are in-band as oxend's, with HTTP 200). `membership` is the current listing,
+/// `before` the ones served before it (any order), for the `height` parameter.
+pub fn handle(
+    body: &[u8],
+    membership: &Membership,
+    before: &VecDeque<Arc<Membership>>,
+    rng: &mut impl Rng,
+) -> Value {
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return error(Value::Null, PARSE_ERROR, "Parse error"),
@@ -68,7 +84,19 @@ pub fn handle(body: &[u8], membership: &Membership, rng: &mut impl Rng) -> Value
     };
     match method {
         "get_service_nodes" | "get_n_service_nodes" => {
-            match service_nodes(params, membership, rng) {
+            let listing = match params.get("height") {
+                None | Some(Value::Null) => Some(membership),
+                Some(h) => match h.as_u64() {
+                    None => return error(id, INVALID_PARAMS, "height must be an integer"),
+                    Some(h) => std::iter::once(membership)
+                        .chain(before.iter().map(|m| &**m))
+                        .find(|m| m.height == h),
+                },
+            };
+            let Some(listing) = listing else {
+                return error(id, INVALID_PARAMS, HEIGHT_NOT_KEPT);
+            };
+            match service_nodes(params, listing, rng) {
                 Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
                 Err(why) => error(id, INVALID_PARAMS, why),
             }

@@ -215,8 +215,9 @@ impl Drop for DirectoryHandle {
 struct Shared {
     /// The registry; taken only on blocking threads (it is held while saving).
     registry: Mutex<Registry>,
-    /// What `/json_rpc` serves; replaced after each saved change.
-    snapshot: RwLock<Arc<Membership>>,
+    /// What `/json_rpc` serves: the current listing, then the ones served before it, newest
+    /// first (at most [`LISTINGS_KEPT`]); replaced after each saved change.
+    snapshot: RwLock<Served>,
     /// `directory.json`.
     path: PathBuf,
     /// Saves of `directory.json` so far.
@@ -228,6 +229,36 @@ struct Shared {
     clock: Clock,
     /// What `/json_rpc` samples with. std Mutex: held for one answer, never across an await.
     rng: Mutex<StdRng>,
+}
+
+/// How many listings served before the current one are kept, so a node whose polls
+/// skipped a height can still read who owned what then (`rpc`'s `height` parameter):
+/// about an hour of oxend's 2-minute blocks, a few MB at 2,000 nodes. Listings are kept as
+/// served, not per height: a height made and replaced within one change (a decommission pass
+/// commits one per node) was never served, so no node acted on it.
+pub const LISTINGS_KEPT: usize = 32;
+
+/// The current listing and the ones served before it, newest first. Cloning copies Arcs.
+#[derive(Clone)]
+struct Served {
+    current: Arc<Membership>,
+    before: std::collections::VecDeque<Arc<Membership>>,
+}
+
+impl Served {
+    fn new(current: Arc<Membership>) -> Self {
+        Served {
+            current,
+            before: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Serves `listing` from now on; the current one joins the history.
+    fn install(&mut self, listing: Arc<Membership>) {
+        let old = std::mem::replace(&mut self.current, listing);
+        self.before.push_front(old);
+        self.before.truncate(LISTINGS_KEPT);
+    }
 }
 
 /// The buckets of `DirectoryLimits`.
@@ -283,8 +314,9 @@ impl Shared {
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
         if effect.new_block {
-            let snapshot = Arc::new(next.membership());
-            *self.snapshot.write().map_err(|_| MutateError::Internal)? = snapshot;
+            let listing = Arc::new(next.membership());
+            let mut served = self.snapshot.write().map_err(|_| MutateError::Internal)?;
+            served.install(listing);
         }
         *reg = next;
         Ok(out)
@@ -295,9 +327,9 @@ impl Shared {
         (self.clock)()
     }
 
-    /// The current listing.
-    fn snapshot(&self) -> Option<Arc<Membership>> {
-        self.snapshot.read().ok().map(|s| Arc::clone(&s))
+    /// The current listing and the ones served before it (`rpc::handle`'s `height`).
+    fn snapshot(&self) -> Option<Served> {
+        self.snapshot.read().ok().map(|s| s.clone())
     }
 
     /// Whether one more request counted in `which` is within its limit (it takes a token).
@@ -331,7 +363,7 @@ fn shared_state(
         None => StdRng::from_entropy(),
     };
     Arc::new(Shared {
-        snapshot: RwLock::new(Arc::new(registry.membership())),
+        snapshot: RwLock::new(Served::new(Arc::new(registry.membership()))),
         registry: Mutex::new(registry),
         path,
         writes: AtomicU64::new(0),
@@ -541,7 +573,10 @@ async fn json_rpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         // Only a generator's state: a panic elsewhere cannot leave it inconsistent.
         Err(poisoned) => poisoned.into_inner(),
     };
-    reply(StatusCode::OK, rpc::handle(&body, &snapshot, &mut *rng))
+    reply(
+        StatusCode::OK,
+        rpc::handle(&body, &snapshot.current, &snapshot.before, &mut *rng),
+    )
 }
 
 /// 429 for a request over `limit`. The text names the limit, never the address or key.

@@ -17,6 +17,8 @@ mod delete;
 mod expire;
 mod info;
 mod params;
+
+pub(crate) use params::parse_account;
 mod recursive;
 mod retrieve;
 mod store;

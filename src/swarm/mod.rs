@@ -77,6 +77,12 @@ pub struct Membership {
     pub nodes: Vec<NodeInfo>,
     /// Ids of the active swarms, sorted and distinct; derived from `nodes` by `new`.
     swarm_ids: Vec<u64>,
+    /// The listings between the one published before this one and this one, oldest first,
+    /// when the directory follower read back heights its polls skipped
+    /// (`network::follow_directory`); empty otherwise. Read only for the memory of former
+    /// owners ([`PreviousMembership`]): a node that owned an account for one height between
+    /// two of our polls may hand it off to us (docs/simulation.md, finding 8).
+    pub passed: Vec<std::sync::Arc<Membership>>,
 }
 
 /// The swarm space of an account: XOR of the four big-endian u64 words of its 32 key bytes
@@ -133,6 +139,7 @@ impl Membership {
             block_hash,
             nodes,
             swarm_ids,
+            passed: Vec::new(),
         }
     }
 

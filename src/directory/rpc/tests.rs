@@ -29,6 +29,7 @@ fn call(body: &str) -> Value {
     handle(
         body.as_bytes(),
         &membership(),
+        &VecDeque::new(),
         &mut StdRng::seed_from_u64(1),
     )
 }
@@ -145,7 +146,7 @@ fn limit_picks_a_random_subset() {
         br#"{"method":"get_n_service_nodes","params":{"limit":3,"fields":["pubkey_ed25519"]}}"#;
     let mut seen = BTreeSet::new();
     for seed in 0..20 {
-        let v = handle(body, &m, &mut StdRng::seed_from_u64(seed));
+        let v = handle(body, &m, &VecDeque::new(), &mut StdRng::seed_from_u64(seed));
         let s = states(&v);
         assert_eq!(s.len(), 3);
         let keys: BTreeSet<String> = s
@@ -160,7 +161,12 @@ fn limit_picks_a_random_subset() {
     // More than there are: all of them. Negative: all, shuffled. Zero: all, in order.
     let all = |limit: i64, seed| {
         let body = format!(r#"{{"method":"get_n_service_nodes","params":{{"limit":{limit}}}}}"#);
-        let v = handle(body.as_bytes(), &m, &mut StdRng::seed_from_u64(seed));
+        let v = handle(
+            body.as_bytes(),
+            &m,
+            &VecDeque::new(),
+            &mut StdRng::seed_from_u64(seed),
+        );
         states(&v)
             .iter()
             .map(|e| e["pubkey_ed25519"].as_str().unwrap().to_string())
@@ -213,5 +219,46 @@ fn errors_are_json_rpc_errors() {
     ] {
         let body = format!(r#"{{"method":"get_service_nodes","params":{params}}}"#);
         assert_eq!(code(&call(&body)), INVALID_PARAMS, "{params}");
+    }
+}
+
+#[test]
+fn a_kept_height_is_answered_and_others_are_refused() {
+    let now = membership();
+    let older = Membership::new(40, "cd".repeat(32), now.nodes[..2].to_vec());
+    let before: VecDeque<_> = [Arc::new(older)].into();
+    let ask = |body: &str| {
+        handle(
+            body.as_bytes(),
+            &now,
+            &before,
+            &mut StdRng::seed_from_u64(1),
+        )
+    };
+    let v = ask(r#"{"method":"get_service_nodes","params":{"height":40}}"#);
+    assert_eq!(v["result"]["height"], 40);
+    assert_eq!(v["result"]["block_hash"], "cd".repeat(32));
+    assert_eq!(states(&v).len(), 2);
+    // The current height is the current listing; no height is too.
+    for body in [
+        r#"{"method":"get_service_nodes","params":{"height":42}}"#,
+        r#"{"method":"get_service_nodes"}"#,
+    ] {
+        assert_eq!(ask(body)["result"]["height"], 42, "{body}");
+    }
+    // A height never served (41: made and replaced within one change) or forgotten, and a
+    // malformed one, are errors, never another listing.
+    for (height, why) in [
+        ("41", HEIGHT_NOT_KEPT),
+        ("7", HEIGHT_NOT_KEPT),
+        ("-1", "height must be an integer"),
+        ("\"40\"", "height must be an integer"),
+    ] {
+        let v = ask(&format!(
+            r#"{{"method":"get_service_nodes","params":{{"height":{height}}}}}"#
+        ));
+        assert!(v.get("result").is_none(), "{height}");
+        assert_eq!(v["error"]["code"], INVALID_PARAMS, "{height}");
+        assert_eq!(v["error"]["message"], why, "{height}");
     }
 }

@@ -115,6 +115,26 @@ async fn register_then_list_then_report() {
     let (status, v) = post(&s, "/report", json_body(&r)).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["height"], 2);
+
+    // The listings served before stay readable by height: height 1 listed one node.
+    let at = |h: u64| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"get_service_nodes","params":{{"height":{h}}}}}"#
+        )
+    };
+    let (_, v) = post(&s, "/json_rpc", at(1)).await;
+    assert_eq!(v["result"]["height"], 1, "{v}");
+    assert_eq!(
+        v["result"]["service_node_states"].as_array().unwrap().len(),
+        1
+    );
+    let (_, v) = post(&s, "/json_rpc", at(2)).await;
+    assert_eq!(
+        v["result"]["service_node_states"].as_array().unwrap().len(),
+        2
+    );
+    let (_, v) = post(&s, "/json_rpc", at(3)).await;
+    assert_eq!(v["error"]["message"], rpc::HEIGHT_NOT_KEPT);
 }
 
 #[tokio::test]
