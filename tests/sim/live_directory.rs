@@ -31,9 +31,17 @@ pub const DECOMMISSION_AFTER: Duration = Duration::from_secs(20);
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the client re-reads the listing.
 const CLIENT_POLL: Duration = Duration::from_secs(1);
-/// What the directory did between two of the client's polls, per node: listed for the first
-/// time, dropped from its swarm (decommissioned), given a swarm again (recommissioned).
-pub const EVENTS: [&str; 3] = ["admitted", "decommissioned", "recommissioned"];
+/// What the directory did from one listing to the next: per node, listed for the first time,
+/// dropped from its swarm (decommissioned), given a swarm again (recommissioned); per swarm,
+/// formed (a new swarm id: a split of one grown past 10, or spare nodes enough for a new one)
+/// or dissolved (its id gone: a swarm fallen under 5 merged into the others).
+pub const EVENTS: [&str; 5] = [
+    "admitted",
+    "decommissioned",
+    "recommissioned",
+    "swarms formed",
+    "swarms dissolved",
+];
 
 /// The directory's URL as nodes and the client reach it.
 pub fn url(ip: IpAddr) -> String {
@@ -67,11 +75,21 @@ pub async fn follow(w: Rc<Shared>, url: String, until_ms: i64) {
     while w.elapsed_ms() < until_ms {
         if let Ok(Some(m)) = client.get_service_nodes(last_hash.as_deref()).await {
             last_hash = Some(m.block_hash.clone());
-            let m = Arc::new(m);
-            count_events(&w, &w.membership.borrow().clone(), &m);
-            let swarms = super::swarm_list(&m, &w);
-            *w.membership.borrow_mut() = m.clone();
-            w.trace(format!("directory at height {}: swarms {swarms}", m.height));
+            // Heights between two polls are read back as the nodes read them, so every
+            // listing the directory served is traced and counted.
+            let last = w.membership.borrow().height;
+            let mut listings = if last > 0 && m.height > last + 1 {
+                snode::network::read_skipped(&client, last, m.height).await
+            } else {
+                Vec::new()
+            };
+            listings.push(Arc::new(m));
+            for m in listings {
+                count_events(&w, &w.membership.borrow().clone(), &m);
+                let swarms = super::swarm_list(&m, &w);
+                *w.membership.borrow_mut() = m.clone();
+                w.trace(format!("directory at height {}: swarms {swarms}", m.height));
+            }
         }
         tokio::time::sleep(CLIENT_POLL).await;
     }
@@ -99,4 +117,8 @@ fn count_events(w: &Shared, old: &Membership, new: &Membership) {
         };
         *events.entry(kind).or_default() += 1;
     }
+    let ids = |m: &Membership| m.swarm_ids().collect::<BTreeSet<_>>();
+    let (before, after) = (ids(old), ids(new));
+    *events.entry(EVENTS[3]).or_default() += after.difference(&before).count() as u64;
+    *events.entry(EVENTS[4]).or_default() += before.difference(&after).count() as u64;
 }
