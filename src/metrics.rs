@@ -17,9 +17,26 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Every metric of one node.
+/// Every metric of one node: a handle on its [`Catalogue`], cheap to clone (one `Arc`).
+///
+/// Why a handle: axum clones the node's `AppState`, which holds two of these, for every
+/// request; with the catalogue by value that was two clones and two drops of some 45
+/// `Arc`-backed metrics, about 180 atomic operations on cache lines every core shares, per
+/// request. `drop_in_place<Metrics>` alone took 0.56 % of the nodes' CPU in a profile of
+/// onion retrieves on a 10-node testnet (2026-12-07, BENCHMARKS.md "Onion requests").
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(std::sync::Arc<Catalogue>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Catalogue;
+
+    fn deref(&self) -> &Catalogue {
+        &self.0
+    }
+}
+
+/// The metrics themselves, reached through [`Metrics`].
+pub struct Catalogue {
     registry: Registry,
     /// Client RPC requests by method and HTTP status.
     pub requests_total: IntCounterVec,
@@ -498,7 +515,7 @@ impl Metrics {
             "Reachability tests of this node by its peers, by kind",
             "kind",
         );
-        Metrics {
+        Metrics(std::sync::Arc::new(Catalogue {
             requests_total: counter_vec(
                 &r,
                 "snode_requests_total",
@@ -678,9 +695,11 @@ impl Metrics {
                 "monitor subscriptions held (one per account per connection)",
             ),
             registry: r,
-        }
+        }))
     }
+}
 
+impl Catalogue {
     /// The registry, for collectors added by other modules.
     pub fn registry(&self) -> &Registry {
         &self.registry
