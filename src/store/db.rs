@@ -338,19 +338,28 @@ impl Inner {
             .map_err(|source| StoreError::Db { op, source })
     }
 
-    /// Like [`Inner::get`] for reads of data nobody will ask for again (the sweep reading the
-    /// messages it is about to delete): the block read does not enter the block cache.
-    pub(super) fn get_uncached(
+    /// Values of many keys of one column family, in `keys`' order, for reads of data nobody
+    /// will ask for again (the sweep reading the messages it is about to delete): the block
+    /// reads do not enter the block cache. Why batched: RocksDB's batched MultiGet reads each data block once for all the keys in it,
+    /// where one uncached `get` per key re-reads (and re-checks) the block every time; a 4 KiB
+    /// block holds several 1 KiB messages of one account, which the sweep reads together.
+    pub(super) fn multi_get_uncached(
         &self,
         cf: &'static str,
-        key: &[u8],
+        keys: &[&[u8]],
         op: &'static str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.fill_cache(false);
+        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
         self.db
-            .get_cf_opt(self.cf(cf)?, key, &ro)
-            .map_err(|source| StoreError::Db { op, source })
+            .batched_multi_get_cf_opt(self.cf(cf)?, keys.iter().copied(), sorted, &ro)
+            .into_iter()
+            .map(|r| {
+                r.map(|v| v.map(|slice| slice.to_vec()))
+                    .map_err(|source| StoreError::Db { op, source })
+            })
+            .collect()
     }
 
     /// Writes a batch atomically through the WAL (see the header for the durability choice).
