@@ -515,9 +515,9 @@ async fn revocations(state: &AppState, call: &PeerCall<'_>) -> Reply {
         Ok(Ok(resp)) => Reply::new(200, JSON, serde_json::to_vec(&resp).unwrap_or_default()),
         Ok(Err(e)) => {
             tracing::warn!(error = %crate::error::chain(&e), "revocations not merged");
-            Reply::text(500, "storage error")
+            Reply::text(500, "Internal Server Error\n")
         }
-        Err(_) => Reply::text(500, "storage error"),
+        Err(_) => Reply::text(500, "Internal Server Error\n"),
     }
 }
 
