@@ -33,7 +33,10 @@ pub struct NetworkTiming {
     pub ping_interval: Duration,
 }
 
-/// Registers `me` with the directory, then keeps `tx` current until cancelled.
+/// Registers `me` with the directory, then keeps `tx` current until cancelled. `seen` is the
+/// height of the last listing the node saw before this run (its memory of former owners,
+/// `PreviousMembership::last_height`), if any: the listings served since are read back.
+#[allow(clippy::too_many_arguments)] // the loop's inputs, each used once; no natural group
 pub async fn follow_directory(
     client: DirectoryClient,
     keys: Arc<NodeKeys>,
@@ -41,12 +44,13 @@ pub async fn follow_directory(
     tx: watch::Sender<Arc<Membership>>,
     timing: NetworkTiming,
     clock: Clock,
+    seen: Option<u64>,
     cancel: CancellationToken,
 ) {
     let mut last_hash: Option<String> = None;
-    // The height of the last listing published in this run: a jump past it is read back
-    // (`read_skipped`). None at start: a restarted node does not read back its downtime.
-    let mut last_height: Option<u64> = None;
+    // The height of the last listing seen: a jump past it is read back (`read_skipped`),
+    // also across a restart (the downtime's listings, the latest `MAX_SKIPPED_READ`).
+    let mut last_height: Option<u64> = seen;
     // Logged on change only (docs/logging.md): a directory that is down for an hour is one
     // warning and one "registered" line, not 720 warnings.
     let mut registered: Option<bool> = None;

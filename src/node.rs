@@ -555,6 +555,9 @@ impl Node {
         // an order drawn from its RNG, which a simulated history must not depend on).
         let [previous_feed, handoff_feed, anti_entropy_feed] =
             relay_membership(membership_rx.clone(), &tracker, cancel.clone());
+        // The height this node last saw before a restart, read before the tracker records
+        // anything new: the follower reads back the listings served since.
+        let seen_height = previous_membership.last_height();
         tracker.spawn(track_previous_membership(
             previous_feed,
             previous_membership,
@@ -606,6 +609,7 @@ impl Node {
                 membership_tx,
                 timing,
                 clock.clone(),
+                seen_height,
                 cancel.clone(),
             ));
             tracker.spawn(network::test_reachability(

@@ -99,6 +99,13 @@ impl PreviousMembership {
         })))
     }
 
+    /// The directory height of the latest membership remembered (restored ones included):
+    /// after a restart, the follower reads back the listings served since
+    /// (`network::follow_directory`).
+    pub fn last_height(&self) -> Option<u64> {
+        self.read().former.last_height
+    }
+
     /// Records the snapshot that was current until now, `now_ms` (the node's clock): it
     /// stopped being current then.
     pub fn set(&self, m: Arc<Membership>, now_ms: i64) {
@@ -171,12 +178,16 @@ struct FormerOwners {
     nodes: BTreeMap<[u8; 32], Vec<Run>>,
     /// Runs plus stored swarm ids (a set counts one more, so an empty set counts).
     entries: usize,
+    /// The directory height of the latest membership recorded: where a restarted node
+    /// resumes reading back the listings it missed (`network::follow_directory`).
+    last_height: Option<u64>,
 }
 
 impl FormerOwners {
     /// Records `m`, which stopped being current at `now_ms`, and forgets what fell out of the
     /// window or beyond the caps.
     fn push(&mut self, m: &Membership, now_ms: i64) {
+        self.last_height = Some(m.height);
         let seq = self.first + self.ended.len() as u64;
         let ended = self.ended.back().map_or(now_ms, |&last| last.max(now_ms));
         self.ended.push_back(ended);
@@ -250,8 +261,9 @@ impl FormerOwners {
         self.entries -= freed;
     }
 
-    /// The durable form: a version byte, then `first`, the ending times, the swarm-id sets
-    /// and each node's runs, as big-endian integers with u32 counts.
+    /// The durable form: a version byte, then `first`, the ending times, the swarm-id sets,
+    /// each node's runs and the last height (0 for none), as big-endian integers with u32
+    /// counts. Version 1 had no height.
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT_VERSION];
         let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
@@ -278,6 +290,7 @@ impl FormerOwners {
                 }
             }
         }
+        out.extend_from_slice(&self.last_height.unwrap_or(0).to_be_bytes());
         out
     }
 
@@ -285,7 +298,8 @@ impl FormerOwners {
     /// beyond the caps (a damaged file must not make the node allocate without bound).
     fn decode(b: &[u8]) -> Option<FormerOwners> {
         let mut r = Reader(b);
-        if r.take(1)? != [FORMAT_VERSION] {
+        let version = r.take(1)?[0];
+        if version != FORMAT_VERSION && version != 1 {
             return None;
         }
         let mut f = FormerOwners {
@@ -317,6 +331,9 @@ impl FormerOwners {
                 .collect::<Option<_>>()?;
             f.entries += runs.len();
             f.nodes.insert(key, runs);
+        }
+        if version >= 2 {
+            f.last_height = Some(r.u64()?).filter(|&h| h > 0);
         }
         (r.0.is_empty() && f.entries <= 2 * FORMER_OWNERS_MAX_ENTRIES).then_some(f)
     }
@@ -365,8 +382,9 @@ impl FormerOwners {
     }
 }
 
-/// Version byte of [`FormerOwners::encode`].
-const FORMAT_VERSION: u8 = 1;
+/// Version byte of [`FormerOwners::encode`] (version 1, without the last height, is still
+/// read).
+const FORMAT_VERSION: u8 = 2;
 
 /// A cursor over the durable form.
 struct Reader<'a>(&'a [u8]);

@@ -615,9 +615,22 @@ fn the_former_owners_survive_a_restart() {
     let mut longer = bytes.clone();
     longer.push(0);
     assert!(PreviousMembership::restore(&longer).is_none());
-    let mut huge = bytes;
+    let mut huge = bytes.clone();
     huge[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(PreviousMembership::restore(&huge).is_none());
+    // The height last seen survives too (the follower reads back the listings served
+    // since); a file of version 1, which had no height, still loads, without one.
+    assert_eq!(previous.last_height(), Some(1));
+    assert_eq!(
+        restored.last_height(),
+        Some(2),
+        "the snapshot's current listing"
+    );
+    let mut v1 = bytes[..bytes.len() - 8].to_vec();
+    v1[0] = 1;
+    let old = PreviousMembership::restore(&v1).expect("a version 1 file");
+    assert_eq!(old.last_height(), None);
+    assert_eq!(old.read().former_len(), 2);
 }
 
 /// The window runs from when the owner's last membership stopped being current: just inside
