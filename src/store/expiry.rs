@@ -27,6 +27,9 @@ type IndexEntry = (Vec<u8>, Vec<u8>);
 
 /// Expiry-index entries read per sweep round (each round locks one account at a time).
 const SWEEP_CHUNK: usize = 1_024;
+/// Messages read by one MultiGet of the sweep: at most 64 × 76.8 KB (the largest body) ≈ 5 MB
+/// held at once, where a whole round of one account's largest messages would be 79 MB.
+const SWEEP_READ_BATCH: usize = 64;
 
 /// How far ahead of its clock an entry node may stamp an `expire` to order it after the
 /// requests a message already has (`Store::expiry_acceptance_time`): half the peers' clock
@@ -261,53 +264,70 @@ impl Store {
             by_account.entry(account).or_default().push((ek, mk));
         }
         let mut removed = 0;
-        for (account, entries) in by_account {
+        for (account, mut entries) in by_account {
             let mut txn = self.inner.begin(&account);
             // Re-read under the lock: the message may have been extended or deleted since
-            // the index was read. The account's messages are read in one batched MultiGet, in
-            // key order (each data block once): the sweep of 1 M messages took 21.7 s with a
-            // `get` per message (BENCHMARKS.md "Store", 2026-12-07).
-            let mut wanted: Vec<&[u8]> = entries.iter().map(|(_, mk)| mk.as_slice()).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            let values = self
-                .inner
-                .multi_get_uncached(CF_MESSAGES, &wanted, "sweep read")?;
-            let read: BTreeMap<&[u8], Option<Vec<u8>>> = wanted.into_iter().zip(values).collect();
-            for (ek, mk) in &entries {
-                match read.get(mk.as_slice()).and_then(Option::as_ref) {
-                    Some(value) => {
-                        let rec = Record::decode(value)?;
-                        let seq = keys::parse_message_key(mk)?.seq;
-                        if rec.husk {
-                            if rec.horizon() <= now_ms {
-                                txn.delete(mk, &rec)?;
-                            }
-                        } else if rec.is_expired(now_ms) {
-                            match rec.expiry_log().ok().flatten() {
-                                // A client's request shortened it: a copy elsewhere that
-                                // missed the request would bring it back (anti-entropy offers
-                                // it, with the old expiry), and one that saw a later
-                                // extension must still revive it. The husk keeps the history
-                                // (not the body) until no copy can live any more.
-                                Some(log) if log.horizon() > now_ms => {
-                                    let encoded = log.encode();
-                                    txn.rewrite(mk, &rec, &rec.husked(&encoded))?;
-                                }
-                                // Nothing moved it (every copy expires by now), or no copy
-                                // can outlive it.
-                                _ => txn.delete(mk, &rec)?,
-                            }
-                            removed += 1;
-                        }
-                        if keys::expiry_key(rec.index_ms(), seq).as_slice() != ek.as_slice() {
-                            txn.delete_expiry_entry(ek)?;
-                        }
-                    }
-                    None => txn.delete_expiry_entry(ek)?,
-                }
+            // the index was read. The account's messages are read by batched MultiGets in key
+            // order (each data block once): the sweep of 1 M messages took 25.0 s with a
+            // `get` per message, 12.4 s so (BENCHMARKS.md "Store", 2026-12-07). At most
+            // `SWEEP_READ_BATCH` values are held at once.
+            entries.sort_by(|a, b| a.1.cmp(&b.1));
+            for batch in entries.chunks(SWEEP_READ_BATCH) {
+                let mut wanted: Vec<&[u8]> = batch.iter().map(|(_, mk)| mk.as_slice()).collect();
+                wanted.dedup();
+                let values = self
+                    .inner
+                    .multi_get_uncached(CF_MESSAGES, &wanted, "sweep read")?;
+                let read: BTreeMap<&[u8], Option<Vec<u8>>> =
+                    wanted.into_iter().zip(values).collect();
+                removed += Self::sweep_batch(&mut txn, batch, &read, now_ms)?;
             }
             txn.commit()?;
+        }
+        Ok(removed)
+    }
+
+    /// Sweeps the index entries of one read batch (`read`: their messages' values), in
+    /// `txn`; how many messages expired.
+    fn sweep_batch(
+        txn: &mut super::txn::AccountTxn<'_>,
+        batch: &[IndexEntry],
+        read: &BTreeMap<&[u8], Option<Vec<u8>>>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for (ek, mk) in batch {
+            match read.get(mk.as_slice()).and_then(Option::as_ref) {
+                Some(value) => {
+                    let rec = Record::decode(value)?;
+                    let seq = keys::parse_message_key(mk)?.seq;
+                    if rec.husk {
+                        if rec.horizon() <= now_ms {
+                            txn.delete(mk, &rec)?;
+                        }
+                    } else if rec.is_expired(now_ms) {
+                        match rec.expiry_log().ok().flatten() {
+                            // A client's request shortened it: a copy elsewhere that
+                            // missed the request would bring it back (anti-entropy offers
+                            // it, with the old expiry), and one that saw a later
+                            // extension must still revive it. The husk keeps the history
+                            // (not the body) until no copy can live any more.
+                            Some(log) if log.horizon() > now_ms => {
+                                let encoded = log.encode();
+                                txn.rewrite(mk, &rec, &rec.husked(&encoded))?;
+                            }
+                            // Nothing moved it (every copy expires by now), or no copy
+                            // can outlive it.
+                            _ => txn.delete(mk, &rec)?,
+                        }
+                        removed += 1;
+                    }
+                    if keys::expiry_key(rec.index_ms(), seq).as_slice() != ek.as_slice() {
+                        txn.delete_expiry_entry(ek)?;
+                    }
+                }
+                None => txn.delete_expiry_entry(ek)?,
+            }
         }
         Ok(removed)
     }
@@ -317,6 +337,7 @@ impl Store {
 mod tests {
     use super::super::test_util::*;
     use super::super::{ExpireMode, Store};
+    use super::{SWEEP_CHUNK, SWEEP_READ_BATCH};
     use crate::message::{Message, Namespace, NamespaceSel};
 
     /// `n` members (temp stores), each holding `m`, stored at `NOW`.
@@ -373,6 +394,42 @@ mod tests {
         );
         // Shortened into the past of the sweep: everything goes.
         assert_eq!(s.sweep_expired(NOW + 1).expect("sweep"), 3);
+    }
+
+    /// An account with more expired messages than one sweep read batch (and than one round
+    /// of the index), among messages that stay: every expired one goes in one sweep, every
+    /// other stays, and the counts agree.
+    #[test]
+    fn the_sweep_reads_in_bounded_batches_and_misses_nothing() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(7);
+        let n = SWEEP_CHUNK + SWEEP_READ_BATCH + 3;
+        let (mut going, mut staying) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let expiry = if i % 10 == 0 {
+                NOW + 2 * HOUR
+            } else {
+                NOW + HOUR
+            };
+            let m = msg(&a, 0, format!("m{i}").as_bytes(), NOW, expiry);
+            s.store(&m, NOW).expect("store");
+            if i % 10 == 0 {
+                &mut staying
+            } else {
+                &mut going
+            }
+            .push(m.hash);
+        }
+        assert_eq!(
+            s.sweep_expired(NOW + HOUR).expect("sweep"),
+            going.len() as u64
+        );
+        assert_eq!(s.stats().messages, staying.len() as u64);
+        let left = s.get_expiries(&a, &staying, NOW + HOUR).expect("get");
+        assert_eq!(left.len(), staying.len());
+        assert!(s.get_expiries(&a, &going, NOW).expect("get").is_empty());
+        assert_eq!(s.sweep_expired(NOW + HOUR).expect("again"), 0);
     }
 
     /// One message's expiry after each `(mode, expiry, accepted_at)` operation, applied in
