@@ -238,26 +238,29 @@ struct Shared {
 /// commits one per node) was never served, so no node acted on it.
 pub const LISTINGS_KEPT: usize = 32;
 
-/// The current listing and the ones served before it, newest first. Cloning copies Arcs.
+/// The current listing and the ones served before it, newest first. Cloning copies two
+/// `Arc`s: every poll takes one, while the history changes only with the listing.
 #[derive(Clone)]
 struct Served {
     current: Arc<Membership>,
-    before: std::collections::VecDeque<Arc<Membership>>,
+    before: Arc<std::collections::VecDeque<Arc<Membership>>>,
 }
 
 impl Served {
     fn new(current: Arc<Membership>) -> Self {
         Served {
             current,
-            before: std::collections::VecDeque::new(),
+            before: Arc::default(),
         }
     }
 
-    /// Serves `listing` from now on; the current one joins the history.
+    /// Serves `listing` from now on; the current one joins the history (copied first only
+    /// if a request still reads the old one).
     fn install(&mut self, listing: Arc<Membership>) {
         let old = std::mem::replace(&mut self.current, listing);
-        self.before.push_front(old);
-        self.before.truncate(LISTINGS_KEPT);
+        let before = Arc::make_mut(&mut self.before);
+        before.push_front(old);
+        before.truncate(LISTINGS_KEPT);
     }
 }
 
