@@ -404,7 +404,7 @@ fn init_logging(cfg: &Config) {
 fn run_node(args: RunArgs) -> anyhow::Result<()> {
     let cfg = effective_config(&args)?;
     init_logging(&cfg);
-    runtime()?.block_on(async move {
+    node_runtime(cfg.runtime.worker_threads)?.block_on(async move {
         let mut opts = NodeOptions::new(args.data_dir.clone(), cfg);
         // systemd's variables are read here, at the process boundary; the node only sends.
         opts.notifier = crate::notify::Notifier::from_vars(
@@ -420,6 +420,19 @@ fn run_node(args: RunArgs) -> anyhow::Result<()> {
         node.shutdown().await;
         Ok(())
     })
+}
+
+/// The node's runtime: `worker_threads` workers (`[runtime]`), or one per core when 0.
+fn node_runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
+        .enable_all()
+        .thread_name("snode")
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -667,5 +680,22 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_runtime;
+
+    #[test]
+    fn the_runtime_has_the_configured_workers() {
+        let one = node_runtime(1).expect("runtime");
+        assert_eq!(one.metrics().num_workers(), 1);
+        let three = node_runtime(3).expect("runtime");
+        assert_eq!(three.metrics().num_workers(), 3);
+        // 0: tokio's default, one per core.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let default = node_runtime(0).expect("runtime");
+        assert_eq!(default.metrics().num_workers(), cores);
     }
 }

@@ -84,6 +84,24 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// What the QUIC listener lets anyone hold: timeouts, connections, requests, subscriptions.
     pub quic: QuicConfig,
+    /// The async runtime the node runs on.
+    pub runtime: RuntimeConfig,
+}
+
+/// Upper bound of `runtime.worker_threads`: a typo must not start a million threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// `[runtime]`: the async runtime's threads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads of the runtime; 0 (the default) means one per CPU core. A machine that
+    /// runs more nodes than it has cores (`snode testnet` sets it) does better with fewer:
+    /// every request wakes tasks that one worker would run in turn, and with many workers
+    /// per process those wake-ups cross threads, each a futex and a context switch. One
+    /// worker per node of a 10-node testnet on 2 cores cut the CPU of a 3-hop onion
+    /// `retrieve` by a third (BENCHMARKS.md "Runtime threads").
+    pub worker_threads: usize,
 }
 
 /// `[quic]`: the limits of the QUIC listener (quic.md; the port is `network.quic_port`).
@@ -582,6 +600,12 @@ impl Config {
                 });
             }
         }
+        if self.runtime.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid {
+                key: "runtime.worker_threads",
+                why: format!("must be at most {MAX_WORKER_THREADS}"),
+            });
+        }
         Ok(())
     }
 
@@ -657,6 +681,17 @@ mod tests {
         assert!(
             Config::from_toml("[network]\npublic_ip = \"nope\"\n", Path::new("x.toml")).is_err()
         );
+    }
+
+    #[test]
+    fn worker_threads_are_bounded() {
+        let two = Config::from_toml("[runtime]\nworker_threads = 2\n", Path::new("x.toml"))
+            .expect("two workers");
+        assert_eq!(two.runtime.worker_threads, 2);
+        let err = Config::from_toml("[runtime]\nworker_threads = 100000\n", Path::new("x.toml"))
+            .expect_err("too many workers");
+        let msg = crate::error::chain(&err).to_string();
+        assert!(msg.contains("runtime.worker_threads"), "{msg}");
     }
 
     #[test]
