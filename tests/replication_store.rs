@@ -210,6 +210,14 @@ impl Drop for Replica {
 
 /// Gives every replica the membership placing replica `i` in `swarms[i]`.
 fn place(replicas: &[&Replica], swarms: &[u64]) {
+    for r in replicas {
+        view(r, replicas, swarms);
+    }
+}
+
+/// Gives `viewer` alone the membership placing replica `i` in `swarms[i]` (a node whose
+/// directory poll ran ahead of, or behind, the others').
+fn view(viewer: &Replica, replicas: &[&Replica], swarms: &[u64]) {
     let nodes = replicas
         .iter()
         .zip(swarms)
@@ -220,11 +228,9 @@ fn place(replicas: &[&Replica], swarms: &[u64]) {
         format!("{:064x}", now()),
         nodes,
     ));
-    for r in replicas {
-        // As `node` keeps it: the snapshot replaced is the previous membership.
-        let old = r.membership.send_replace(m.clone());
-        r.state.previous_membership.set(old, now());
-    }
+    // As `node` keeps it: the snapshot replaced is the previous membership.
+    let old = viewer.membership.send_replace(m);
+    viewer.state.previous_membership.set(old, now());
 }
 
 /// A Session user.
@@ -326,6 +332,71 @@ async fn a_peer_that_was_down_gets_every_write_it_missed_and_no_deleted_one() {
     let stale = user.message(b"deleted while C was down", 60_000);
     assert_eq!(stale.hash, gone);
     assert_eq!(b.store.bulk_store(&[stale], now()).expect("bulk"), 0);
+}
+
+/// docs/simulation.md, finding 9: a member whose listing says for a moment that it left the
+/// account's swarm answers a forwarded delete 421. The entry node keeps the delete queued
+/// while its own listing still puts the member in the swarm, and delivers it once the two
+/// agree; it drops the delete once its own listing moves the member out (the hand-off then
+/// carries the account's tombstones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_refused_421_by_a_listed_member_is_kept_until_the_listings_agree() {
+    let user = User::new(4);
+    let mut a = Replica::new(41).await;
+    let mut b = Replica::new(42).await;
+    let mut c = Replica::new(43).await;
+    let s = user.swarm();
+    let elsewhere = s ^ (1 << 63);
+    a.serve();
+    b.serve();
+    c.serve();
+    let all = [&a, &b, &c];
+    place(&all, &[s, s, s]);
+    let (kept, _) = user.store(&a, b"deleted while C's listing lags").await;
+    eventually("C holds the message", || c.has(&kept)).await;
+
+    // C's listing moves C out of the account's swarm; A's and B's do not.
+    view(&c, &all, &[s, s, elsewhere]);
+    user.delete(&a, &kept).await;
+    assert!(!a.has(&kept) && !b.has(&kept));
+    assert!(
+        a.store.pending_len() >= 1,
+        "the delete C refused 421 is queued"
+    );
+    let retried = || {
+        a.metrics
+            .replication_retries_total
+            .with_label_values(&["retry"])
+            .get()
+    };
+    eventually("A retries the delete and C refuses it again", || {
+        retried() >= 2
+    })
+    .await;
+    assert!(
+        a.store.pending_len() >= 1,
+        "still queued while the listings differ"
+    );
+
+    // The listings agree again: the queued delete reaches C.
+    view(&c, &all, &[s, s, s]);
+    eventually("C applies the delete", || !c.has(&kept)).await;
+    eventually("A's queue drains", || a.store.pending_len() == 0).await;
+
+    // The same refusal, but now A's own listing moves C out too: the entry is dropped.
+    let (second, _) = user.store(&a, b"deleted after C left").await;
+    eventually("C holds the second message", || c.has(&second)).await;
+    view(&c, &all, &[s, s, elsewhere]);
+    user.delete(&a, &second).await;
+    assert!(
+        a.store.pending_len() >= 1,
+        "the delete C refused 421 is queued"
+    );
+    view(&a, &all, &[s, s, elsewhere]);
+    eventually("A drops the delete C's swarm no longer needs", || {
+        a.store.pending_len() == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -253,6 +253,17 @@ fn regression_short_lived_owner() {
     assert!(o.violations.is_empty(), "{}", report(&o));
 }
 
+/// Found by the 10,000-seed run (docs/simulation.md "Findings", finding 9), seed 401969: n3,
+/// cut off, missed a client's shortening and then its delete; it came back into the swarm
+/// holding the copy with the old expiry, and the others' tombstones lasted only until the
+/// shortened one. Once they went, anti-entropy spread n3's copy again. Fixed by keeping a
+/// tombstone until the message's horizon (the latest expiry any copy could have).
+#[test]
+fn regression_tombstone_outlives_a_missed_shortening() {
+    let o = run(&SimConfig::new(401969));
+    assert!(o.violations.is_empty(), "{}", report(&o));
+}
+
 #[test]
 fn same_seed_same_history() {
     // Both draw churn, crashes, a lost disk, partitions, flaky links and skewed clocks.

@@ -4,7 +4,8 @@
 //!
 //! Owns the mapping from a peer's answer to a `ForwardOutcome` and the decision to queue: a 2xx or
 //! 4xx answer is final (the peer applied it, or will never accept it); no answer in time, no
-//! connection, a 5xx or an answer not signed by that peer is queued for `retry` — a store as
+//! connection, a 5xx, a 421 (the peer's listing lags ours) or an answer not signed by that
+//! peer is queued for `retry` — a store as
 //! its message hash (the retry pushes the message as it is then), anything else as the
 //! request itself. The original drops such forwards (storage-server.md 1.6, #511). Must not
 //! aggregate entries (that is `rpc::recursive`) nor count them (`rpc` counts every reply in
@@ -56,7 +57,10 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
                 code: r.status,
                 reason: String::from_utf8_lossy(&r.body).into_owned(),
             };
-            (reply, !(400..500).contains(&r.status))
+            // A 421 ("not my swarm") from a member of the swarm our listing gives the
+            // account: the two listings differ for a poll or two; the retry keeps it until
+            // they agree (`retry.rs`; docs/simulation.md, finding 9). Other 4xx are final.
+            (reply, r.status == 421 || !(400..500).contains(&r.status))
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.
         Err(
@@ -80,23 +84,22 @@ fn int_or_string(v: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// The account a request's params name (`pubkey`/`pubKey`: 66 hex, or 64 hex read as `05` on
+/// a test network), as the RPC layer reads it.
+pub(super) fn request_account(params: &Value, testnet: bool) -> Option<AccountId> {
+    let pk = params
+        .get("pubkey")
+        .or_else(|| params.get("pubKey"))?
+        .as_str()?;
+    crate::rpc::parse_account(pk, testnet).ok()
+}
+
 /// The hash and expiry of the message a `store` request's params describe, computed as the
 /// store handler does: `pubkey`/`pubKey` (66 hex, or 64 hex read as `05` on a test network),
 /// `namespace` (default 0), base64 `data`, and `expiry` or `timestamp + ttl`. `None` when the
 /// params do not describe one (the request is then queued as a request).
 pub fn store_target(params: &Value, testnet: bool) -> Option<(String, i64)> {
-    let pk = params
-        .get("pubkey")
-        .or_else(|| params.get("pubKey"))?
-        .as_str()?;
-    let account = if testnet && pk.len() == 64 {
-        let mut raw = [0u8; 33];
-        raw[0] = 0x05;
-        hex::decode_to_slice(pk, &mut raw[1..]).ok()?;
-        AccountId::from_bytes(&raw).ok()?
-    } else {
-        AccountId::from_hex(pk).ok()?
-    };
+    let account = request_account(params, testnet)?;
     let namespace = match params.get("namespace") {
         None => Namespace::DEFAULT,
         Some(v) => Namespace(i16::try_from(v.as_i64()?).ok()?),
@@ -262,8 +265,12 @@ mod tests {
                     code: 421,
                     reason: "wrong swarm".into()
                 },
-                false
+                true
             )
+        );
+        assert!(
+            !classify(resp(401, "bad signature")).1,
+            "other 4xx are final"
         );
         assert!(classify(resp(503, "busy")).1);
         assert_eq!(

@@ -5,9 +5,11 @@
 //! is empty) it takes the due entries, earliest first, and handles each peer's share
 //! concurrently: a stored message is pushed as bulk data (`/snode/v1/data`; done iff the peer
 //! answers 200 and accepts every message), a request is re-sent to `/snode/v1/storage_cc`
-//! marked `"retry": true` (done on any 2xx or 4xx: a 4xx will never change). A failure
-//! reschedules the entry with exponential backoff (250 ms doubling to `retry_max_backoff`) and
-//! skips the peer's remaining entries this round, so a dead peer costs one attempt per round.
+//! marked `"retry": true` (done on any 2xx or 4xx: a 4xx will never change, but for a 421
+//! from a peer our listing still puts in the account's swarm, kept until the two listings
+//! agree). A failure reschedules the entry with exponential backoff (250 ms doubling to
+//! `retry_max_backoff`) and skips the peer's remaining entries this round, so a dead peer
+//! costs one attempt per round.
 //! Entries for peers no longer listed, messages gone or no longer the peer's, and entries past
 //! their give-up time are dropped. Must not block: store work runs on blocking threads.
 
@@ -146,7 +148,7 @@ impl Replicator {
                 fates.push((item, Fate::Retry));
                 continue;
             }
-            let fate = self.retry_request(&peer, &item).await;
+            let fate = self.retry_request(&peer, &item, &membership).await;
             down = fate == Fate::Retry;
             fates.push((item, fate));
         }
@@ -217,8 +219,20 @@ impl Replicator {
         Ok(reachable)
     }
 
+    /// Whether `peer` is in the swarm that owns the account `params` name, in `membership`.
+    fn owns_request(&self, peer: &NodeInfo, params: &Value, membership: &Membership) -> bool {
+        super::forward::request_account(params, self.inner.testnet).is_some_and(|account| {
+            peer.is_active() && membership.swarm_for(&account) == Some(peer.swarm_id)
+        })
+    }
+
     /// Re-sends one queued request, marked as a retry.
-    async fn retry_request(&self, peer: &NodeInfo, item: &PendingItem) -> Fate {
+    async fn retry_request(
+        &self,
+        peer: &NodeInfo,
+        item: &PendingItem,
+        membership: &Membership,
+    ) -> Fate {
         let PendingPayload::Request {
             method,
             params_json,
@@ -247,6 +261,16 @@ impl Replicator {
             .await
         {
             Ok(r) if (200..300).contains(&r.status) => Fate::Delivered,
+            // "Not my swarm" while our listing says it is: the two listings differ for a
+            // poll or two, and the request is kept until they agree. Dropped at once, a
+            // delete was lost on a member that left the swarm for one directory height and
+            // came back holding the message (docs/simulation.md, finding 9). Once our listing
+            // agrees the peer no longer owns the account, the hand-off carries the request's
+            // effect (tombstones, histories) to the new owners instead.
+            Ok(r) if r.status == 421 && self.owns_request(peer, &params, membership) => {
+                tracing::debug!(method = %method, "peer is not yet in the request's swarm");
+                Fate::Retry
+            }
             Ok(r) if (400..500).contains(&r.status) => {
                 tracing::debug!(status = r.status, method = %method, "peer refused a retried request");
                 Fate::Rejected

@@ -1,6 +1,7 @@
-//! Tombstones: a record of every message a client deleted, kept until that message would have
-//! expired, so that no replicated copy (a late or retried push, a hand-off batch, an
-//! anti-entropy repair) brings it back.
+//! Tombstones: a record of every message a client deleted, kept until every copy of it would
+//! have expired (its horizon: a copy that missed a shortening keeps the older expiry), so that
+//! no replicated copy (a late or retried push, a hand-off batch, an anti-entropy repair)
+//! brings it back.
 //!
 //! Owns the `tombstones` column family. Three key spaces share it:
 //! `'h' ‖ hash → expiry(8) ‖ account(33) ‖ deleted_at(8) ‖ unheld(1)` answers "was this
@@ -69,7 +70,7 @@ const RECORD_LEN: usize = RECORD_V1_LEN + 9;
 /// One by-hash record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Tomb {
-    /// Kept until then (the deleted message's expiry, or [`UNHELD_LIFETIME_MS`] on).
+    /// Kept until then (the deleted message's horizon, or [`UNHELD_LIFETIME_MS`] on).
     pub expiry_ms: i64,
     /// The account that deleted it.
     pub account: AccountId,
@@ -738,6 +739,43 @@ mod tests {
         assert_eq!(s.sweep_tombstones(NOW + 3 * HOUR).expect("sweep"), 1);
         assert!(s.tombstoned(&both).expect("t").is_empty());
         assert_eq!(s.sweep_tombstones(NOW + 9 * HOUR).expect("sweep"), 0);
+    }
+
+    /// docs/simulation.md, finding 9: a member that missed a shortening (and the delete)
+    /// holds a copy with the old expiry; the tombstone must outlive that copy.
+    #[test]
+    fn a_shortened_messages_tombstone_lasts_until_its_old_expiry() {
+        let dir = tempdir();
+        let s = open(&dir);
+        let a = account(4);
+        let m = msg(&a, 0, b"shortened", NOW, NOW + 3 * HOUR);
+        s.store(&m, NOW).expect("store");
+        let hashes = vec![m.hash.clone()];
+        let shortened = s
+            .update_expiry(
+                &a,
+                &hashes,
+                NOW + HOUR,
+                crate::store::ExpireMode::ShortenOnly,
+                NOW + 1,
+            )
+            .expect("shorten");
+        assert_eq!(shortened.updated.get(&m.hash), Some(&(NOW + HOUR)));
+        s.delete_hashes(&a, &hashes, NOW + 2).expect("delete");
+        // Past the shortened expiry the tombstone stays, and the copy of a member that
+        // missed both requests is refused.
+        s.sweep_expired(NOW + 2 * HOUR).expect("sweep");
+        assert_eq!(s.tombstoned(&hashes).expect("t").len(), 1);
+        assert!(listed(&s, &m, NOW + 2 * HOUR), "peers are told of it");
+        assert_eq!(
+            s.bulk_store(std::slice::from_ref(&m), NOW + 2 * HOUR)
+                .expect("bulk"),
+            0
+        );
+        assert!(s.get_by_hash(&m.hash, NOW + 2 * HOUR).expect("g").is_none());
+        // Past the old expiry no copy can live, and it goes.
+        s.sweep_expired(NOW + 3 * HOUR).expect("sweep");
+        assert!(s.tombstoned(&hashes).expect("t").is_empty());
     }
 
     #[test]

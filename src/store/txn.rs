@@ -341,12 +341,17 @@ impl AccountTxn<'_> {
     /// Records, in this txn's batch, that a client deleted `rec` at `deleted_ms` (the swarm's
     /// acceptance time, see `tombstones.rs`): the deletion and its tombstone commit together.
     /// An existing tombstone is only ever lengthened.
+    ///
+    /// It lasts until the message's horizon, the latest expiry any copy could have, not its
+    /// expiry here: a member that missed a shortening (and the delete) holds a copy that
+    /// outlives the shortened expiry, and once the tombstone went, anti-entropy spread that
+    /// copy again (docs/simulation.md, finding 9).
     pub(super) fn tombstone(
         &mut self,
         rec: &Record<'_>,
         deleted_ms: i64,
     ) -> Result<(), StoreError> {
-        self.tombstone_held(rec.hash, rec.expiry_ms, deleted_ms)
+        self.tombstone_held(rec.hash, rec.horizon(), deleted_ms)
     }
 
     /// [`AccountTxn::tombstone`] by hash: a held tombstone of `hash` until `expiry_ms`.
