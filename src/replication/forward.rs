@@ -2,14 +2,14 @@
 //! swarm at once (the original's `sn.storage_cc`; batched with other forwards to the same peer
 //! by `coalesce`) and queues durably what a peer did not take.
 //!
-//! Owns the mapping from a peer's answer to a `ForwardOutcome` and the decision to queue: a 2xx or
-//! 4xx answer is final (the peer applied it, or will never accept it); no answer in time, no
-//! connection, a 5xx, a 421 (the peer's listing lags ours) or an answer not signed by that
-//! peer is queued for `retry` — a store as
-//! its message hash (the retry pushes the message as it is then), anything else as the
-//! request itself. The original drops such forwards (storage-server.md 1.6, #511). Must not
-//! aggregate entries (that is `rpc::recursive`) nor count them (`rpc` counts every reply in
-//! `snode_swarm_forwards_total{result}` once, whichever forwarder produced it).
+//! Owns the mapping from a peer's answer to a `ForwardOutcome` and the decision to queue: a
+//! 2xx or 4xx answer is final (the peer applied it, or will never accept it); no answer in
+//! time, no connection, a 5xx, a 421 (the peer's listing lags ours) or an answer not signed by
+//! that peer is queued for `retry` — a store as its message hash (the retry pushes the message
+//! as it is then), anything else as the request itself. The original drops such forwards
+//! (storage-server.md 1.6, #511). Must not aggregate entries (that is `rpc::recursive`) nor
+//! count them (`rpc` counts every reply in `snode_swarm_forwards_total{result}` once,
+//! whichever forwarder produced it).
 
 use std::sync::Arc;
 
@@ -59,7 +59,8 @@ fn classify(result: Result<PeerResponse, PeerError>) -> (ForwardOutcome, bool) {
             };
             // A 421 ("not my swarm") from a member of the swarm our listing gives the
             // account: the two listings differ for a poll or two; the retry keeps it until
-            // they agree (`retry.rs`; docs/simulation.md, finding 9). Other 4xx are final.
+            // they agree (`retry.rs`; docs/simulation.md, finding 9's neighbour). Other 4xx
+            // are final.
             (reply, r.status == 421 || !(400..500).contains(&r.status))
         }
         // The original cannot tell "no answer" from "cannot connect": both are `timeout`.

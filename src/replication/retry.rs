@@ -263,8 +263,9 @@ impl Replicator {
             Ok(r) if (200..300).contains(&r.status) => Fate::Delivered,
             // "Not my swarm" while our listing says it is: the two listings differ for a
             // poll or two, and the request is kept until they agree. Dropped at once, a
-            // delete was lost on a member that left the swarm for one directory height and
-            // came back holding the message (docs/simulation.md, finding 9). Once our listing
+            // delete would miss a member that just came back into the swarm holding the
+            // message, which then depends on anti-entropy reaching it within the tombstones'
+            // lifetime (docs/simulation.md, finding 9 and its neighbour). Once our listing
             // agrees the peer no longer owns the account, the hand-off carries the request's
             // effect (tombstones, histories) to the new owners instead.
             Ok(r) if r.status == 421 && self.owns_request(peer, &params, membership) => {
