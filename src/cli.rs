@@ -435,12 +435,9 @@ fn node_runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime
         .context("cannot start the async runtime")
 }
 
+/// The runtime of every other command: one worker per core.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("snode")
-        .build()
-        .context("cannot start the async runtime")
+    node_runtime(0)
 }
 
 fn run_directory(args: DirectoryArgs) -> anyhow::Result<()> {

@@ -237,11 +237,9 @@ fn is_former_owners_retry(state: &AppState, sender: &[u8; 32], body: &[u8]) -> b
     if req.get("retry") != Some(&Value::Bool(true)) {
         return false;
     }
-    let pubkey = req
+    let Some(account) = req
         .get("params")
-        .and_then(|p| p.get("pubkey").or_else(|| p.get("pubKey")))
-        .and_then(Value::as_str);
-    let Some(Ok(account)) = pubkey.map(|pk| crate::rpc::parse_account(pk, state.rpc.testnet))
+        .and_then(|p| crate::replication::request_account(p, state.rpc.testnet))
     else {
         return false;
     };

@@ -87,7 +87,7 @@ fn int_or_string(v: Option<&Value>) -> Option<i64> {
 
 /// The account a request's params name (`pubkey`/`pubKey`: 66 hex, or 64 hex read as `05` on
 /// a test network), as the RPC layer reads it.
-pub(super) fn request_account(params: &Value, testnet: bool) -> Option<AccountId> {
+pub(crate) fn request_account(params: &Value, testnet: bool) -> Option<AccountId> {
     let pk = params
         .get("pubkey")
         .or_else(|| params.get("pubKey"))?

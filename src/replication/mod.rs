@@ -40,6 +40,7 @@ mod retry;
 pub(crate) mod revocations;
 pub mod serve;
 
+pub(crate) use forward::request_account;
 pub use forward::{HttpForwarder, REQUEST_GIVE_UP_MS, store_target};
 
 use std::sync::Arc;

@@ -183,7 +183,7 @@ impl Replicator {
         // is a function of its seed; std's HashMap iterates in a per-process random order).
         let msgs: BTreeMap<String, _> = found
             .into_iter()
-            .filter(|m| peer.is_active() && membership.swarm_for(&m.account) == Some(peer.swarm_id))
+            .filter(|m| owns(peer, membership, &m.account))
             .map(|m| (m.hash.clone(), m))
             .collect();
         let mut by_hash: HashMap<String, Vec<PendingItem>> = HashMap::new();
@@ -221,9 +221,8 @@ impl Replicator {
 
     /// Whether `peer` is in the swarm that owns the account `params` name, in `membership`.
     fn owns_request(&self, peer: &NodeInfo, params: &Value, membership: &Membership) -> bool {
-        super::forward::request_account(params, self.inner.testnet).is_some_and(|account| {
-            peer.is_active() && membership.swarm_for(&account) == Some(peer.swarm_id)
-        })
+        super::forward::request_account(params, self.inner.testnet)
+            .is_some_and(|account| owns(peer, membership, &account))
     }
 
     /// Re-sends one queued request, marked as a retry.
@@ -283,4 +282,10 @@ impl Replicator {
             }
         }
     }
+}
+
+/// Whether `peer` is an active member of the swarm that owns `account` in `membership`: what
+/// a queued entry must still be for the retry to send it.
+fn owns(peer: &NodeInfo, membership: &Membership, account: &crate::message::AccountId) -> bool {
+    peer.is_active() && membership.swarm_for(account) == Some(peer.swarm_id)
 }
